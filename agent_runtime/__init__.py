@@ -1,0 +1,1 @@
+"""agent-runtime: durable, addressable AI agents on AWS serverless."""

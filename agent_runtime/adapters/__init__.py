@@ -1,0 +1,1 @@
+"""Adapters for the ports in `agent_runtime.ports`: `memory` (reference) and `aws`."""

@@ -1,0 +1,1 @@
+"""AWS adapters: DynamoDB, SQS FIFO, S3. Clients are always passed in."""

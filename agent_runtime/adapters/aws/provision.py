@@ -1,0 +1,82 @@
+"""Create the runtime's AWS resources through boto3: used by the local stack and tests.
+
+The deployed stack creates the same resources through CDK (`infra/`); the names of
+keys, attributes and queue settings come from `agent_runtime.settings` for both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agent_runtime import settings
+
+
+@dataclass(frozen=True)
+class Resources:
+    table: str
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    bucket: str
+
+    def env(self) -> dict[str, str]:
+        """The environment variables the Lambda handlers read (see `settings.Settings`)."""
+        return {
+            settings.ENV_TABLE: self.table,
+            settings.ENV_QUEUE_URL: self.queue_url,
+            settings.ENV_BUCKET: self.bucket,
+        }
+
+
+def provision(
+    *,
+    dynamodb: Any,
+    sqs: Any,
+    s3: Any,
+    table: str = settings.LOCAL_TABLE,
+    queue: str = settings.LOCAL_QUEUE,
+    dlq: str = settings.LOCAL_DLQ,
+    bucket: str = settings.LOCAL_BUCKET,
+    visibility_timeout: int = settings.QUEUE_VISIBILITY_SECONDS,
+    max_receive_count: int = settings.DLQ_MAX_RECEIVE_COUNT,
+) -> Resources:
+    """Create (or find) the table, the FIFO queue with its dead-letter queue, and the bucket."""
+    existing = dynamodb.list_tables()["TableNames"]
+    if table not in existing:
+        dynamodb.create_table(
+            TableName=table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": settings.TABLE_PARTITION_KEY, "AttributeType": "S"},
+                {"AttributeName": settings.TABLE_SORT_KEY, "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": settings.TABLE_PARTITION_KEY, "KeyType": "HASH"},
+                {"AttributeName": settings.TABLE_SORT_KEY, "KeyType": "RANGE"},
+            ],
+        )
+        dynamodb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": settings.TABLE_TTL_ATTRIBUTE},
+        )
+    dlq_url = sqs.create_queue(
+        QueueName=dlq, Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"}
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=queue,
+        Attributes={
+            "FifoQueue": "true",
+            "ContentBasedDeduplication": "false",
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:
+        s3.create_bucket(Bucket=bucket)
+    return Resources(table=table, queue_url=queue_url, queue_arn=queue_arn, dlq_url=dlq_url, bucket=bucket)

@@ -1,0 +1,135 @@
+"""One exception tree for the whole runtime.
+
+    AgentRuntimeError                      root: catch this to catch everything of ours
+    ├── UserError                          the application developer's mistake, at definition time
+    │   ├── DefinitionError                a bad create_agent / define_agent_profile field
+    │   └── ToolDefinitionError            a bad @tool (signature, name)
+    ├── InvalidInput                       a caller's bad input (name, id, payload): 400-class
+    │   └── PayloadTooLarge                over a documented limit: 413
+    ├── NotFound                           unknown agent, instance or submission: 404
+    ├── Conflict                           same idempotency key / dispatch id, other input: 409
+    ├── LedgerError                        the ledger refused a write
+    │   ├── StaleAttempt                   the attempt's fence no longer holds (lease lost)
+    │   ├── AlreadySettled                 first terminal write already won
+    │   └── NotClaimable                   the head is leased by a live attempt
+    └── ModelError                         a model provider failed
+        ├── TransientModelError            429 / 5xx / overloaded / timeout: retried with backoff
+        └── ModelRequestsForbidden         a real provider was called while requests are off
+
+Exceptions carry typed fields; handlers map them to statuses through one table
+(`agent_runtime.protocol.ERROR_STATUS`), never by matching message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AgentRuntimeError(Exception):
+    """Root of every error the runtime raises on purpose."""
+
+    type: str = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class UserError(AgentRuntimeError):
+    """A mistake in application code, raised when the agent or tool is defined."""
+
+    type = "user_error"
+
+
+class DefinitionError(UserError):
+    """A field of an agent or profile definition is wrong; `field` names it."""
+
+    type = "definition_error"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", details={"field": field})
+        self.field = field
+
+
+class ToolDefinitionError(UserError):
+    type = "tool_definition_error"
+
+
+class InvalidInput(AgentRuntimeError):
+    """Input from a caller that cannot be accepted as given."""
+
+    type = "invalid_request"
+
+
+class PayloadTooLarge(InvalidInput):
+    type = "payload_too_large"
+
+
+class NotFound(AgentRuntimeError):
+    type = "not_found"
+
+
+class AgentNotFound(NotFound):
+    type = "agent_not_found"
+
+
+class SubmissionNotFound(NotFound):
+    type = "submission_not_found"
+
+
+class Conflict(AgentRuntimeError):
+    """The same idempotency key or dispatch id was used with other input."""
+
+    type = "conflict"
+
+
+class LedgerError(AgentRuntimeError):
+    type = "ledger_error"
+
+
+class StaleAttempt(LedgerError):
+    """The attempt's fence `(submission, attempt id, running)` no longer holds."""
+
+    type = "stale_attempt"
+
+    def __init__(self, submission_id: str, attempt_id: str) -> None:
+        super().__init__(
+            f"attempt {attempt_id} of {submission_id} is no longer the running attempt",
+            details={"submission_id": submission_id, "attempt_id": attempt_id},
+        )
+        self.submission_id = submission_id
+        self.attempt_id = attempt_id
+
+
+class AlreadySettled(LedgerError):
+    type = "already_settled"
+
+    def __init__(self, submission_id: str) -> None:
+        super().__init__(f"{submission_id} is already settled", details={"submission_id": submission_id})
+        self.submission_id = submission_id
+
+
+class NotClaimable(LedgerError):
+    """The head is held by a live attempt of another worker; try again after its lease."""
+
+    type = "not_claimable"
+
+
+class ModelError(AgentRuntimeError):
+    type = "model_error"
+
+
+class TransientModelError(ModelError):
+    """A provider error worth retrying: rate limit, overload, 5xx, timeout."""
+
+    type = "model_transient_error"
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, details={"status": status})
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ModelRequestsForbidden(ModelError):
+    type = "model_requests_forbidden"

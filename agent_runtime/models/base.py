@@ -1,0 +1,169 @@
+"""The model interface: one small protocol with streaming, and a registry by prefix.
+
+A model is addressed by a ``"provider/model"`` string; only that string is ever
+persisted. Providers register a factory for their prefix. Real providers call
+`check_model_requests_allowed()` before any network request, so a test suite that
+turns requests off (`ALLOW_MODEL_REQUESTS = False`) cannot reach a paid API by accident.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent_runtime.errors import DefinitionError, ModelRequestsForbidden
+from agent_runtime.messages import Message, Usage
+
+ToolChoice = Literal["auto", "none", "required"]
+
+#: Off in tests: real providers refuse to make requests. `test/...` models ignore it.
+ALLOW_MODEL_REQUESTS = True
+
+
+def check_model_requests_allowed(model: str) -> None:
+    if not ALLOW_MODEL_REQUESTS:
+        raise ModelRequestsForbidden(
+            f"model requests are turned off (agent_runtime.models.ALLOW_MODEL_REQUESTS); "
+            f"refusing to call {model!r}"
+        )
+
+
+@contextmanager
+def allow_model_requests(allow: bool = True) -> Iterator[None]:
+    """Set `ALLOW_MODEL_REQUESTS` for a block, e.g. to call a local fake of an API."""
+    global ALLOW_MODEL_REQUESTS
+    previous = ALLOW_MODEL_REQUESTS
+    ALLOW_MODEL_REQUESTS = allow
+    try:
+        yield
+    finally:
+        ALLOW_MODEL_REQUESTS = previous
+
+
+class ToolSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_tokens: int = 4096
+    temperature: float | None = None
+
+
+class ModelRequest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    system: str | None = None
+    messages: list[Message]
+    tools: list[ToolSpec] = Field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    settings: ModelSettings = Field(default_factory=ModelSettings)
+
+
+class ModelResponse(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message: Message
+    usage: Usage = Field(default_factory=Usage)
+    stop_reason: str | None = None
+    model: str | None = None
+
+
+class TextDelta(BaseModel):
+    type: Literal["text_delta"] = "text_delta"
+    text: str
+
+
+class ThinkingDelta(BaseModel):
+    type: Literal["thinking_delta"] = "thinking_delta"
+    thinking: str
+
+
+class ToolCallStarted(BaseModel):
+    """The model began a tool call (its arguments are still streaming)."""
+
+    type: Literal["tool_call_started"] = "tool_call_started"
+    id: str
+    name: str
+
+
+class ResponseDone(BaseModel):
+    type: Literal["response_done"] = "response_done"
+    response: ModelResponse
+
+
+ModelEvent = Annotated[
+    TextDelta | ThinkingDelta | ToolCallStarted | ResponseDone, Field(discriminator="type")
+]
+
+
+class Model(ABC):
+    """A language model. Implement `stream`; `request` is derived from it."""
+
+    #: The persisted ``"provider/model"`` string.
+    name: str
+
+    @abstractmethod
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        """Yield deltas as they arrive, then exactly one `ResponseDone`."""
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        async for event in self.stream(request):
+            if isinstance(event, ResponseDone):
+                return event.response
+        raise RuntimeError(f"model {self.name} ended its stream without a response")
+
+
+ModelFactory = Callable[[str], Model]
+_PROVIDERS: dict[str, ModelFactory] = {}
+_MODEL_STRING = re.compile(r"^([a-z0-9][a-z0-9-]*)/([A-Za-z0-9._:@/-]+)$")
+
+
+def register_provider(prefix: str, factory: ModelFactory) -> None:
+    """Make ``"{prefix}/..."`` model strings resolve through `factory(model_name)`."""
+    _PROVIDERS[prefix] = factory
+
+
+def parse_model_string(spec: str, *, field: str = "model") -> tuple[str, str]:
+    match = _MODEL_STRING.match(spec) if isinstance(spec, str) else None
+    if not match:
+        raise DefinitionError(field, f"expected 'provider/model', got {spec!r}")
+    provider, name = match.groups()
+    _load_builtin_providers()
+    if provider not in _PROVIDERS:
+        known = ", ".join(sorted(_PROVIDERS))
+        raise DefinitionError(field, f"unknown model provider {provider!r} in {spec!r} (known: {known})")
+    return provider, name
+
+
+def resolve_model(spec: str | Model, *, field: str = "model") -> Model:
+    if isinstance(spec, Model):
+        return spec
+    provider, name = parse_model_string(spec, field=field)
+    return _PROVIDERS[provider](name)
+
+
+def _load_builtin_providers() -> None:
+    if "test" in _PROVIDERS:
+        return
+    # Imported lazily: the anthropic SDK is only loaded when an anthropic model is used.
+    from agent_runtime.models import test as _test
+
+    register_provider("test", _test.resolve_test_model)
+    register_provider("anthropic", _anthropic_factory)
+
+
+def _anthropic_factory(name: str) -> Model:
+    from agent_runtime.models.anthropic import AnthropicModel
+
+    return AnthropicModel(name)
