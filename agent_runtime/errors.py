@@ -11,7 +11,8 @@
     ├── LedgerError                        the ledger refused a write
     │   ├── StaleAttempt                   the attempt's fence no longer holds (lease lost)
     │   ├── AlreadySettled                 first terminal write already won
-    │   └── NotClaimable                   the head is leased by a live attempt
+    │   ├── NotClaimable                   the head is leased by a live attempt
+    │   └── AbortRequested                 the running submission was asked to stop
     └── ModelError                         a model provider failed
         ├── TransientModelError            429 / 5xx / overloaded / timeout: retried with backoff
         └── ModelRequestsForbidden         a real provider was called while requests are off
@@ -114,6 +115,16 @@ class NotClaimable(LedgerError):
     """The head is held by a live attempt of another worker; try again after its lease."""
 
     type = "not_claimable"
+
+
+class AbortRequested(LedgerError):
+    """A fenced write found the submission's abort flag set: the attempt must stop."""
+
+    type = "aborted"
+
+    def __init__(self, submission_id: str) -> None:
+        super().__init__(f"{submission_id} was asked to abort", details={"submission_id": submission_id})
+        self.submission_id = submission_id
 
 
 class ModelError(AgentRuntimeError):

@@ -1,0 +1,296 @@
+"""In-memory adapters: the reference semantics of every port, with one lock.
+
+The AWS adapters must behave exactly like these; the contract suite checks both.
+Records are copied in and out so callers can never mutate stored state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_runtime.errors import (
+    AbortRequested,
+    AlreadySettled,
+    Conflict,
+    NotClaimable,
+    StaleAttempt,
+)
+from agent_runtime.ids import InstanceRef
+from agent_runtime.ledger import (
+    Admission,
+    Draft,
+    Fence,
+    Journal,
+    Outcome,
+    Receipt,
+    Status,
+    SubmissionRecord,
+    submission_id_for,
+)
+from agent_runtime.messages import Message, ToolResultPart
+from agent_runtime.ports import HistoryPage, StoredMessage
+
+
+@dataclass
+class _Instance:
+    next_seq: int = 0
+    head: int = 0
+    ledger: dict[int, SubmissionRecord] = field(default_factory=dict)
+    receipts: dict[str, Receipt] = field(default_factory=dict)
+    history: dict[str, dict[tuple[int, int], Message]] = field(default_factory=lambda: defaultdict(dict))
+    tool_results: dict[tuple[int, int, str], ToolResultPart] = field(default_factory=dict)
+    kv: dict[str, Any] = field(default_factory=dict)
+
+
+def _copy(record: SubmissionRecord) -> SubmissionRecord:
+    return record.model_copy(deep=True)
+
+
+class MemoryStore:
+    """`InstanceStore` over dicts. Thread-safe: one lock around every operation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._instances: dict[str, _Instance] = defaultdict(_Instance)
+
+    def _i(self, instance: InstanceRef) -> _Instance:
+        return self._instances[instance.key]
+
+    async def admit(self, instance: InstanceRef, draft: Draft, *, now: float) -> Admission:
+        with self._lock:
+            state = self._i(instance)
+            if draft.receipt_key is not None:
+                known = state.receipts.get(draft.receipt_key)
+                if known is not None:
+                    if known.hash != draft.receipt_hash:
+                        raise Conflict(
+                            f"{draft.receipt_key.split(':', 1)[0]} key was used with other input",
+                            details={"key": draft.receipt_key.split(":", 1)[1], "submission_id": known.submission_id},
+                        )
+                    record = next(r for r in state.ledger.values() if r.id == known.submission_id)
+                    return Admission(_copy(record), replayed=True)
+            seq = state.next_seq
+            record = SubmissionRecord(
+                id=submission_id_for(seq),
+                instance=instance.key,
+                sequence=seq,
+                kind=draft.kind,
+                session=draft.session,
+                payload=draft.payload,
+                accepted_at=now,
+                max_attempts=draft.max_attempts,
+                timeout_s=draft.timeout_s,
+                receipt_key=draft.receipt_key,
+            )
+            state.ledger[seq] = record
+            state.next_seq = seq + 1
+            if draft.receipt_key is not None:
+                state.receipts[draft.receipt_key] = Receipt(
+                    key=draft.receipt_key, hash=draft.receipt_hash or "", submission_id=record.id, accepted_at=now
+                )
+            return Admission(_copy(record), replayed=False)
+
+    async def get(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None:
+        with self._lock:
+            record = next((r for r in self._i(instance).ledger.values() if r.id == submission_id), None)
+            return _copy(record) if record else None
+
+    async def head(self, instance: InstanceRef) -> SubmissionRecord | None:
+        with self._lock:
+            state = self._i(instance)
+            while state.head < state.next_seq and state.ledger[state.head].settled:
+                state.head += 1
+            if state.head >= state.next_seq:
+                return None
+            return _copy(state.ledger[state.head])
+
+    async def pending(self, instance: InstanceRef) -> bool:
+        return await self.head(instance) is not None
+
+    async def claim(
+        self, seen: SubmissionRecord, *, attempt_id: str, now: float, lease_seconds: float
+    ) -> SubmissionRecord:
+        with self._lock:
+            record = self._i(seen.ref).ledger[seen.sequence]
+            if record.settled:
+                raise AlreadySettled(record.id)
+            if record.attempt_id != seen.attempt_id or record.status != seen.status:
+                raise NotClaimable(f"{record.id} changed since it was read")
+            if record.status is Status.running and (record.lease_until or 0) > now:
+                raise NotClaimable(f"{record.id} is leased until {record.lease_until}")
+            if record.status is Status.waiting:
+                raise NotClaimable(f"{record.id} is waiting")
+            record.attempts += 0 if record.resume else 1
+            record.resume = False
+            record.attempt_id = attempt_id
+            record.status = Status.running
+            record.lease_until = now + lease_seconds
+            record.not_before = None
+            if record.started_at is None:
+                record.started_at = now
+            return _copy(record)
+
+    def _fenced(self, fence: Fence, *, honour_abort: bool = True) -> SubmissionRecord:
+        record = self._i(fence.instance).ledger.get(fence.sequence)
+        if record is None or record.attempt_id != fence.attempt_id or record.status is not Status.running:
+            raise StaleAttempt(fence.submission_id, fence.attempt_id)
+        if honour_abort and record.abort_requested:
+            raise AbortRequested(fence.submission_id)
+        return record
+
+    def _append(self, instance: InstanceRef, record: SubmissionRecord, journal: Journal, messages: list[Message]) -> None:
+        session = self._i(instance).history[record.session]
+        start = journal.written - len(messages)
+        for offset, message in enumerate(messages):
+            session.setdefault((record.sequence, start + offset), message)
+
+    async def checkpoint(
+        self,
+        fence: Fence,
+        journal: Journal,
+        *,
+        now: float,
+        lease_seconds: float,
+        messages: list[Message] | None = None,
+    ) -> None:
+        with self._lock:
+            record = self._fenced(fence)
+            self._append(fence.instance, record, journal, messages or [])
+            record.journal = journal.model_copy(deep=True)
+            record.lease_until = now + lease_seconds
+
+    async def record_tool_result(self, fence: Fence, turn: int, result: ToolResultPart, *, now: float) -> None:
+        with self._lock:
+            self._fenced(fence)
+            self._i(fence.instance).tool_results.setdefault((fence.sequence, turn, result.call_id), result)
+
+    async def tool_results(self, instance: InstanceRef, sequence: int, turn: int) -> dict[str, ToolResultPart]:
+        with self._lock:
+            return {
+                call_id: part
+                for (seq, t, call_id), part in self._i(instance).tool_results.items()
+                if seq == sequence and t == turn
+            }
+
+    async def release(
+        self, fence: Fence, *, now: float, resume: bool, not_before: float | None, error: dict[str, Any] | None
+    ) -> None:
+        with self._lock:
+            record = self._fenced(fence, honour_abort=False)
+            record.status = Status.queued
+            record.attempt_id = None
+            record.lease_until = None
+            record.resume = resume
+            record.not_before = not_before
+            if error is not None:
+                record.error = error
+
+    async def settle(
+        self,
+        instance: InstanceRef,
+        submission_id: str,
+        outcome: Outcome,
+        *,
+        now: float,
+        fence: Fence | None = None,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        journal: Journal | None = None,
+        messages: list[Message] | None = None,
+    ) -> SubmissionRecord:
+        with self._lock:
+            state = self._i(instance)
+            record = next((r for r in state.ledger.values() if r.id == submission_id), None)
+            if record is None:
+                raise AlreadySettled(submission_id)
+            if record.settled:
+                raise AlreadySettled(submission_id)
+            if fence is not None:
+                self._fenced(fence, honour_abort=False)
+            elif record.status is Status.running and (record.lease_until or 0) > now:
+                raise StaleAttempt(submission_id, record.attempt_id or "")
+            if journal is not None:
+                self._append(instance, record, journal, messages or [])
+                record.journal = journal.model_copy(deep=True)
+            record.status = Status.settled
+            record.outcome = outcome
+            record.result = result
+            record.error = error
+            record.settled_at = now
+            record.lease_until = None
+            return _copy(record)
+
+    async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
+        with self._lock:
+            record = next((r for r in self._i(instance).ledger.values() if r.id == submission_id), None)
+            if record is None or record.settled:
+                raise AlreadySettled(submission_id)
+            record.abort_requested = True
+            if record.status is Status.queued:
+                record.status = Status.settled
+                record.outcome = Outcome.aborted
+                record.error = {"type": "aborted", "message": "aborted before it started"}
+                record.settled_at = now
+            return _copy(record)
+
+    async def list_submissions(
+        self, instance: InstanceRef, *, after: int = -1, limit: int = 100
+    ) -> list[SubmissionRecord]:
+        with self._lock:
+            ledger = self._i(instance).ledger
+            return [_copy(ledger[s]) for s in sorted(ledger) if s > after][:limit]
+
+    async def history(
+        self, instance: InstanceRef, session: str, *, limit: int = 100, cursor: str | None = None
+    ) -> HistoryPage:
+        with self._lock:
+            items = sorted(self._i(instance).history.get(session, {}).items())
+        stored = [StoredMessage(seq, idx, msg) for (seq, idx), msg in items]
+        if cursor is not None:
+            stored = [m for m in stored if m.cursor > cursor]
+        page = stored[:limit]
+        more = len(stored) > limit
+        return HistoryPage(page, page[-1].cursor if more and page else None)
+
+    async def kv_get(self, instance: InstanceRef, key: str) -> Any:
+        with self._lock:
+            return self._i(instance).kv.get(key)
+
+    async def kv_put(self, instance: InstanceRef, key: str, value: Any) -> None:
+        with self._lock:
+            self._i(instance).kv[key] = value
+
+    async def kv_delete(self, instance: InstanceRef, key: str) -> None:
+        with self._lock:
+            self._i(instance).kv.pop(key, None)
+
+
+class MemoryWakeUps:
+    """Wake-ups in an asyncio queue, deduplicated by id like SQS FIFO (forever, not 5 min)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[InstanceRef, str]] = asyncio.Queue()
+        self.sent: list[tuple[InstanceRef, str, str]] = []
+        self._seen: set[str] = set()
+
+    async def send(self, instance: InstanceRef, *, reason: str, dedupe_id: str) -> None:
+        if dedupe_id in self._seen:
+            return
+        self._seen.add(dedupe_id)
+        self.sent.append((instance, reason, dedupe_id))
+        self.queue.put_nowait((instance, reason))
+
+
+class MemoryBlobs:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    async def put(self, key: str, data: bytes) -> None:
+        self.objects[key] = data
+
+    async def get(self, key: str) -> bytes:
+        return self.objects[key]

@@ -1,0 +1,329 @@
+"""Agent and profile definitions: `create_agent(init)` and `define_agent_profile(...)`.
+
+`init(ctx)` receives an `AgentContext` (`ctx.id`, `ctx.env`) and returns the agent's
+configuration as a dict or an `AgentConfig`. A profile holds the same fields minus
+the runtime ones (`durability`) and is used as a subagent or as the base of an agent
+(``profile=...``; the agent's own fields override the profile's).
+
+Mistakes raise `DefinitionError` at definition time, naming the field. A callable
+`init` is probed once with ``AgentContext(id="definition-check")`` for that reason,
+so it should be a pure function of its context (it runs again per instance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel
+
+from agent_runtime.errors import DefinitionError
+from agent_runtime.models.base import Model, ModelSettings, ToolChoice, resolve_model
+from agent_runtime.tools import TOOL_NAME, Tool, tool
+
+RESERVED_TOOL_NAMES = frozenset({"task", "final_result"})
+RESERVED_TOOL_PREFIXES = ("transfer_to_",)
+PROBE_ID = "definition-check"
+_PROFILE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+Instructions = str | Sequence[str] | Callable[["AgentContext"], str]
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """What `init(ctx)` and callable instructions see."""
+
+    id: str
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    agent: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Durability:
+    """How hard the runtime tries: attempts per submission and its timeout in seconds."""
+
+    retry: int = 10
+    timeout: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retry, int) or not 1 <= self.retry <= 100:
+            raise DefinitionError("durability.retry", "must be an int between 1 and 100")
+        if not isinstance(self.timeout, int | float) or not 1 <= self.timeout <= 7 * 24 * 3600:
+            raise DefinitionError("durability.timeout", "must be seconds between 1 and 604800")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentProfile:
+    """A reusable agent shape: a subagent, or the base of an agent."""
+
+    name: str
+    description: str
+    instructions: Instructions | None = None
+    model: str | Model | None = None
+    tools: tuple[Tool, ...] = ()
+    subagents: tuple[AgentProfile, ...] = ()
+    result: type[BaseModel] | None = None
+    tool_choice: ToolChoice = "auto"
+    max_turns: int | None = None
+    model_settings: ModelSettings | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """A validated agent configuration for one instance."""
+
+    model: str | Model
+    instructions: Instructions | None = None
+    tools: tuple[Tool, ...] = ()
+    subagents: tuple[AgentProfile, ...] = ()
+    result: type[BaseModel] | None = None
+    tool_choice: ToolChoice = "auto"
+    max_turns: int = 20
+    durability: Durability = field(default_factory=Durability)
+    name: str | None = None
+    description: str | None = None
+    model_settings: ModelSettings = field(default_factory=ModelSettings)
+
+    @property
+    def model_name(self) -> str:
+        return self.model if isinstance(self.model, str) else self.model.name
+
+    def render_instructions(self, ctx: AgentContext) -> str | None:
+        return render_instructions(self.instructions, ctx)
+
+    def tool_named(self, name: str) -> Tool | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+
+_AGENT_FIELDS = {f.name for f in dataclasses.fields(AgentConfig)} | {"profile"}
+_PROFILE_FIELDS = {f.name for f in dataclasses.fields(AgentProfile)}
+
+
+def render_instructions(instructions: Instructions | None, ctx: AgentContext) -> str | None:
+    if instructions is None:
+        return None
+    if isinstance(instructions, str):
+        return instructions
+    if callable(instructions):
+        return instructions(ctx)
+    return "\n\n".join(instructions)
+
+
+def _check_model(value: Any, field_name: str) -> str | Model:
+    if isinstance(value, Model):
+        return value
+    if not isinstance(value, str):
+        raise DefinitionError(field_name, f"expected a 'provider/model' string, got {type(value).__name__}")
+    resolve_model(value, field=field_name)  # resolving is cheap: providers connect lazily
+    return value
+
+
+def _check_instructions(value: Any, field_name: str) -> Instructions | None:
+    if value is None or isinstance(value, str) or callable(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise DefinitionError(field_name, "expected a str, a list of str, or a callable of the context")
+
+
+def _check_tools(value: Any, field_name: str) -> tuple[Tool, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise DefinitionError(field_name, "expected a list of tools")
+    tools: list[Tool] = []
+    seen: set[str] = set()
+    for item in value:
+        t = item if isinstance(item, Tool) else tool(item) if callable(item) else None
+        if t is None:
+            raise DefinitionError(field_name, f"{item!r} is not a tool (decorate it with @tool)")
+        if t.name in RESERVED_TOOL_NAMES or t.name.startswith(RESERVED_TOOL_PREFIXES):
+            raise DefinitionError(field_name, f"tool name {t.name!r} is reserved by the runtime")
+        if t.name in seen:
+            raise DefinitionError(field_name, f"duplicate tool name {t.name!r}")
+        seen.add(t.name)
+        tools.append(t)
+    return tuple(tools)
+
+
+def _check_subagents(value: Any, field_name: str) -> tuple[AgentProfile, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or not all(isinstance(v, AgentProfile) for v in value):
+        raise DefinitionError(field_name, "expected a list of profiles from define_agent_profile(...)")
+    names = [p.name for p in value]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise DefinitionError(field_name, f"duplicate subagent name(s): {', '.join(sorted(duplicates))}")
+    return tuple(value)
+
+
+def _check_result(value: Any, field_name: str) -> type[BaseModel] | None:
+    if value is None or (isinstance(value, type) and issubclass(value, BaseModel)):
+        return value
+    raise DefinitionError(field_name, "expected a pydantic model class")
+
+
+def _check_tool_choice(value: Any, field_name: str) -> ToolChoice:
+    if value not in get_args(ToolChoice):
+        raise DefinitionError(field_name, f"expected one of {', '.join(get_args(ToolChoice))}, got {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
+def _check_max_turns(value: Any, field_name: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
+        raise DefinitionError(field_name, "expected an int between 1 and 1000")
+    return value
+
+
+def _check_settings(value: Any, field_name: str) -> ModelSettings | None:
+    if value is None or isinstance(value, ModelSettings):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return ModelSettings(**value)
+        except Exception as exc:
+            raise DefinitionError(field_name, str(exc)) from exc
+    raise DefinitionError(field_name, "expected ModelSettings or a dict")
+
+
+def _check_durability(value: Any, field_name: str) -> Durability:
+    if value is None:
+        return Durability()
+    if isinstance(value, Durability):
+        return value
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"retry", "timeout"}
+        if unknown:
+            raise DefinitionError(f"{field_name}.{sorted(unknown)[0]}", "unknown durability field (known: retry, timeout)")
+        return Durability(**value)
+    raise DefinitionError(field_name, "expected {'retry': int, 'timeout': seconds}")
+
+
+def _check_text(value: Any, field_name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise DefinitionError(field_name, "expected a str")
+
+
+def _unknown(fields: Mapping[str, Any], known: set[str], where: str) -> None:
+    for key in fields:
+        if key not in known:
+            raise DefinitionError(key, f"unknown {where} field (known: {', '.join(sorted(known))})")
+
+
+def define_agent_profile(
+    *,
+    name: str,
+    description: str,
+    instructions: Instructions | None = None,
+    model: str | Model | None = None,
+    tools: Sequence[Tool | Callable[..., Any]] | None = None,
+    subagents: Sequence[AgentProfile] | None = None,
+    result: type[BaseModel] | None = None,
+    tool_choice: ToolChoice = "auto",
+    max_turns: int | None = None,
+    model_settings: ModelSettings | Mapping[str, Any] | None = None,
+) -> AgentProfile:
+    """Define a profile: a subagent, or a base that agents override field by field."""
+    if not isinstance(name, str) or not _PROFILE_NAME.match(name):
+        raise DefinitionError("name", f"profile name must match {_PROFILE_NAME.pattern}, got {name!r}")
+    if not isinstance(description, str) or not description.strip():
+        raise DefinitionError("description", "a profile needs a non-empty description (the model reads it)")
+    return AgentProfile(
+        name=name,
+        description=description,
+        instructions=_check_instructions(instructions, "instructions"),
+        model=None if model is None else _check_model(model, "model"),
+        tools=_check_tools(tools, "tools"),
+        subagents=_check_subagents(subagents, "subagents"),
+        result=_check_result(result, "result"),
+        tool_choice=_check_tool_choice(tool_choice, "tool_choice"),
+        max_turns=_check_max_turns(max_turns, "max_turns"),
+        model_settings=_check_settings(model_settings, "model_settings"),
+    )
+
+
+def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
+    """Validate what `init` returned into an `AgentConfig` (profile fields first)."""
+    if isinstance(raw, AgentConfig):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise DefinitionError("init", f"must return a dict or AgentConfig, got {type(raw).__name__}")
+    _unknown(raw, _AGENT_FIELDS, "agent")
+    merged: dict[str, Any] = {}
+    profile = raw.get("profile")
+    if profile is not None:
+        if not isinstance(profile, AgentProfile):
+            raise DefinitionError("profile", "expected a profile from define_agent_profile(...)")
+        merged = {k: getattr(profile, k) for k in _PROFILE_FIELDS if getattr(profile, k) not in (None, ())}
+    merged.update({k: v for k, v in raw.items() if k != "profile"})
+    if merged.get("model") is None:
+        raise DefinitionError("model", "an agent needs a model, e.g. 'anthropic/claude-haiku-4-5' or 'test/echo'")
+    if merged.get("tool_choice") == "required" and not merged.get("tools") and merged.get("result") is None:
+        raise DefinitionError("tool_choice", "'required' needs at least one tool or a result schema")
+    max_turns = _check_max_turns(merged.get("max_turns"), "max_turns")
+    return AgentConfig(
+        model=_check_model(merged["model"], "model"),
+        instructions=_check_instructions(merged.get("instructions"), "instructions"),
+        tools=_check_tools(merged.get("tools"), "tools"),
+        subagents=_check_subagents(merged.get("subagents"), "subagents"),
+        result=_check_result(merged.get("result"), "result"),
+        tool_choice=_check_tool_choice(merged.get("tool_choice", "auto"), "tool_choice"),
+        max_turns=20 if max_turns is None else max_turns,
+        durability=_check_durability(merged.get("durability"), "durability"),
+        name=_check_text(merged.get("name"), "name"),
+        description=_check_text(merged.get("description"), "description"),
+        model_settings=_check_settings(merged.get("model_settings"), "model_settings") or ModelSettings(),
+    )
+
+
+Init = Callable[[AgentContext], Mapping[str, Any] | AgentConfig]
+
+
+@dataclass(frozen=True)
+class AgentDefinition:
+    """What `create_agent` returns: the module attribute `agent` of an agent module."""
+
+    init: Init
+    kind: Literal["agent"] = "agent"
+
+    def configure(self, ctx: AgentContext) -> AgentConfig:
+        try:
+            raw = self.init(ctx)
+        except DefinitionError:
+            raise
+        except Exception as exc:
+            raise DefinitionError("init", f"raised {type(exc).__name__}: {exc}") from exc
+        return build_config(raw)
+
+
+def create_agent(init: Init | Mapping[str, Any] | None = None, /, **fields: Any) -> AgentDefinition:
+    """Define an agent: ``create_agent(lambda ctx: dict(model=..., ...))``.
+
+    A static configuration may be given as a dict or as keyword arguments.
+    """
+    if init is None:
+        static = dict(fields)
+        definition = AgentDefinition(lambda _ctx: static)
+    elif fields:
+        raise DefinitionError("init", "give either init or keyword fields, not both")
+    elif isinstance(init, Mapping):
+        static = dict(init)
+        definition = AgentDefinition(lambda _ctx: static)
+    elif callable(init):
+        definition = AgentDefinition(init)
+    else:
+        raise DefinitionError("init", "expected a callable of the context, a dict, or keyword fields")
+    definition.configure(AgentContext(id=PROBE_ID))
+    return definition
+
+
+def tool_name_ok(name: str) -> bool:
+    return bool(TOOL_NAME.match(name))

@@ -1,0 +1,198 @@
+"""The submission ledger: records, their schema version, and the rules over them.
+
+A submission moves ``queued -> running -> (waiting ->) settled``; settled carries an
+outcome ``completed | failed | aborted``. Each claim of a submission is an *attempt*
+with a fresh attempt id and a lease; every write of an attempt is fenced on
+``(submission, attempt id, running)`` so a stale attempt can neither write nor settle.
+
+The journal on the record says how far the current turn got:
+``before_model -> model_done -> tools_requested -> tool_result(call_id)* -> committed``.
+Tool results are stored one by one next to the record; history messages are keyed
+by ``(submission sequence, index within the submission)``, so appending never
+rewrites earlier messages and needs no counter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent_runtime.errors import InvalidInput, SubmissionNotFound
+from agent_runtime.ids import InstanceRef
+from agent_runtime.messages import Usage
+
+RECORD_SCHEMA_VERSION = 1
+MAX_INPUT_BYTES = 1_000_000
+
+
+class Status(StrEnum):
+    queued = "queued"
+    running = "running"
+    waiting = "waiting"
+    settled = "settled"
+
+
+class Outcome(StrEnum):
+    completed = "completed"
+    failed = "failed"
+    aborted = "aborted"
+
+
+class Phase(StrEnum):
+    before_model = "before_model"
+    model_done = "model_done"
+    tools_requested = "tools_requested"
+    tool_result = "tool_result"
+    committed = "committed"
+
+
+class Journal(BaseModel):
+    """How far the submission got; rewritten (never appended) at each checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    applied: bool = False  # the input is in history
+    turn: int = 0
+    phase: Phase | None = None
+    written: int = 0  # history messages this submission has written
+    pending_calls: list[str] = Field(default_factory=list)
+    repairs: int = 0
+    usage: Usage = Field(default_factory=Usage)
+
+
+class SubmissionRecord(BaseModel):
+    """One ledger item. `v` is checked on read: an unknown version is refused loudly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: int = RECORD_SCHEMA_VERSION
+    id: str
+    instance: str
+    sequence: int
+    kind: Literal["direct", "dispatch"]
+    session: str
+    payload: Any
+    status: Status = Status.queued
+    outcome: Outcome | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    accepted_at: float
+    started_at: float | None = None
+    settled_at: float | None = None
+    attempts: int = 0
+    attempt_id: str | None = None
+    lease_until: float | None = None
+    resume: bool = False  # released on purpose (out of time): the next claim is no new attempt
+    not_before: float | None = None  # retry backoff after a failed attempt
+    max_attempts: int = 10
+    timeout_s: float = 3600.0
+    abort_requested: bool = False
+    receipt_key: str | None = None
+    journal: Journal = Field(default_factory=Journal)
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v != RECORD_SCHEMA_VERSION:
+            raise ValueError(f"unknown submission record version {v} (this runtime reads {RECORD_SCHEMA_VERSION})")
+        return v
+
+    @property
+    def ref(self) -> InstanceRef:
+        return InstanceRef.parse(self.instance)
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.started_at is None else self.started_at + self.timeout_s
+
+    @property
+    def settled(self) -> bool:
+        return self.status is Status.settled
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The identity every write of an attempt is conditioned on."""
+
+    instance: InstanceRef
+    submission_id: str
+    sequence: int
+    attempt_id: str
+
+
+class Draft(BaseModel):
+    """What admission needs; the store assigns id, sequence and times."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["direct", "dispatch"]
+    session: str
+    payload: Any
+    receipt_key: str | None = None
+    receipt_hash: str | None = None
+    max_attempts: int = 10
+    timeout_s: float = 3600.0
+
+
+class Receipt(BaseModel):
+    """Kept for the instance's life: the same key and input always return it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    hash: str
+    submission_id: str
+    accepted_at: float
+
+
+@dataclass(frozen=True)
+class Admission:
+    record: SubmissionRecord
+    replayed: bool
+
+
+def new_attempt_id() -> str:
+    return secrets.token_hex(8)
+
+
+def submission_id_for(sequence: int) -> str:
+    """``sub-<sequence>-<random>``: the sequence locates the ledger item without an index."""
+    return f"sub-{sequence:010d}-{secrets.token_hex(4)}"
+
+
+def sequence_of(submission_id: str) -> int:
+    try:
+        prefix, seq, suffix = submission_id.split("-")
+        if prefix != "sub" or len(seq) != 10 or len(suffix) != 8:
+            raise ValueError
+        return int(seq)
+    except ValueError:
+        raise SubmissionNotFound(f"no submission {submission_id[:80]!r}", details={"submission_id": submission_id[:80]}) from None
+
+
+def canonical_json(value: Any) -> str:
+    """The JSON form used for hashing and size checks; refuses what is not JSON."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"input is not JSON: {exc}", details={"field": "input"}) from exc
+
+
+def input_hash(kind: str, session: str, payload: Any) -> str:
+    return hashlib.sha256(canonical_json([kind, session, payload]).encode()).hexdigest()
+
+
+def check_input_size(payload: Any) -> None:
+    from agent_runtime.errors import PayloadTooLarge
+
+    size = len(canonical_json(payload).encode())
+    if size > MAX_INPUT_BYTES:
+        raise PayloadTooLarge(
+            f"input is {size} bytes; the limit is {MAX_INPUT_BYTES}", details={"limit": MAX_INPUT_BYTES, "size": size}
+        )

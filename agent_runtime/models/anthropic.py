@@ -1,0 +1,331 @@
+"""``anthropic/<model>``: Claude through the Anthropic Messages API, streamed.
+
+The SDK client is built on first use, never at import, with the SDK's own retries off:
+`AnthropicModel.stream` retries transient failures itself, because only it knows whether a
+delta has already reached the caller (after that a retry would repeat text, so it raises
+`TransientModelError` and leaves the decision to the run's durable retry).
+
+The API key comes from, in order: the ``api_key`` argument, ``ANTHROPIC_API_KEY``, or the
+secret named by ``AGENT_RUNTIME_MODEL_SECRET_ARN`` (an SSM parameter, written ``ssm:<name>``
+or as a parameter ARN, or a Secrets Manager secret), read once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import json
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Literal
+
+import anthropic
+import httpx2
+from anthropic import omit
+from anthropic.types import (
+    MessageParam,
+    RawContentBlockDeltaEvent,
+    RawContentBlockStartEvent,
+    TextBlock,
+    TextBlockParam,
+    ThinkingBlock,
+    ThinkingBlockParam,
+    ToolChoiceParam,
+    ToolParam,
+    ToolResultBlockParam,
+    ToolUseBlock,
+    ToolUseBlockParam,
+)
+from anthropic.types import TextDelta as SdkTextDelta
+from anthropic.types import ThinkingDelta as SdkThinkingDelta
+
+from agent_runtime.errors import DefinitionError, ModelError, TransientModelError
+from agent_runtime.messages import (
+    Message,
+    Part,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    ToolResultPart,
+    Usage,
+)
+from agent_runtime.models.base import (
+    Model,
+    ModelEvent,
+    ModelRequest,
+    ModelResponse,
+    ResponseDone,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallStarted,
+    ToolSpec,
+    check_model_requests_allowed,
+)
+
+SECRET_ENV = "AGENT_RUNTIME_MODEL_SECRET_ARN"
+
+#: A server asking us to wait longer than this is not waited for inside one call: the
+#: `TransientModelError` carries `retry_after` so the caller can reschedule the turn.
+MAX_RETRY_AFTER = 60.0
+MAX_BACKOFF = 20.0
+
+# Statuses of errors that arrive as an SSE `error` event, after HTTP 200.
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+_Block = TextBlockParam | ThinkingBlockParam | ToolUseBlockParam | ToolResultBlockParam
+
+
+class AnthropicModel(Model):
+    """A Claude model; `model_name` is the API's model id, e.g. ``claude-haiku-4-5``."""
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        client: anthropic.AsyncAnthropic | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        max_attempts: int = 4,
+        backoff: float = 0.5,
+    ) -> None:
+        if max_attempts < 1:
+            raise DefinitionError("max_attempts", f"must be at least 1, got {max_attempts}")
+        self.model_name = model_name
+        self.name = f"anthropic/{model_name}"
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self._given_client = client
+        self._client: anthropic.AsyncAnthropic | None = None
+        self._api_key = api_key
+        self._base_url = base_url
+
+    def _get_client(self) -> anthropic.AsyncAnthropic:
+        if self._client is None:
+            if self._given_client is not None:
+                self._client = self._given_client.with_options(max_retries=0)
+            else:
+                self._client = anthropic.AsyncAnthropic(
+                    api_key=self._api_key or resolve_api_key(), base_url=self._base_url, max_retries=0
+                )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this model built (a client passed in stays open)."""
+        if self._client is not None and self._given_client is None:
+            await self._client.close()
+        self._client = None
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        check_model_requests_allowed(self.name)
+        client = self._get_client()
+        messages = to_anthropic_messages(request.messages)
+        tools: list[ToolParam] = [_tool(spec) for spec in request.tools]
+        temperature = request.settings.temperature
+        attempt = 0
+        while True:
+            attempt += 1
+            yielded = False
+            try:
+                async with client.messages.stream(
+                    model=self.model_name,
+                    max_tokens=request.settings.max_tokens,
+                    messages=messages,
+                    system=request.system or omit,
+                    tools=tools or omit,
+                    tool_choice=_tool_choice(request) if tools else omit,
+                    extra_body={"temperature": temperature} if temperature is not None else None,
+                ) as events:
+                    async for event in events:
+                        delta = _delta(event)
+                        if delta is not None:
+                            yielded = True
+                            yield delta
+                    final = await events.get_final_message()
+            except (anthropic.APIError, httpx2.TransportError) as err:
+                error = to_model_error(err)
+                if yielded or not isinstance(error, TransientModelError) or attempt >= self.max_attempts:
+                    raise error from err
+                if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
+                    raise error from err
+                await asyncio.sleep(self._delay(attempt, error.retry_after))
+                continue
+            yield ResponseDone(response=_response(final))
+            return
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        # Exponential backoff with jitter (half fixed, half random), never shorter than
+        # what the server asked for.
+        base = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+        return max(base / 2 + random.uniform(0, base / 2), retry_after or 0.0)
+
+
+def to_anthropic_messages(messages: Sequence[Message]) -> list[MessageParam]:
+    """Our history as Messages API turns: consecutive same-role messages merged, parts the
+    API cannot take back (empty text, thinking without a signature) left out, and tool
+    results placed first in their user turn as the API requires."""
+    turns: list[tuple[Literal["user", "assistant"], list[_Block]]] = []
+    for message in messages:
+        blocks = [block for part in message.parts if (block := _block(part)) is not None]
+        if not blocks:
+            continue
+        if turns and turns[-1][0] == message.role:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((message.role, blocks))
+    result: list[MessageParam] = []
+    for role, blocks in turns:
+        if role == "user":
+            blocks.sort(key=lambda block: block["type"] != "tool_result")  # stable
+            result.append({"role": "user", "content": blocks})
+        else:
+            result.append({"role": "assistant", "content": blocks})
+    return result
+
+
+def _block(part: Part) -> _Block | None:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ThinkingPart):
+        if part.signature is None:
+            return None
+        return {"type": "thinking", "thinking": part.thinking, "signature": part.signature}
+    if isinstance(part, ToolCallPart):
+        return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.arguments}
+    if isinstance(part, ToolResultPart):
+        # An interrupted call's outcome is unknown: the model must not take it as a success.
+        is_error = part.is_error or part.status != "ok"
+        return {"type": "tool_result", "tool_use_id": part.call_id, "content": part.content, "is_error": is_error}
+    return None
+
+
+def _tool(spec: ToolSpec) -> ToolParam:
+    return {"name": spec.name, "description": spec.description, "input_schema": spec.parameters}
+
+
+def _tool_choice(request: ModelRequest) -> ToolChoiceParam:
+    if request.tool_choice == "required":
+        return {"type": "any"}
+    if request.tool_choice == "none":
+        return {"type": "none"}
+    return {"type": "auto"}
+
+
+def _delta(event: object) -> ModelEvent | None:
+    if isinstance(event, RawContentBlockStartEvent) and isinstance(event.content_block, ToolUseBlock):
+        return ToolCallStarted(id=event.content_block.id, name=event.content_block.name)
+    if isinstance(event, RawContentBlockDeltaEvent):
+        if isinstance(event.delta, SdkTextDelta) and event.delta.text:
+            return TextDelta(text=event.delta.text)
+        if isinstance(event.delta, SdkThinkingDelta) and event.delta.thinking:
+            return ThinkingDelta(thinking=event.delta.thinking)
+    return None
+
+
+def _response(final: anthropic.types.Message) -> ModelResponse:
+    parts: list[Part] = []
+    for block in final.content:
+        if isinstance(block, TextBlock):
+            if block.text:
+                parts.append(TextPart(text=block.text))
+        elif isinstance(block, ThinkingBlock):
+            parts.append(ThinkingPart(thinking=block.thinking, signature=block.signature or None))
+        elif isinstance(block, ToolUseBlock):
+            parts.append(ToolCallPart(id=block.id, name=block.name, arguments=dict(block.input or {})))
+    usage = final.usage
+    return ModelResponse(
+        message=Message(role="assistant", parts=parts),
+        usage=Usage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_input_tokens or 0,
+            cache_write_tokens=usage.cache_creation_input_tokens or 0,
+            requests=1,
+        ),
+        stop_reason=final.stop_reason,
+        model=final.model,
+    )
+
+
+def to_model_error(err: Exception) -> ModelError:
+    """An SDK or transport failure as our error: `TransientModelError` for 408, 429, 5xx
+    and 529 (or the same errors as an SSE `error` event), connection failures and
+    timeouts; `ModelError` with the status in `details` for the rest."""
+    if isinstance(err, anthropic.APIStatusError):
+        status = err.status_code
+        if status < 400:  # an `error` event inside a 200 stream
+            status = _ERROR_TYPE_STATUS.get(err.type or "", 500)
+        message = f"anthropic {status} {err.type or 'error'}: {err.api_message or err.message}"
+        if status in (408, 429) or status >= 500:
+            return TransientModelError(message, status=status, retry_after=retry_after(err.response.headers))
+        return ModelError(message, details={"status": status, "type": err.type, "request_id": err.request_id})
+    if isinstance(err, anthropic.APIConnectionError | httpx2.TransportError):
+        return TransientModelError(f"anthropic connection failed: {err}", status=None)
+    return ModelError(f"anthropic: {err}", details={"status": None})
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            pass
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            pass
+    return None
+
+
+def resolve_api_key() -> str | None:
+    """``ANTHROPIC_API_KEY``, else the secret named by ``AGENT_RUNTIME_MODEL_SECRET_ARN``,
+    else None (the SDK then tries its own credential sources)."""
+    if key := os.environ.get("ANTHROPIC_API_KEY"):
+        return key
+    if ref := os.environ.get(SECRET_ENV):
+        return secret_api_key(ref)
+    return None
+
+
+@functools.cache
+def secret_api_key(ref: str) -> str:
+    """Read the key once per process from SSM (``ssm:<name>`` or a parameter ARN) or
+    Secrets Manager (any other id or ARN). A JSON secret may hold it under
+    ``ANTHROPIC_API_KEY`` or ``api_key``."""
+    import boto3  # only a deployment that keeps the key in AWS pays for this import
+
+    arn = ref.removeprefix("ssm:")
+    fields = arn.split(":") if arn.startswith("arn:") else []
+    region = fields[3] if len(fields) > 3 and fields[3] else None
+    try:
+        if ref.startswith("ssm:") or (len(fields) > 2 and fields[2] == "ssm"):
+            ssm: Any = boto3.client("ssm", region_name=region)
+            value = str(ssm.get_parameter(Name=arn, WithDecryption=True)["Parameter"]["Value"]).strip()
+        else:
+            secrets: Any = boto3.client("secretsmanager", region_name=region)
+            value = str(secrets.get_secret_value(SecretId=arn)["SecretString"]).strip()
+        if value.startswith("{"):
+            data = json.loads(value)
+            value = str(data.get("ANTHROPIC_API_KEY") or data.get("api_key") or "")
+    except Exception as err:
+        raise ModelError(f"could not read the Anthropic API key from {ref}: {err}", details={"secret": ref}) from err
+    if not value:
+        raise ModelError(f"the secret {ref} holds no Anthropic API key", details={"secret": ref})
+    return value

@@ -1,0 +1,320 @@
+"""The runtime: admission, reads, abort, and the worker's drain of an instance.
+
+`Runtime` is what handlers call. It knows storage only through the ports; the
+Lambda handlers build one per cold start with the AWS adapters, tests build one with
+the memory adapters (or the AWS ones under moto).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agent_runtime import settings
+from agent_runtime.definition import AgentConfig, AgentContext
+from agent_runtime.errors import (
+    AgentRuntimeError,
+    AlreadySettled,
+    NotClaimable,
+    StaleAttempt,
+    SubmissionNotFound,
+)
+from agent_runtime.ids import InstanceRef, validate_key, validate_session
+from agent_runtime.ledger import (
+    Admission,
+    Draft,
+    Fence,
+    Outcome,
+    Status,
+    SubmissionRecord,
+    canonical_json,
+    check_input_size,
+    input_hash,
+    new_attempt_id,
+    sequence_of,
+)
+from agent_runtime.loop import Attempt, Checkpoint
+from agent_runtime.messages import Message
+from agent_runtime.models.base import Model, resolve_model
+from agent_runtime.ports import HistoryPage, InstanceStore, WakeUps
+from agent_runtime.registry import Registry
+
+log = logging.getLogger("agent_runtime")
+
+DEFAULT_SESSION = "default"
+#: Backoff after a failed attempt: base * 2**(attempt-1), capped, with jitter.
+RETRY_BASE_SECONDS = 1.0
+RETRY_CAP_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """What a worker did for one instance.
+
+    `idle`: nothing left. `more`: work remains (out of time, or a retry is due later):
+    send a continuation wake-up. `busy`: another live attempt holds the head.
+    """
+
+    state: Literal["idle", "more", "busy"]
+    settled: int = 0
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        store: InstanceStore,
+        wakeups: WakeUps,
+        clock: Callable[[], float] = time.time,
+        lease_seconds: float = settings.LEASE_SECONDS,
+        checkpoint: Checkpoint | None = None,
+        env: dict[str, str] | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.wakeups = wakeups
+        self.clock = clock
+        self.lease_seconds = lease_seconds
+        self.checkpoint = checkpoint
+        self.env = env
+        self.sleep = sleep
+        self._models: dict[str, Model] = {}
+
+    # --- definitions ---------------------------------------------------------------
+
+    def instance(self, agent: str, instance_id: str) -> InstanceRef:
+        ref = InstanceRef(agent, instance_id)
+        self.registry.get(agent)  # AgentNotFound before anything is written
+        return ref
+
+    def config(self, instance: InstanceRef) -> AgentConfig:
+        entry = self.registry.get(instance.agent)
+        ctx = AgentContext(id=instance.id, agent=instance.agent, **({"env": self.env} if self.env is not None else {}))
+        return entry.definition.configure(ctx)
+
+    def model(self, config: AgentConfig) -> Model:
+        if isinstance(config.model, Model):
+            return config.model
+        if config.model not in self._models:
+            self._models[config.model] = resolve_model(config.model)
+        return self._models[config.model]
+
+    # --- admission -----------------------------------------------------------------
+
+    async def _admit(self, instance: InstanceRef, draft: Draft) -> Admission:
+        admission = await self.store.admit(instance, draft, now=self.clock())
+        # Sent on replays too: if the first wake-up was lost the retry re-sends it;
+        # SQS deduplicates by submission id.
+        await self.wakeups.send(instance, reason="admit", dedupe_id=admission.record.id)
+        return admission
+
+    def _draft(self, instance: InstanceRef, kind: Literal["direct", "dispatch"], session: str, payload: Any, key: str | None) -> Draft:
+        validate_session(session)
+        check_input_size(payload)
+        durability = self.config(instance).durability
+        return Draft(
+            kind=kind,
+            session=session,
+            payload=payload,
+            receipt_key=key,
+            receipt_hash=input_hash(kind, session, payload) if key else None,
+            max_attempts=durability.retry,
+            timeout_s=durability.timeout,
+        )
+
+    async def prompt(
+        self,
+        agent: str,
+        instance_id: str,
+        message: str,
+        *,
+        session: str = DEFAULT_SESSION,
+        idempotency_key: str | None = None,
+    ) -> Admission:
+        """Admit a direct prompt. The same idempotency key and message return the first
+        submission; the same key with another message raises `Conflict`."""
+        instance = self.instance(agent, instance_id)
+        key = f"prompt:{validate_key(idempotency_key, field='idempotency_key')}" if idempotency_key else None
+        return await self._admit(instance, self._draft(instance, "direct", session, {"message": message}, key))
+
+    async def dispatch(
+        self,
+        agent: str,
+        instance_id: str,
+        input: Any,
+        *,
+        session: str = DEFAULT_SESSION,
+        dispatch_id: str | None = None,
+    ) -> Admission:
+        """Admit dispatched input (any JSON). Receipts are kept for the instance's life."""
+        instance = self.instance(agent, instance_id)
+        canonical_json(input)
+        dispatch_id = validate_key(dispatch_id, field="dispatch_id") if dispatch_id else f"d-{secrets.token_hex(12)}"
+        return await self._admit(instance, self._draft(instance, "dispatch", session, input, f"dispatch:{dispatch_id}"))
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def submission(self, agent: str, instance_id: str, submission_id: str) -> SubmissionRecord:
+        instance = self.instance(agent, instance_id)
+        sequence_of(submission_id)  # refuses malformed ids before any read
+        record = await self.store.get(instance, submission_id)
+        if record is None:
+            raise SubmissionNotFound(f"no submission {submission_id!r} on {instance}", details={"submission_id": submission_id})
+        return record
+
+    async def wait(
+        self, agent: str, instance_id: str, submission_id: str, *, timeout: float, poll: float = 0.05  # noqa: ASYNC109
+    ) -> SubmissionRecord:
+        """Poll until settled or `timeout` seconds pass; returns the latest record."""
+        deadline = time.monotonic() + timeout
+        delay = poll
+        while True:
+            record = await self.submission(agent, instance_id, submission_id)
+            remaining = deadline - time.monotonic()
+            if record.settled or remaining <= 0:
+                return record
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 0.5)
+
+    async def history(
+        self, agent: str, instance_id: str, session: str, *, limit: int = 100, cursor: str | None = None
+    ) -> HistoryPage:
+        instance = self.instance(agent, instance_id)
+        validate_session(session)
+        return await self.store.history(instance, session, limit=limit, cursor=cursor)
+
+    async def abort(self, agent: str, instance_id: str, *, queued: bool = False) -> list[SubmissionRecord]:
+        """Abort the running submission (and, with `queued`, every queued one)."""
+        instance = self.instance(agent, instance_id)
+        aborted: list[SubmissionRecord] = []
+        after = -1
+        while True:
+            page = await self.store.list_submissions(instance, after=after, limit=100)
+            if not page:
+                return aborted
+            for record in page:
+                if record.settled or (record.status is Status.queued and not queued and record.attempts == 0):
+                    continue
+                try:
+                    aborted.append(await self.store.request_abort(instance, record.id, now=self.clock()))
+                except AlreadySettled:
+                    continue
+            after = page[-1].sequence
+
+    # --- the worker ----------------------------------------------------------------
+
+    async def drain(self, instance: InstanceRef, *, deadline: float) -> DrainResult:
+        """Run the instance's head submissions in order until none is left or
+        `deadline` (clock time) comes; the caller sends a continuation on `more`."""
+        settled = 0
+        while self.clock() < deadline:
+            head = await self.store.head(instance)
+            if head is None:
+                return DrainResult("idle", settled)
+            if head.status is Status.waiting:
+                return DrainResult("idle", settled)
+            now = self.clock()
+            if head.not_before and head.not_before > now:
+                wait = head.not_before - now
+                if now + wait >= deadline:
+                    return DrainResult("more", settled)
+                await self.sleep(wait)
+                continue
+            try:
+                if await self._settle_unrunnable(head):
+                    settled += 1
+                    continue
+                record = await self.store.claim(
+                    head, attempt_id=new_attempt_id(), now=self.clock(), lease_seconds=self.lease_seconds
+                )
+            except NotClaimable:
+                return DrainResult("busy", settled)
+            except (AlreadySettled, StaleAttempt):
+                continue
+            if await self._run(record, deadline):
+                settled += 1
+        return DrainResult("more" if await self.store.pending(instance) else "idle", settled)
+
+    async def _settle_unrunnable(self, head: SubmissionRecord) -> bool:
+        """Settle a head that must not run again: aborted, out of attempts or time."""
+        now = self.clock()
+        leased = head.status is Status.running and (head.lease_until or 0) > now
+        if leased:
+            raise NotClaimable(f"{head.id} is leased")
+        error: dict[str, Any] | None = None
+        outcome = Outcome.failed
+        if head.abort_requested:
+            outcome, error = Outcome.aborted, {"type": "aborted", "message": "aborted on request"}
+        elif head.deadline is not None and now >= head.deadline:
+            error = {"type": "timeout", "message": f"submission exceeded its timeout of {head.timeout_s:g}s"}
+        elif not head.resume and head.attempts >= head.max_attempts:
+            error = {
+                "type": "retries_exhausted",
+                "message": f"gave up after {head.attempts} attempts",
+                "last_error": head.error,
+            }
+        if error is None:
+            return False
+        await self.store.settle(head.ref, head.id, outcome, now=now, error=error)
+        return True
+
+    async def _run(self, record: SubmissionRecord, deadline: float) -> bool:
+        """One attempt; True when it settled the submission."""
+        fence = Fence(record.ref, record.id, record.sequence, record.attempt_id or "")
+        try:
+            config = self.config(record.ref)
+            attempt = Attempt(
+                store=self.store,
+                config=config,
+                model=self.model(config),
+                record=record,
+                history=await self._history(record),
+                clock=self.clock,
+                lease_seconds=self.lease_seconds,
+                invocation_deadline=deadline,
+                checkpoint=self.checkpoint,
+            )
+            return await attempt.run() is not None
+        except StaleAttempt:
+            log.warning("attempt lost its lease", extra={"submission_id": record.id})
+            return False
+        except Exception as exc:
+            await self._fail_attempt(fence, record, exc)
+            return False
+
+    async def _fail_attempt(self, fence: Fence, record: SubmissionRecord, exc: Exception) -> None:
+        error = {"type": getattr(exc, "type", type(exc).__name__), "message": str(exc)[:2000]}
+        log.warning("attempt failed", extra={"submission_id": record.id, "attempt": record.attempts, "error": error})
+        now = self.clock()
+        try:
+            if record.attempts >= record.max_attempts:
+                error = {"type": "retries_exhausted", "message": f"gave up after {record.attempts} attempts", "last_error": error}
+                await self.store.settle(record.ref, record.id, Outcome.failed, now=now, fence=fence, error=error)
+            else:
+                backoff = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (record.attempts - 1))
+                not_before = now + backoff * random.uniform(0.5, 1.0)
+                await self.store.release(fence, now=now, resume=False, not_before=not_before, error=error)
+        except (StaleAttempt, AlreadySettled):
+            pass
+
+    async def _history(self, record: SubmissionRecord) -> list[Message]:
+        messages: list[Message] = []
+        cursor: str | None = None
+        while True:
+            page = await self.store.history(record.ref, record.session, limit=1000, cursor=cursor)
+            messages.extend(m.message for m in page.messages)
+            if page.next_cursor is None:
+                return messages
+            cursor = page.next_cursor
+
+
+__all__ = ["DEFAULT_SESSION", "DrainResult", "Runtime"]
+_ = AgentRuntimeError

@@ -1,0 +1,204 @@
+"""`@tool`: turn a sync or async function into a tool the model can call.
+
+The JSON schema comes from the signature through pydantic; the description from the
+docstring (first paragraph; an ``Args:`` section describes parameters). Arguments are
+validated before the call: a validation failure goes back to the model as a tool
+error, not a crash. A parameter annotated `ToolContext` receives the call's context
+and is hidden from the schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, get_type_hints, overload
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic.fields import FieldInfo
+
+from agent_runtime.errors import ToolDefinitionError
+from agent_runtime.ids import InstanceRef
+from agent_runtime.models.base import ToolSpec
+
+TOOL_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{0,63}$")
+
+
+class KV(Protocol):
+    """The instance's key-value store, as seen by tools."""
+
+    async def get(self, key: str) -> Any: ...
+    async def put(self, key: str, value: Any) -> None: ...
+    async def delete(self, key: str) -> None: ...
+
+
+class AbortSignal:
+    """Set when the submission is aborted; tools that run long should check it."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.reason: str | None = None
+
+    @property
+    def aborted(self) -> bool:
+        return self._event.is_set()
+
+    def abort(self, reason: str = "aborted") -> None:
+        self.reason = reason
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool may know and touch: its instance, session, kv and the abort signal."""
+
+    instance: InstanceRef
+    session: str
+    submission_id: str
+    call_id: str
+    kv: KV
+    abort: AbortSignal = field(default_factory=AbortSignal)
+
+
+class ToolFailure(Exception):
+    """Raise from a tool to send a clean error message back to the model."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    function: Callable[..., Any]
+    arguments_model: type[BaseModel]
+    context_param: str | None = None
+    idempotent: bool = False
+
+    @property
+    def spec(self) -> ToolSpec:
+        schema = self.arguments_model.model_json_schema()
+        schema.pop("title", None)
+        return ToolSpec(name=self.name, description=self.description, parameters=schema)
+
+    def validate(self, arguments: dict[str, Any]) -> BaseModel:
+        return self.arguments_model.model_validate(arguments)
+
+    async def call(self, arguments: dict[str, Any], context: ToolContext) -> str:
+        """Validate and run; returns the result as text for the model.
+
+        Raises `ValidationError` for bad arguments and whatever the tool raises.
+        """
+        validated = self.validate(arguments)
+        kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
+        if self.context_param:
+            kwargs[self.context_param] = context
+        if inspect.iscoroutinefunction(self.function):
+            result = await self.function(**kwargs)
+        else:
+            result = await asyncio.to_thread(self.function, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        return render_result(result)
+
+
+def render_result(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    if isinstance(result, BaseModel):
+        return result.model_dump_json()
+    return json.dumps(result, default=str)
+
+
+def format_validation_error(error: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}" for e in error.errors()
+    ]
+    return "invalid arguments: " + "; ".join(problems)
+
+
+def _describe(doc: str | None) -> tuple[str, dict[str, str]]:
+    """Split a docstring into its description and the ``Args:`` section's entries."""
+    if not doc:
+        return "", {}
+    text = inspect.cleandoc(doc)
+    head, _, args_section = _split_args(text)
+    params: dict[str, str] = {}
+    for line in args_section.splitlines():
+        match = re.match(r"^\s*(\w+)(?:\s*\([^)]*\))?\s*:\s*(.+)$", line)
+        if match:
+            params[match.group(1)] = match.group(2).strip()
+    return head.strip(), params
+
+
+def _split_args(text: str) -> tuple[str, str, str]:
+    parts = re.split(r"^(?:Args|Arguments|Parameters):\s*$", text, maxsplit=1, flags=re.M)
+    if len(parts) == 2:
+        return parts[0], "", parts[1]
+    return text, "", ""
+
+
+def _build(fn: Callable[..., Any], *, name: str | None, description: str | None, idempotent: bool) -> Tool:
+    tool_name = name or fn.__name__
+    if not TOOL_NAME.match(tool_name):
+        raise ToolDefinitionError(f"tool name {tool_name!r} must match {TOOL_NAME.pattern}")
+    doc_description, param_docs = _describe(fn.__doc__)
+    try:
+        hints = get_type_hints(fn)
+    except Exception as exc:  # unresolvable annotations are the developer's to fix
+        raise ToolDefinitionError(f"tool {tool_name!r}: cannot resolve type hints: {exc}") from exc
+    fields: dict[str, Any] = {}
+    context_param: str | None = None
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ToolDefinitionError(f"tool {tool_name!r}: *args and **kwargs are not supported")
+        annotation = hints.get(param.name, Any)
+        if annotation is ToolContext:
+            context_param = param.name
+            continue
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, FieldInfo(default=default, description=param_docs.get(param.name)))
+    model = create_model(  # type: ignore[call-overload]
+        f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return Tool(
+        name=tool_name,
+        description=description or doc_description or tool_name,
+        function=fn,
+        arguments_model=model,
+        context_param=context_param,
+        idempotent=idempotent,
+    )
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, idempotent: bool = False
+) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    idempotent: bool = False,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a tool of a function: ``@tool`` or ``@tool(name=..., idempotent=True)``.
+
+    `idempotent=True` lets the runtime re-run the call after a crash left its outcome
+    unknown; otherwise such a call gets a synthetic ``interrupted`` result.
+    """
+    if fn is not None:
+        return _build(fn, name=name, description=description, idempotent=idempotent)
+
+    def decorate(f: Callable[..., Any]) -> Tool:
+        return _build(f, name=name, description=description, idempotent=idempotent)
+
+    return decorate
+
