@@ -85,10 +85,12 @@ class SubmissionRecord(BaseModel):
     accepted_at: float
     started_at: float | None = None
     settled_at: float | None = None
-    attempts: int = 0
+    #: Every claim counts; a release on purpose (out of invocation time) gives one back,
+    #: so `attempts = claims - yields` counts real tries against the retry budget.
+    claims: int = 0
+    yields: int = 0
     attempt_id: str | None = None
     lease_until: float | None = None
-    resume: bool = False  # released on purpose (out of time): the next claim is no new attempt
     not_before: float | None = None  # retry backoff after a failed attempt
     max_attempts: int = 10
     timeout_s: float = 3600.0
@@ -108,6 +110,10 @@ class SubmissionRecord(BaseModel):
         return InstanceRef.parse(self.instance)
 
     @property
+    def attempts(self) -> int:
+        return self.claims - self.yields
+
+    @property
     def deadline(self) -> float | None:
         return None if self.started_at is None else self.started_at + self.timeout_s
 
@@ -124,6 +130,11 @@ class Fence:
     submission_id: str
     sequence: int
     attempt_id: str
+    session: str
+
+    @classmethod
+    def of(cls, record: SubmissionRecord) -> Fence:
+        return cls(record.ref, record.id, record.sequence, record.attempt_id or "", record.session)
 
 
 class Draft(BaseModel):
@@ -149,6 +160,22 @@ class Receipt(BaseModel):
     hash: str
     submission_id: str
     accepted_at: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `claim_head` found.
+
+    claimed: `record` is now running under a new attempt. idle: nothing unsettled.
+    busy: a live attempt holds the head. waiting: the head waits on a child.
+    backoff: the head may not be retried before `record.not_before`.
+    `next_sequence` is the admission high-water mark seen: work admitted later has
+    its own wake-up behind the current one, so the worker need not look again.
+    """
+
+    state: Literal["claimed", "idle", "busy", "waiting", "backoff"]
+    record: SubmissionRecord | None
+    next_sequence: int
 
 
 @dataclass(frozen=True)

@@ -129,22 +129,23 @@ class Attempt:
         self.lease_seconds = lease_seconds
         self.invocation_deadline = invocation_deadline
         self.on_checkpoint = checkpoint
-        self.fence = Fence(record.ref, record.id, record.sequence, record.attempt_id)
+        self.fence = Fence.of(record)
         self.journal = record.journal.model_copy(deep=True)
         self.abort = AbortSignal()
         self.context = AgentContext(id=record.ref.id, agent=record.ref.agent)
 
     # --- the machine ---------------------------------------------------------------
 
-    async def run(self) -> SubmissionRecord | None:
-        """Settled record, or None when the submission was handed back (`Yield`)."""
+    async def run(self) -> bool:
+        """True when the submission settled, False when it was handed back (`Yield`)."""
         step: Step = await self._resume()
         while True:
             if isinstance(step, Finish):
-                return await self._settle(step)
+                await self._settle(step)
+                return True
             if isinstance(step, Yield):
                 await self.store.release(self.fence, now=self.clock(), resume=True, not_before=None, error=None)
-                return None
+                return False
             try:
                 step = self._boundary() or await self._advance(step)
             except AbortRequested:
@@ -375,14 +376,14 @@ class Attempt:
             )
         ] if calls else []
 
-    async def _settle(self, finish: Finish) -> SubmissionRecord:
+    async def _settle(self, finish: Finish) -> None:
         self.journal.phase = Phase.committed
         self.journal.pending_calls = []
         self.journal.written += len(finish.closing)
         result = None
         if finish.outcome is Outcome.completed:
             result = {"text": finish.text, "data": finish.data, "usage": self.journal.usage.model_dump()}
-        settled = await self.store.settle(
+        await self.store.settle(
             self.fence.instance,
             self.record.id,
             finish.outcome,
@@ -394,7 +395,6 @@ class Attempt:
             messages=finish.closing,
         )
         self.history.extend(finish.closing)
-        return settled
 
 
 def _error(call: ToolCallPart, message: str) -> ToolResultPart:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent_runtime.ids import InstanceRef
-from agent_runtime.ledger import Admission, Draft, Fence, Journal, Outcome, SubmissionRecord
+from agent_runtime.ledger import Admission, Claim, Draft, Fence, Journal, Outcome, SubmissionRecord
 from agent_runtime.messages import Message, ToolResultPart
 
 
@@ -50,24 +50,12 @@ class InstanceStore(Protocol):
 
     async def get(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None: ...
 
-    async def head(self, instance: InstanceRef) -> SubmissionRecord | None:
-        """The earliest unsettled submission (advancing past settled ones), or None."""
-        ...
-
-    async def pending(self, instance: InstanceRef) -> bool:
-        """Whether any admitted submission is not settled yet."""
-        ...
-
-    async def claim(
-        self,
-        seen: SubmissionRecord,
-        *,
-        attempt_id: str,
-        now: float,
-        lease_seconds: float,
-    ) -> SubmissionRecord:
-        """Start an attempt on `seen` if it is still as seen and claimable (queued, or
-        running with an expired lease). Raises `NotClaimable` or `AlreadySettled`."""
+    async def claim_head(
+        self, instance: InstanceRef, *, attempt_id: str, now: float, lease_seconds: float
+    ) -> Claim:
+        """Find the earliest unsettled submission (moving the head past settled ones)
+        and start an attempt on it if it is claimable: queued and past its backoff,
+        or running with an expired lease (a crashed attempt)."""
         ...
 
     async def checkpoint(
@@ -92,7 +80,8 @@ class InstanceStore(Protocol):
     async def release(
         self, fence: Fence, *, now: float, resume: bool, not_before: float | None, error: dict[str, Any] | None
     ) -> None:
-        """Fenced: give the submission back to the queue (out of time, or a failed attempt)."""
+        """Fenced: give the submission back to the queue. `resume=True` (out of
+        invocation time) gives the attempt back; otherwise it was a failed attempt."""
         ...
 
     async def settle(
@@ -107,11 +96,11 @@ class InstanceStore(Protocol):
         error: dict[str, Any] | None = None,
         journal: Journal | None = None,
         messages: list[Message] | None = None,
-    ) -> SubmissionRecord:
+    ) -> None:
         """The first terminal write wins. With a fence, only that attempt may settle
-        (an abort request does not stop it); without one (abort of a queued
-        submission, budget or timeout found at claim) only an unsettled, unleased
-        submission may be settled. Raises `AlreadySettled` or `StaleAttempt`."""
+        (an abort request does not stop it) and the head moves past it; without
+        one (abort of a queued submission) only an unsettled, unleased submission
+        may be settled. Raises `AlreadySettled` or `StaleAttempt`."""
         ...
 
     async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:

@@ -21,7 +21,6 @@ from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import (
     AgentRuntimeError,
     AlreadySettled,
-    NotClaimable,
     StaleAttempt,
     SubmissionNotFound,
 )
@@ -216,59 +215,53 @@ class Runtime:
         `deadline` (clock time) comes; the caller sends a continuation on `more`."""
         settled = 0
         while self.clock() < deadline:
-            head = await self.store.head(instance)
-            if head is None:
+            claim = await self.store.claim_head(
+                instance, attempt_id=new_attempt_id(), now=self.clock(), lease_seconds=self.lease_seconds
+            )
+            if claim.state in ("idle", "waiting"):
                 return DrainResult("idle", settled)
-            if head.status is Status.waiting:
-                return DrainResult("idle", settled)
-            now = self.clock()
-            if head.not_before and head.not_before > now:
-                wait = head.not_before - now
-                if now + wait >= deadline:
-                    return DrainResult("more", settled)
-                await self.sleep(wait)
-                continue
-            try:
-                if await self._settle_unrunnable(head):
-                    settled += 1
-                    continue
-                record = await self.store.claim(
-                    head, attempt_id=new_attempt_id(), now=self.clock(), lease_seconds=self.lease_seconds
-                )
-            except NotClaimable:
+            if claim.state == "busy":
                 return DrainResult("busy", settled)
-            except (AlreadySettled, StaleAttempt):
+            assert claim.record is not None
+            if claim.state == "backoff":
+                wait = (claim.record.not_before or 0) - self.clock()
+                if self.clock() + wait >= deadline:
+                    return DrainResult("more", settled)
+                await self.sleep(max(0.0, wait))
                 continue
+            record = claim.record
             if await self._run(record, deadline):
                 settled += 1
-        return DrainResult("more" if await self.store.pending(instance) else "idle", settled)
+                if record.sequence + 1 >= claim.next_sequence:
+                    # Anything admitted after our read has its own wake-up queued.
+                    return DrainResult("idle", settled)
+        return DrainResult("more", settled)
 
-    async def _settle_unrunnable(self, head: SubmissionRecord) -> bool:
-        """Settle a head that must not run again: aborted, out of attempts or time."""
-        now = self.clock()
-        leased = head.status is Status.running and (head.lease_until or 0) > now
-        if leased:
-            raise NotClaimable(f"{head.id} is leased")
-        error: dict[str, Any] | None = None
-        outcome = Outcome.failed
-        if head.abort_requested:
-            outcome, error = Outcome.aborted, {"type": "aborted", "message": "aborted on request"}
-        elif head.deadline is not None and now >= head.deadline:
-            error = {"type": "timeout", "message": f"submission exceeded its timeout of {head.timeout_s:g}s"}
-        elif not head.resume and head.attempts >= head.max_attempts:
-            error = {
+    def _unrunnable(self, record: SubmissionRecord) -> tuple[Outcome, dict[str, Any]] | None:
+        """Why a just-claimed submission must end without running: abort, time, budget."""
+        if record.abort_requested:
+            return Outcome.aborted, {"type": "aborted", "message": "aborted on request"}
+        if record.deadline is not None and self.clock() >= record.deadline:
+            return Outcome.failed, {"type": "timeout", "message": f"submission exceeded its timeout of {record.timeout_s:g}s"}
+        if record.attempts > record.max_attempts:
+            return Outcome.failed, {
                 "type": "retries_exhausted",
-                "message": f"gave up after {head.attempts} attempts",
-                "last_error": head.error,
+                "message": f"gave up after {record.max_attempts} attempts",
+                "last_error": record.error,
             }
-        if error is None:
-            return False
-        await self.store.settle(head.ref, head.id, outcome, now=now, error=error)
-        return True
+        return None
 
     async def _run(self, record: SubmissionRecord, deadline: float) -> bool:
         """One attempt; True when it settled the submission."""
-        fence = Fence(record.ref, record.id, record.sequence, record.attempt_id or "")
+        fence = Fence.of(record)
+        ending = self._unrunnable(record)
+        if ending is not None:
+            outcome, error = ending
+            try:
+                await self.store.settle(record.ref, record.id, outcome, now=self.clock(), fence=fence, error=error)
+            except (StaleAttempt, AlreadySettled):
+                return False
+            return True
         try:
             config = self.config(record.ref)
             attempt = Attempt(
@@ -282,15 +275,14 @@ class Runtime:
                 invocation_deadline=deadline,
                 checkpoint=self.checkpoint,
             )
-            return await attempt.run() is not None
-        except StaleAttempt:
+            return await attempt.run()
+        except (StaleAttempt, AlreadySettled):
             log.warning("attempt lost its lease", extra={"submission_id": record.id})
             return False
         except Exception as exc:
-            await self._fail_attempt(fence, record, exc)
-            return False
+            return await self._fail_attempt(fence, record, exc)
 
-    async def _fail_attempt(self, fence: Fence, record: SubmissionRecord, exc: Exception) -> None:
+    async def _fail_attempt(self, fence: Fence, record: SubmissionRecord, exc: Exception) -> bool:
         error = {"type": getattr(exc, "type", type(exc).__name__), "message": str(exc)[:2000]}
         log.warning("attempt failed", extra={"submission_id": record.id, "attempt": record.attempts, "error": error})
         now = self.clock()
@@ -298,12 +290,13 @@ class Runtime:
             if record.attempts >= record.max_attempts:
                 error = {"type": "retries_exhausted", "message": f"gave up after {record.attempts} attempts", "last_error": error}
                 await self.store.settle(record.ref, record.id, Outcome.failed, now=now, fence=fence, error=error)
-            else:
-                backoff = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (record.attempts - 1))
-                not_before = now + backoff * random.uniform(0.5, 1.0)
-                await self.store.release(fence, now=now, resume=False, not_before=not_before, error=error)
+                return True
+            backoff = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (record.attempts - 1))
+            not_before = now + backoff * random.uniform(0.5, 1.0)
+            await self.store.release(fence, now=now, resume=False, not_before=not_before, error=error)
         except (StaleAttempt, AlreadySettled):
             pass
+        return False
 
     async def _history(self, record: SubmissionRecord) -> list[Message]:
         messages: list[Message] = []

@@ -16,12 +16,12 @@ from agent_runtime.errors import (
     AbortRequested,
     AlreadySettled,
     Conflict,
-    NotClaimable,
     StaleAttempt,
 )
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import (
     Admission,
+    Claim,
     Draft,
     Fence,
     Journal,
@@ -99,40 +99,30 @@ class MemoryStore:
             record = next((r for r in self._i(instance).ledger.values() if r.id == submission_id), None)
             return _copy(record) if record else None
 
-    async def head(self, instance: InstanceRef) -> SubmissionRecord | None:
+    async def claim_head(
+        self, instance: InstanceRef, *, attempt_id: str, now: float, lease_seconds: float
+    ) -> Claim:
         with self._lock:
             state = self._i(instance)
             while state.head < state.next_seq and state.ledger[state.head].settled:
                 state.head += 1
             if state.head >= state.next_seq:
-                return None
-            return _copy(state.ledger[state.head])
-
-    async def pending(self, instance: InstanceRef) -> bool:
-        return await self.head(instance) is not None
-
-    async def claim(
-        self, seen: SubmissionRecord, *, attempt_id: str, now: float, lease_seconds: float
-    ) -> SubmissionRecord:
-        with self._lock:
-            record = self._i(seen.ref).ledger[seen.sequence]
-            if record.settled:
-                raise AlreadySettled(record.id)
-            if record.attempt_id != seen.attempt_id or record.status != seen.status:
-                raise NotClaimable(f"{record.id} changed since it was read")
-            if record.status is Status.running and (record.lease_until or 0) > now:
-                raise NotClaimable(f"{record.id} is leased until {record.lease_until}")
+                return Claim("idle", None, state.next_seq)
+            record = state.ledger[state.head]
             if record.status is Status.waiting:
-                raise NotClaimable(f"{record.id} is waiting")
-            record.attempts += 0 if record.resume else 1
-            record.resume = False
+                return Claim("waiting", _copy(record), state.next_seq)
+            if record.status is Status.running and (record.lease_until or 0) > now:
+                return Claim("busy", _copy(record), state.next_seq)
+            if record.status is Status.queued and record.not_before is not None and record.not_before > now:
+                return Claim("backoff", _copy(record), state.next_seq)
+            record.claims += 1
             record.attempt_id = attempt_id
             record.status = Status.running
             record.lease_until = now + lease_seconds
             record.not_before = None
             if record.started_at is None:
                 record.started_at = now
-            return _copy(record)
+            return Claim("claimed", _copy(record), state.next_seq)
 
     def _fenced(self, fence: Fence, *, honour_abort: bool = True) -> SubmissionRecord:
         record = self._i(fence.instance).ledger.get(fence.sequence)
@@ -184,7 +174,7 @@ class MemoryStore:
             record.status = Status.queued
             record.attempt_id = None
             record.lease_until = None
-            record.resume = resume
+            record.yields += 1 if resume else 0
             record.not_before = not_before
             if error is not None:
                 record.error = error
@@ -201,7 +191,7 @@ class MemoryStore:
         error: dict[str, Any] | None = None,
         journal: Journal | None = None,
         messages: list[Message] | None = None,
-    ) -> SubmissionRecord:
+    ) -> None:
         with self._lock:
             state = self._i(instance)
             record = next((r for r in state.ledger.values() if r.id == submission_id), None)
@@ -211,6 +201,7 @@ class MemoryStore:
                 raise AlreadySettled(submission_id)
             if fence is not None:
                 self._fenced(fence, honour_abort=False)
+                state.head = max(state.head, record.sequence + 1)
             elif record.status is Status.running and (record.lease_until or 0) > now:
                 raise StaleAttempt(submission_id, record.attempt_id or "")
             if journal is not None:
@@ -222,7 +213,6 @@ class MemoryStore:
             record.error = error
             record.settled_at = now
             record.lease_until = None
-            return _copy(record)
 
     async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
         with self._lock:

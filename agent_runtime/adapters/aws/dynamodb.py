@@ -1,0 +1,659 @@
+"""The instance store on one DynamoDB table; partition key = instance.
+
+Key layout (``pk``, ``sk``; both strings):
+
+    pk = "I#{agent}/{id}"
+    sk = "META"                                 next_seq (admission counter), head (first unsettled)
+         "SUB#{seq:010d}"                       one ledger item per submission (SubmissionRecord)
+         "RCPT#{kind}:{key}"                    receipt: hash, submission_id, accepted_at; kept for life
+         "MSG#{session}#{seq:010d}#{idx:06d}"   one history message; never rewritten
+         "TR#{seq:010d}#{turn:04d}#{call_id}"   one recorded tool result
+         "KV#{key}"                             a kv value
+
+History keys sort by (submission sequence, index within the submission): submissions
+of an instance run one at a time in sequence order, so that is conversation order,
+and appending needs neither a counter nor a read. JSON attributes over `SPILL_BYTES`
+go to S3 (``instances/{agent}/{id}/...``) and the item keeps ``<name>_ref``.
+
+Every write of an attempt carries the fence condition
+``attempt_id = :attempt AND #status = :running`` (plus ``abort_requested = :false``
+where an abort must stop the attempt). The failure's old item (returned with
+``ReturnValuesOnConditionCheckFailure=ALL_OLD``) says which domain error to raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import secrets
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from agent_runtime.errors import (
+    AbortRequested,
+    AlreadySettled,
+    Conflict,
+    LedgerError,
+    PayloadTooLarge,
+    StaleAttempt,
+)
+from agent_runtime.ids import InstanceRef
+from agent_runtime.ledger import (
+    RECORD_SCHEMA_VERSION,
+    Admission,
+    Claim,
+    Draft,
+    Fence,
+    Journal,
+    Outcome,
+    Status,
+    SubmissionRecord,
+    sequence_of,
+    submission_id_for,
+)
+from agent_runtime.messages import Message, ToolResultPart
+from agent_runtime.ports import BlobStore, HistoryPage, StoredMessage
+
+#: JSON attributes larger than this go to S3 (items stay far below DynamoDB's 400 KB).
+SPILL_BYTES = 32 * 1024
+KV_MAX_BYTES = 350 * 1024
+MAX_ADMIT_RETRIES = 200
+_SEQ_MAX = "9999999999"
+
+Item = dict[str, Any]
+
+
+def _pk(instance: InstanceRef) -> str:
+    return f"I#{instance.key}"
+
+
+def _sub(seq: int) -> str:
+    return f"SUB#{seq:010d}"
+
+
+def _msg(session: str, seq: int, idx: int) -> str:
+    return f"MSG#{session}#{seq:010d}#{idx:06d}"
+
+
+def _key(instance: InstanceRef, sk: str) -> Item:
+    return {"pk": {"S": _pk(instance)}, "sk": {"S": sk}}
+
+
+def _s(value: str) -> Item:
+    return {"S": value}
+
+
+def _n(value: float | int) -> Item:
+    return {"N": str(Decimal(str(value)))}
+
+
+def _num(item: Item, name: str) -> float | None:
+    return float(item[name]["N"]) if name in item else None
+
+
+def _int(item: Item, name: str, default: int = 0) -> int:
+    return int(item[name]["N"]) if name in item else default
+
+
+def _str(item: Item, name: str) -> str | None:
+    return item[name]["S"] if name in item else None
+
+
+def _cancel_reasons(error: ClientError) -> list[dict[str, Any]]:
+    reasons: Any = error.response.get("CancellationReasons") or []
+    return list(reasons)
+
+
+def _old_item(error: ClientError) -> Item | None:
+    """The item as it was when a condition failed (ReturnValuesOnConditionCheckFailure)."""
+    item: Any = error.response.get("Item")
+    return dict(item) if item else None
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class DynamoDBStore:
+    """`InstanceStore` on DynamoDB (+ S3 for big attributes). Clients are passed in."""
+
+    def __init__(self, client: Any, table: str, blobs: BlobStore, *, spill_bytes: int = SPILL_BYTES) -> None:
+        self.client = client
+        self.table = table
+        self.blobs = blobs
+        self.spill_bytes = spill_bytes
+
+    # --- JSON attributes with S3 spill ---------------------------------------------
+
+    async def _json_attr(self, instance: InstanceRef, name: str, value: Any, blob_key: str) -> tuple[str, Item]:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        if len(text.encode()) <= self.spill_bytes:
+            return name, _s(text)
+        key = f"instances/{instance.key}/{blob_key}"
+        await self.blobs.put(key, text.encode())
+        return f"{name}_ref", _s(key)
+
+    async def _load_json(self, item: Item, name: str) -> Any:
+        if name in item:
+            return json.loads(item[name]["S"])
+        if f"{name}_ref" in item:
+            return json.loads(await self.blobs.get(item[f"{name}_ref"]["S"]))
+        return None
+
+    # --- records -------------------------------------------------------------------
+
+    async def _record(self, item: Item) -> SubmissionRecord:
+        journal = await self._load_json(item, "journal")
+        status = item["status"]["S"]
+        outcome = _str(item, "outcome")
+        return SubmissionRecord(
+            v=_int(item, "v"),
+            id=item["id"]["S"],
+            instance=item["pk"]["S"][2:],
+            sequence=_int(item, "sequence"),
+            kind=item["kind"]["S"],
+            session=item["session"]["S"],
+            payload=await self._load_json(item, "payload"),
+            status=Status(status),
+            outcome=Outcome(outcome) if outcome else None,
+            result=await self._load_json(item, "result"),
+            error=await self._load_json(item, "error"),
+            accepted_at=_num(item, "accepted_at") or 0.0,
+            started_at=_num(item, "started_at"),
+            settled_at=_num(item, "settled_at"),
+            claims=_int(item, "claims"),
+            yields=_int(item, "yields"),
+            attempt_id=_str(item, "attempt_id"),
+            lease_until=_num(item, "lease_until"),
+            not_before=_num(item, "not_before"),
+            max_attempts=_int(item, "max_attempts", 10),
+            timeout_s=_num(item, "timeout_s") or 3600.0,
+            abort_requested=bool(item.get("abort_requested", {}).get("BOOL", False)),
+            receipt_key=_str(item, "receipt_key"),
+            journal=Journal.model_validate(journal) if journal else Journal(),
+        )
+
+    async def _ledger_item(self, instance: InstanceRef, record: SubmissionRecord, payload_blob: str) -> Item:
+        name, payload = await self._json_attr(instance, "payload", record.payload, payload_blob)
+        item: Item = {
+            **_key(instance, _sub(record.sequence)),
+            "v": _n(RECORD_SCHEMA_VERSION),
+            "id": _s(record.id),
+            "sequence": _n(record.sequence),
+            "kind": _s(record.kind),
+            "session": _s(record.session),
+            name: payload,
+            "status": _s(record.status.value),
+            "accepted_at": _n(record.accepted_at),
+            "claims": _n(0),
+            "yields": _n(0),
+            "max_attempts": _n(record.max_attempts),
+            "timeout_s": _n(record.timeout_s),
+            "abort_requested": {"BOOL": False},
+        }
+        if record.receipt_key:
+            item["receipt_key"] = _s(record.receipt_key)
+        return item
+
+    def _fence_error(self, fence: Fence, old: Item | None, *, honour_abort: bool) -> LedgerError:
+        held = old is not None and old.get("attempt_id", {}).get("S") == fence.attempt_id and old["status"]["S"] == "running"
+        if held and honour_abort and old and old.get("abort_requested", {}).get("BOOL"):
+            return AbortRequested(fence.submission_id)
+        return StaleAttempt(fence.submission_id, fence.attempt_id)
+
+    def _fence_condition(self, fence: Fence, *, honour_abort: bool) -> tuple[str, Item]:
+        expression = "attempt_id = :attempt AND #status = :running"
+        values: Item = {":attempt": _s(fence.attempt_id), ":running": _s("running")}
+        if honour_abort:
+            expression += " AND abort_requested = :false"
+            values[":false"] = {"BOOL": False}
+        return expression, values
+
+    # --- admission -----------------------------------------------------------------
+
+    async def admit(self, instance: InstanceRef, draft: Draft, *, now: float) -> Admission:
+        payload_blob = f"payloads/{secrets.token_hex(8)}.json"
+        for attempt in range(MAX_ADMIT_RETRIES):
+            meta = self.client.get_item(TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True).get("Item")
+            seq = _int(meta, "next_seq") if meta else 0
+            record = SubmissionRecord(
+                id=submission_id_for(seq),
+                instance=instance.key,
+                sequence=seq,
+                kind=draft.kind,
+                session=draft.session,
+                payload=draft.payload,
+                accepted_at=now,
+                max_attempts=draft.max_attempts,
+                timeout_s=draft.timeout_s,
+                receipt_key=draft.receipt_key,
+            )
+            # Two admissions may read the same next_seq; the condition on META lets
+            # exactly one of them write SUB#seq, the other re-reads and takes seq+1.
+            items: list[Item] = [
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": _key(instance, "META"),
+                        "UpdateExpression": "SET next_seq = :next, head = if_not_exists(head, :zero)",
+                        "ConditionExpression": "attribute_not_exists(next_seq) OR next_seq = :seq",
+                        "ExpressionAttributeValues": {":next": _n(seq + 1), ":seq": _n(seq), ":zero": _n(0)},
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": await self._ledger_item(instance, record, payload_blob),
+                        "ConditionExpression": "attribute_not_exists(sk)",
+                    }
+                },
+            ]
+            if draft.receipt_key is not None:
+                items.append(
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                **_key(instance, f"RCPT#{draft.receipt_key}"),
+                                "hash": _s(draft.receipt_hash or ""),
+                                "submission_id": _s(record.id),
+                                "accepted_at": _n(now),
+                            },
+                            "ConditionExpression": "attribute_not_exists(sk)",
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    }
+                )
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                return Admission(record, replayed=False)
+            except ClientError as error:
+                if _code(error) != "TransactionCanceledException":
+                    raise
+                reasons = _cancel_reasons(error)
+                if draft.receipt_key is not None and len(reasons) > 2 and reasons[2].get("Code") == "ConditionalCheckFailed":
+                    return await self._replay(instance, draft, reasons[2].get("Item"))
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
+        raise LedgerError(f"could not admit to {instance} after {MAX_ADMIT_RETRIES} tries (contention)")
+
+    async def _replay(self, instance: InstanceRef, draft: Draft, receipt: Item | None) -> Admission:
+        assert draft.receipt_key is not None
+        if receipt is None:
+            receipt = self.client.get_item(
+                TableName=self.table, Key=_key(instance, f"RCPT#{draft.receipt_key}"), ConsistentRead=True
+            )["Item"]
+        submission_id = receipt["submission_id"]["S"]
+        if receipt["hash"]["S"] != draft.receipt_hash:
+            kind, _, key = draft.receipt_key.partition(":")
+            raise Conflict(f"{kind} key was used with other input", details={"key": key, "submission_id": submission_id})
+        record = await self.get(instance, submission_id)
+        assert record is not None
+        return Admission(record, replayed=True)
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def get(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None:
+        item = self.client.get_item(
+            TableName=self.table, Key=_key(instance, _sub(sequence_of(submission_id))), ConsistentRead=True
+        ).get("Item")
+        if item is None or item["id"]["S"] != submission_id:
+            return None
+        return await self._record(item)
+
+    async def list_submissions(
+        self, instance: InstanceRef, *, after: int = -1, limit: int = 100
+    ) -> list[SubmissionRecord]:
+        response = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={":pk": _s(_pk(instance)), ":lo": _s(_sub(after + 1)), ":hi": _s(f"SUB#{_SEQ_MAX}")},
+            Limit=limit,
+            ConsistentRead=True,
+        )
+        return [await self._record(item) for item in response["Items"]]
+
+    async def history(
+        self, instance: InstanceRef, session: str, *, limit: int = 100, cursor: str | None = None
+    ) -> HistoryPage:
+        prefix = f"MSG#{session}#"
+        kwargs: dict[str, Any] = {}
+        if cursor is not None:
+            seq, _, idx = cursor.partition(".")
+            kwargs["ExclusiveStartKey"] = _key(instance, _msg(session, int(seq), int(idx)))
+        response = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(prefix)},
+            Limit=limit + 1,
+            ConsistentRead=True,
+            **kwargs,
+        )
+        stored: list[StoredMessage] = []
+        for item in response["Items"][:limit]:
+            _, _, seq, idx = item["sk"]["S"].rsplit("#", 3) if item["sk"]["S"].count("#") >= 3 else ("", "", "0", "0")
+            stored.append(StoredMessage(int(seq), int(idx), Message.model_validate(await self._load_json(item, "m"))))
+        more = len(response["Items"]) > limit
+        return HistoryPage(stored, stored[-1].cursor if more and stored else None)
+
+    async def tool_results(self, instance: InstanceRef, sequence: int, turn: int) -> dict[str, ToolResultPart]:
+        response = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(f"TR#{sequence:010d}#{turn:04d}#")},
+            ConsistentRead=True,
+        )
+        results = [ToolResultPart.model_validate(await self._load_json(item, "r")) for item in response["Items"]]
+        return {r.call_id: r for r in results}
+
+    # --- attempts ------------------------------------------------------------------
+
+    async def claim_head(
+        self, instance: InstanceRef, *, attempt_id: str, now: float, lease_seconds: float
+    ) -> Claim:
+        meta = self.client.get_item(TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True).get("Item")
+        if meta is None:
+            return Claim("idle", None, 0)
+        head, next_seq = _int(meta, "head"), _int(meta, "next_seq")
+        while head < next_seq:
+            try:
+                item = self.client.update_item(
+                    TableName=self.table,
+                    Key=_key(instance, _sub(head)),
+                    UpdateExpression=(
+                        "SET #status = :running, attempt_id = :attempt, claims = claims + :one, "
+                        "lease_until = :lease, started_at = if_not_exists(started_at, :now) REMOVE not_before"
+                    ),
+                    # Claimable: queued and past its backoff, or running on an expired lease
+                    # (its worker crashed). A live lease makes the claim fail: busy.
+                    ConditionExpression=(
+                        "(#status = :queued AND (attribute_not_exists(not_before) OR not_before <= :now)) "
+                        "OR (#status = :running AND lease_until < :now)"
+                    ),
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={
+                        ":running": _s("running"),
+                        ":queued": _s("queued"),
+                        ":attempt": _s(attempt_id),
+                        ":one": _n(1),
+                        ":lease": _n(now + lease_seconds),
+                        ":now": _n(now),
+                    },
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )["Attributes"]
+                return Claim("claimed", await self._record(item), next_seq)
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
+                old = _old_item(error)
+                if old is None:
+                    old = self.client.get_item(TableName=self.table, Key=_key(instance, _sub(head)), ConsistentRead=True)["Item"]
+            status = old["status"]["S"]
+            if status == "settled":
+                self._advance_head(instance, head)
+                head += 1
+                continue
+            state = {"waiting": "waiting", "running": "busy"}.get(status, "backoff")
+            return Claim(state, await self._record(old), next_seq)  # type: ignore[arg-type]
+        return Claim("idle", None, next_seq)
+
+    def _advance_head(self, instance: InstanceRef, head: int) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=_key(instance, "META"),
+                UpdateExpression="SET head = :next",
+                ConditionExpression="head = :head",
+                ExpressionAttributeValues={":next": _n(head + 1), ":head": _n(head)},
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+
+    async def _message_puts(self, instance: InstanceRef, session: str, seq: int, start: int, messages: Iterable[Message]) -> list[Item]:
+        puts = []
+        for offset, message in enumerate(messages):
+            idx = start + offset
+            name, value = await self._json_attr(instance, "m", message.model_dump(mode="json"), f"history/{session}/{seq:010d}-{idx:06d}.json")
+            puts.append({"Put": {"TableName": self.table, "Item": {**_key(instance, _msg(session, seq, idx)), name: value}}})
+        return puts
+
+    def _transact_fenced(self, fence: Fence, items: list[Item], *, honour_abort: bool) -> list[dict[str, Any]]:
+        """Run a transaction whose first item carries the fence; map a fence failure."""
+        try:
+            self.client.transact_write_items(TransactItems=items)
+            return []
+        except ClientError as error:
+            if _code(error) != "TransactionCanceledException":
+                raise
+            reasons = _cancel_reasons(error)
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise self._fence_error(fence, reasons[0].get("Item"), honour_abort=honour_abort) from None
+            return reasons
+
+    async def checkpoint(
+        self,
+        fence: Fence,
+        journal: Journal,
+        *,
+        now: float,
+        lease_seconds: float,
+        messages: list[Message] | None = None,
+    ) -> None:
+        condition, values = self._fence_condition(fence, honour_abort=True)
+        name, journal_attr = await self._json_attr(fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json")
+        update: Item = {
+            "TableName": self.table,
+            "Key": _key(fence.instance, _sub(fence.sequence)),
+            "UpdateExpression": "SET #journal = :journal, lease_until = :lease",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#status": "status", "#journal": name},
+            "ExpressionAttributeValues": {**values, ":journal": journal_attr, ":lease": _n(now + lease_seconds)},
+        }
+        if not messages:
+            try:
+                self.client.update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
+                raise self._fence_error(fence, _old_item(error), honour_abort=True) from None
+            return
+        start = journal.written - len(messages)
+        puts = await self._message_puts(fence.instance, fence.session, fence.sequence, start, messages)
+        reasons = self._transact_fenced(
+            fence, [{"Update": {**update, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}, *puts], honour_abort=True
+        )
+        if reasons:
+            raise LedgerError(f"checkpoint of {fence.submission_id} was cancelled: {reasons}")
+
+    async def record_tool_result(self, fence: Fence, turn: int, result: ToolResultPart, *, now: float) -> None:
+        condition, values = self._fence_condition(fence, honour_abort=True)
+        name, value = await self._json_attr(
+            fence.instance, "r", result.model_dump(mode="json"), f"tools/{fence.sequence:010d}-{turn:04d}-{result.call_id}.json"
+        )
+        self._transact_fenced(
+            fence,
+            [
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": _key(fence.instance, _sub(fence.sequence)),
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": values,
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": {**_key(fence.instance, f"TR#{fence.sequence:010d}#{turn:04d}#{result.call_id}"), name: value},
+                        # The first recorded result of a call wins; a second is dropped.
+                        "ConditionExpression": "attribute_not_exists(sk)",
+                    }
+                },
+            ],
+            honour_abort=True,
+        )
+
+    async def release(
+        self, fence: Fence, *, now: float, resume: bool, not_before: float | None, error: dict[str, Any] | None
+    ) -> None:
+        condition, values = self._fence_condition(fence, honour_abort=False)
+        sets = ["#status = :queued", "yields = yields + :yield"]
+        names = {"#status": "status"}
+        values = {**values, ":queued": _s("queued"), ":yield": _n(1 if resume else 0)}
+        if not_before is not None:
+            sets.append("not_before = :not_before")
+            values[":not_before"] = _n(not_before)
+        if error is not None:
+            name, attr = await self._json_attr(fence.instance, "error", error, f"errors/{fence.sequence:010d}.json")
+            sets.append("#error = :error")
+            names["#error"] = name
+            values[":error"] = attr
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=_key(fence.instance, _sub(fence.sequence)),
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE attempt_id, lease_until",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            raise self._fence_error(fence, _old_item(exc), honour_abort=False) from None
+
+    async def settle(
+        self,
+        instance: InstanceRef,
+        submission_id: str,
+        outcome: Outcome,
+        *,
+        now: float,
+        fence: Fence | None = None,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        journal: Journal | None = None,
+        messages: list[Message] | None = None,
+    ) -> None:
+        seq = sequence_of(submission_id)
+        sets = ["#status = :settled", "outcome = :outcome", "settled_at = :now"]
+        names = {"#status": "status"}
+        values: Item = {":settled": _s("settled"), ":outcome": _s(outcome.value), ":now": _n(now), ":id": _s(submission_id)}
+        for attr, value in (("result", result), ("error", error), ("journal", journal.model_dump(mode="json") if journal else None)):
+            if value is not None:
+                name, encoded = await self._json_attr(instance, attr, value, f"{attr}s/{seq:010d}.json")
+                sets.append(f"#{attr} = :{attr}")
+                names[f"#{attr}"] = name
+                values[f":{attr}"] = encoded
+        if fence is not None:
+            condition, fence_values = self._fence_condition(fence, honour_abort=False)
+            values.update(fence_values)
+        else:
+            # No attempt of ours: only an unsettled submission no live attempt holds.
+            condition = "#status <> :settled AND NOT (#status = :running AND lease_until > :now)"
+            values[":running"] = _s("running")
+        update: Item = {
+            "TableName": self.table,
+            "Key": _key(instance, _sub(seq)),
+            "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE lease_until",
+            "ConditionExpression": f"id = :id AND ({condition})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if fence is None:
+            try:
+                self.client.update_item(**update)
+                return
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+                old = _old_item(exc)
+                if old is None or old["status"]["S"] == "settled":
+                    raise AlreadySettled(submission_id) from None
+                raise StaleAttempt(submission_id, old.get("attempt_id", {}).get("S", "")) from None
+        # The fenced attempt runs the head: settling it moves the head past it.
+        items: list[Item] = [
+            {"Update": update},
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": _key(instance, "META"),
+                    "UpdateExpression": "SET head = :next",
+                    "ExpressionAttributeValues": {":next": _n(seq + 1)},
+                }
+            },
+        ]
+        if journal is not None and messages:
+            items += await self._message_puts(instance, fence.session, seq, journal.written - len(messages), messages)
+        try:
+            self._transact_fenced(fence, items, honour_abort=False)
+        except StaleAttempt:
+            old = self.client.get_item(TableName=self.table, Key=_key(instance, _sub(seq)), ConsistentRead=True).get("Item")
+            if old is not None and old["status"]["S"] == "settled":
+                raise AlreadySettled(submission_id) from None
+            raise
+
+    async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
+        key = _key(instance, _sub(sequence_of(submission_id)))
+        names = {"#status": "status"}
+        try:
+            item = self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET abort_requested = :true, #status = :settled, outcome = :aborted, settled_at = :now, #error = :error",
+                ConditionExpression="id = :id AND #status = :queued",
+                ExpressionAttributeNames={**names, "#error": "error"},
+                ExpressionAttributeValues={
+                    ":true": {"BOOL": True},
+                    ":settled": _s("settled"),
+                    ":aborted": _s("aborted"),
+                    ":now": _n(now),
+                    ":id": _s(submission_id),
+                    ":queued": _s("queued"),
+                    ":error": _s(json.dumps({"type": "aborted", "message": "aborted before it started"})),
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+            return await self._record(item)
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+        try:
+            item = self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET abort_requested = :true",
+                ConditionExpression="id = :id AND #status <> :settled",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":true": {"BOOL": True}, ":id": _s(submission_id), ":settled": _s("settled")},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            raise AlreadySettled(submission_id) from None
+        return await self._record(item)
+
+    # --- kv ------------------------------------------------------------------------
+
+    async def kv_get(self, instance: InstanceRef, key: str) -> Any:
+        item = self.client.get_item(TableName=self.table, Key=_key(instance, f"KV#{key}"), ConsistentRead=True).get("Item")
+        return None if item is None else json.loads(item["value"]["S"])
+
+    async def kv_put(self, instance: InstanceRef, key: str, value: Any) -> None:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        if len(text.encode()) > KV_MAX_BYTES:
+            raise PayloadTooLarge(f"kv value for {key!r} is over {KV_MAX_BYTES} bytes", details={"limit": KV_MAX_BYTES})
+        self.client.put_item(TableName=self.table, Item={**_key(instance, f"KV#{key}"), "value": _s(text)})
+
+    async def kv_delete(self, instance: InstanceRef, key: str) -> None:
+        self.client.delete_item(TableName=self.table, Key=_key(instance, f"KV#{key}"))

@@ -1,0 +1,64 @@
+"""Backends for tests: the memory adapters, or the AWS adapters on moto.
+
+Users test their own agents the same way: ``memory_backend()`` for speed, or
+``moto_backend()`` inside ``moto.mock_aws()`` for the real AWS semantics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_runtime.adapters.aws.dynamodb import DynamoDBStore
+from agent_runtime.adapters.aws.provision import Resources, provision
+from agent_runtime.adapters.aws.s3 import S3Blobs
+from agent_runtime.adapters.aws.sqs import SqsWakeUps
+from agent_runtime.adapters.memory import MemoryBlobs, MemoryStore, MemoryWakeUps
+from agent_runtime.ports import BlobStore, InstanceStore, WakeUps
+from agent_runtime.registry import Registry
+from agent_runtime.runtime import Runtime
+
+
+class FakeClock:
+    """A clock tests move by hand: leases expire and timeouts pass on demand."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Backend:
+    kind: str
+    store: InstanceStore
+    wakeups: WakeUps
+    blobs: BlobStore
+    resources: Resources | None = None
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def runtime(self, registry: Registry, **options: Any) -> Runtime:
+        return Runtime(registry=registry, store=self.store, wakeups=self.wakeups, **options)
+
+
+def memory_backend() -> Backend:
+    return Backend("memory", MemoryStore(), MemoryWakeUps(), MemoryBlobs())
+
+
+def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, **provision_options: Any) -> Backend:
+    """The AWS adapters on whatever endpoint boto3 reaches: call inside `mock_aws()`."""
+    import boto3
+
+    clients = {name: boto3.client(name, region_name=region) for name in ("dynamodb", "sqs", "s3")}
+    resources = provision(dynamodb=clients["dynamodb"], sqs=clients["sqs"], s3=clients["s3"], **provision_options)
+    blobs = S3Blobs(clients["s3"], resources.bucket)
+    store_options = {} if spill_bytes is None else {"spill_bytes": spill_bytes}
+    store = DynamoDBStore(clients["dynamodb"], resources.table, blobs, **store_options)
+    return Backend("moto", store, SqsWakeUps(clients["sqs"], resources.queue_url), blobs, resources, clients)

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Never reach a real AWS account or a paid model API from tests.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("ANTHROPIC_API_KEY", None)
+
+from agent_runtime.models import base as _models  # noqa: E402
+
+_models.ALLOW_MODEL_REQUESTS = False
+
+from moto import mock_aws  # noqa: E402
+
+from agent_runtime.testing.backends import Backend, FakeClock, memory_backend, moto_backend  # noqa: E402
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture(params=["memory", "moto"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "memory":
+        yield memory_backend()
+        return
+    with mock_aws():
+        yield moto_backend(visibility_timeout=30)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
