@@ -1,0 +1,69 @@
+"""Build the runtime on AWS once per Lambda cold start.
+
+Clients are made here and only here (`functools.cache`), then passed into the
+adapters. One event loop per container is kept too: the model SDK's async HTTP
+pool is bound to the loop it was made on, so every invocation reuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from agent_runtime.adapters.aws.dynamodb import DynamoDBStore
+from agent_runtime.adapters.aws.s3 import S3Blobs
+from agent_runtime.adapters.aws.sqs import SqsWakeUps
+from agent_runtime.registry import Registry, discover
+from agent_runtime.runtime import Runtime
+from agent_runtime.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Clients:
+    dynamodb: Any
+    sqs: Any
+    s3: Any
+
+
+@functools.cache
+def clients() -> Clients:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+    return Clients(
+        dynamodb=boto3.client("dynamodb", config=config),
+        sqs=boto3.client("sqs", config=config),
+        s3=boto3.client("s3", config=config),
+    )
+
+
+def aws_runtime(settings: Settings, *, registry: Registry, aws: Clients) -> Runtime:
+    blobs = S3Blobs(aws.s3, settings.bucket)
+    return Runtime(
+        registry=registry,
+        store=DynamoDBStore(aws.dynamodb, settings.table, blobs),
+        wakeups=SqsWakeUps(aws.sqs, settings.queue_url),
+    )
+
+
+@functools.cache
+def default_runtime() -> Runtime:
+    """The runtime a Lambda handler uses: settings from the environment, agents discovered."""
+    settings = Settings.from_env()
+    return aws_runtime(settings, registry=discover(settings.agents), aws=clients())
+
+
+@functools.cache
+def _loop() -> asyncio.AbstractEventLoop:
+    return asyncio.new_event_loop()
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on the container's one event loop."""
+    return _loop().run_until_complete(coro)
