@@ -13,12 +13,10 @@ or as a parameter ARN, or a Secrets Manager secret), read once per process.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import json
 import os
 import random
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -72,19 +70,10 @@ SECRET_ENV = "AGENT_RUNTIME_MODEL_SECRET_ARN"
 MAX_RETRY_AFTER = 60.0
 MAX_BACKOFF = 20.0
 
-# Statuses of errors that arrive as an SSE `error` event, after HTTP 200.
-_ERROR_TYPE_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
+# The HTTP status an error would have had, when it arrives as an SSE `error` event after
+# the stream began with 200 (unknown types count as 500).
+_ERROR_TYPE_STATUS = {"invalid_request_error": 400, "rate_limit_error": 429, "api_error": 500}
+_ERROR_TYPE_STATUS |= {"timeout_error": 504, "overloaded_error": 529}
 
 _Block = TextBlockParam | ThinkingBlockParam | ToolUseBlockParam | ToolResultBlockParam
 
@@ -119,7 +108,9 @@ class AnthropicModel(Model):
                 self._client = self._given_client.with_options(max_retries=0)
             else:
                 self._client = anthropic.AsyncAnthropic(
-                    api_key=self._api_key or resolve_api_key(), base_url=self._base_url, max_retries=0
+                    api_key=self._api_key or resolve_api_key(),
+                    base_url=self._base_url,
+                    max_retries=0,
                 )
         return self._client
 
@@ -157,9 +148,12 @@ class AnthropicModel(Model):
                     final = await events.get_final_message()
             except (anthropic.APIError, httpx2.TransportError) as err:
                 error = to_model_error(err)
-                if yielded or not isinstance(error, TransientModelError) or attempt >= self.max_attempts:
-                    raise error from err
-                if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
+                if (
+                    yielded
+                    or not isinstance(error, TransientModelError)
+                    or attempt >= self.max_attempts
+                    or (error.retry_after or 0.0) > MAX_RETRY_AFTER
+                ):
                     raise error from err
                 await asyncio.sleep(self._delay(attempt, error.retry_after))
                 continue
@@ -208,7 +202,12 @@ def _block(part: Part) -> _Block | None:
     if isinstance(part, ToolResultPart):
         # An interrupted call's outcome is unknown: the model must not take it as a success.
         is_error = part.is_error or part.status != "ok"
-        return {"type": "tool_result", "tool_use_id": part.call_id, "content": part.content, "is_error": is_error}
+        return {
+            "type": "tool_result",
+            "tool_use_id": part.call_id,
+            "content": part.content,
+            "is_error": is_error,
+        }
     return None
 
 
@@ -225,7 +224,9 @@ def _tool_choice(request: ModelRequest) -> ToolChoiceParam:
 
 
 def _delta(event: object) -> ModelEvent | None:
-    if isinstance(event, RawContentBlockStartEvent) and isinstance(event.content_block, ToolUseBlock):
+    if isinstance(event, RawContentBlockStartEvent) and isinstance(
+        event.content_block, ToolUseBlock
+    ):
         return ToolCallStarted(id=event.content_block.id, name=event.content_block.name)
     if isinstance(event, RawContentBlockDeltaEvent):
         if isinstance(event.delta, SdkTextDelta) and event.delta.text:
@@ -244,7 +245,9 @@ def _response(final: anthropic.types.Message) -> ModelResponse:
         elif isinstance(block, ThinkingBlock):
             parts.append(ThinkingPart(thinking=block.thinking, signature=block.signature or None))
         elif isinstance(block, ToolUseBlock):
-            parts.append(ToolCallPart(id=block.id, name=block.name, arguments=dict(block.input or {})))
+            parts.append(
+                ToolCallPart(id=block.id, name=block.name, arguments=dict(block.input or {}))
+            )
     usage = final.usage
     return ModelResponse(
         message=Message(role="assistant", parts=parts),
@@ -270,27 +273,24 @@ def to_model_error(err: Exception) -> ModelError:
             status = _ERROR_TYPE_STATUS.get(err.type or "", 500)
         message = f"anthropic {status} {err.type or 'error'}: {err.api_message or err.message}"
         if status in (408, 429) or status >= 500:
-            return TransientModelError(message, status=status, retry_after=retry_after(err.response.headers))
-        return ModelError(message, details={"status": status, "type": err.type, "request_id": err.request_id})
+            return TransientModelError(
+                message, status=status, retry_after=retry_after(err.response.headers)
+            )
+        return ModelError(
+            message, details={"status": status, "type": err.type, "request_id": err.request_id}
+        )
     if isinstance(err, anthropic.APIConnectionError | httpx2.TransportError):
         return TransientModelError(f"anthropic connection failed: {err}", status=None)
     return ModelError(f"anthropic: {err}", details={"status": None})
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds, as the API sends)."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
+        try:
+            return max(0.0, float(headers[name]) * scale)
+        except (KeyError, ValueError):
             continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            pass
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            pass
     return None
 
 
@@ -317,7 +317,9 @@ def secret_api_key(ref: str) -> str:
     try:
         if ref.startswith("ssm:") or (len(fields) > 2 and fields[2] == "ssm"):
             ssm: Any = boto3.client("ssm", region_name=region)
-            value = str(ssm.get_parameter(Name=arn, WithDecryption=True)["Parameter"]["Value"]).strip()
+            value = str(
+                ssm.get_parameter(Name=arn, WithDecryption=True)["Parameter"]["Value"]
+            ).strip()
         else:
             secrets: Any = boto3.client("secretsmanager", region_name=region)
             value = str(secrets.get_secret_value(SecretId=arn)["SecretString"]).strip()
@@ -325,7 +327,9 @@ def secret_api_key(ref: str) -> str:
             data = json.loads(value)
             value = str(data.get("ANTHROPIC_API_KEY") or data.get("api_key") or "")
     except Exception as err:
-        raise ModelError(f"could not read the Anthropic API key from {ref}: {err}", details={"secret": ref}) from err
+        raise ModelError(
+            f"could not read the Anthropic API key from {ref}: {err}", details={"secret": ref}
+        ) from err
     if not value:
         raise ModelError(f"the secret {ref} holds no Anthropic API key", details={"secret": ref})
     return value

@@ -153,14 +153,20 @@ def resolve_model(spec: str | Model, *, field: str = "model") -> Model:
     return _PROVIDERS[provider](name)
 
 
+_BUILTINS_LOADED = False
+
+
 def _load_builtin_providers() -> None:
-    if "test" in _PROVIDERS:
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
         return
+    _BUILTINS_LOADED = True
     # Imported lazily: the anthropic SDK is only loaded when an anthropic model is used.
     from agent_runtime.models import test as _test
 
-    register_provider("test", _test.resolve_test_model)
-    register_provider("anthropic", _anthropic_factory)
+    # A provider the application registered first under the same prefix wins.
+    _PROVIDERS.setdefault("test", _test.resolve_test_model)
+    _PROVIDERS.setdefault("anthropic", _anthropic_factory)
 
 
 def _anthropic_factory(name: str) -> Model:

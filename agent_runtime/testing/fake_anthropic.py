@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import httpx2
 
 __all__ = [
+    "Answer",
     "ApiError",
     "Disconnect",
     "FakeAnthropic",
@@ -168,7 +169,10 @@ def echo(request: RecordedRequest) -> Outcome:
 
 
 @dataclass
-class _Answer:
+class Answer:
+    """What to send back: a status, headers and the body in chunks (SSE events are
+    written one chunk at a time), or a dropped connection."""
+
     status: int
     headers: dict[str, str]
     chunks: list[bytes]
@@ -180,7 +184,11 @@ class FakeAnthropic:
     function of the request), or else a 400 that names the exhausted script."""
 
     def __init__(
-        self, script: Iterable[ScriptItem] = (), *, default: ScriptItem | None = None, api_key: str | None = None
+        self,
+        script: Iterable[ScriptItem] = (),
+        *,
+        default: ScriptItem | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.requests: list[RecordedRequest] = []
         self.default = default
@@ -205,17 +213,24 @@ class FakeAnthropic:
 
     def handler(self, request: httpx2.Request) -> httpx2.Response:
         """The ``httpx2.MockTransport`` entry point."""
-        answer = self.respond(request.method, request.url.path, request.headers.items(), request.content)
+        answer = self.respond(
+            request.method, request.url.path, request.headers.items(), request.content
+        )
         if answer.disconnect:
             raise httpx2.ConnectError("fake anthropic: connection dropped", request=request)
-        return httpx2.Response(answer.status, headers=answer.headers, content=b"".join(answer.chunks))
+        return httpx2.Response(
+            answer.status, headers=answer.headers, content=b"".join(answer.chunks)
+        )
 
-    def respond(self, method: str, path: str, headers: Iterable[tuple[str, str]], body: bytes) -> _Answer:
+    def respond(
+        self, method: str, path: str, header_pairs: Iterable[tuple[str, str]], body: bytes
+    ) -> Answer:
+        """Record the request and decide the answer; both transports call this."""
         try:
             data: Any = json.loads(body) if body else None
         except ValueError:
             data = None
-        request = RecordedRequest(method, path, {k.lower(): v for k, v in headers}, data)
+        request = RecordedRequest(method, path, {k.lower(): v for k, v in header_pairs}, data)
         with self._lock:
             self.requests.append(request)
             number = next(self._ids)
@@ -226,17 +241,21 @@ class FakeAnthropic:
         if self.api_key is not None and request.api_key != self.api_key:
             return self._error(ApiError(401, message="invalid x-api-key"), number)
         if "anthropic-version" not in request.headers:
-            return self._error(ApiError(400, message="anthropic-version: header is required"), number)
+            return self._error(
+                ApiError(400, message="anthropic-version: header is required"), number
+            )
         if problem := _invalid(data):
             return self._error(ApiError(400, message=problem), number)
         with self._lock:
             item = self._script.popleft() if self._script else self.default
         if item is None:
-            return self._error(ApiError(400, message="FakeAnthropic: the script is exhausted"), number)
+            return self._error(
+                ApiError(400, message="FakeAnthropic: the script is exhausted"), number
+            )
         outcome = item(request) if callable(item) else item
         streaming = data.get("stream") is True
         if isinstance(outcome, Disconnect):
-            return _Answer(0, {}, [], disconnect=True)
+            return Answer(0, {}, [], disconnect=True)
         if isinstance(outcome, ApiError):
             return self._error(outcome, number)
         if isinstance(outcome, StreamError):
@@ -249,25 +268,31 @@ class FakeAnthropic:
         message = self._message(reply, data, number)
         headers = {"request-id": f"req_fake_{number:06d}"}
         if not streaming:
-            return _Answer(200, {**headers, "content-type": "application/json"}, [_json(message)])
+            return Answer(200, {**headers, "content-type": "application/json"}, [_json(message)])
         chunks = _events(message)
         if isinstance(outcome, StreamError):
             error = {"type": "error", "error": {"type": outcome.type, "message": outcome.message}}
             chunks = [*chunks[:-2], _sse("error", error)]  # no message_delta / message_stop
         headers |= {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
-        return _Answer(200, headers, chunks)
+        return Answer(200, headers, chunks)
 
     def _message(self, reply: Reply, body: dict[str, Any], number: int) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
         for block in reply.content:
             if isinstance(block, str | Text):
-                content.append({"type": "text", "text": block if isinstance(block, str) else block.text})
+                content.append(
+                    {"type": "text", "text": block if isinstance(block, str) else block.text}
+                )
             elif isinstance(block, Thinking):
-                content.append({"type": "thinking", "thinking": block.thinking, "signature": block.signature})
+                content.append(
+                    {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+                )
             else:
                 with self._lock:
                     call_id = block.id or f"toolu_fake_{next(self._tool_ids):06d}"
-                content.append({"type": "tool_use", "id": call_id, "name": block.name, "input": block.input})
+                content.append(
+                    {"type": "tool_use", "id": call_id, "name": block.name, "input": block.input}
+                )
         has_tool = any(b["type"] == "tool_use" for b in content)
         prompt = json.dumps(body.get("messages")) + json.dumps(body.get("system", ""))
         return {
@@ -279,7 +304,9 @@ class FakeAnthropic:
             "stop_reason": reply.stop_reason or ("tool_use" if has_tool else "end_turn"),
             "stop_sequence": None,
             "usage": {
-                "input_tokens": reply.input_tokens if reply.input_tokens is not None else max(1, len(prompt) // 4),
+                "input_tokens": reply.input_tokens
+                if reply.input_tokens is not None
+                else max(1, len(prompt) // 4),
                 "cache_creation_input_tokens": reply.cache_creation_input_tokens,
                 "cache_read_input_tokens": reply.cache_read_input_tokens,
                 "output_tokens": reply.output_tokens
@@ -288,16 +315,20 @@ class FakeAnthropic:
             },
         }
 
-    def _error(self, error: ApiError, number: int) -> _Answer:
+    def _error(self, error: ApiError, number: int) -> Answer:
         kind = error.type or _ERROR_TYPES.get(error.status, "api_error")
         request_id = f"req_fake_{number:06d}"
-        body = {"type": "error", "error": {"type": kind, "message": error.message or kind}, "request_id": request_id}
+        body = {
+            "type": "error",
+            "error": {"type": kind, "message": error.message or kind},
+            "request_id": request_id,
+        }
         headers = {"content-type": "application/json", "request-id": request_id, **error.headers}
         if error.retry_after is not None:
             headers["retry-after"] = f"{error.retry_after:g}"
         if error.status in (408, 429) or error.status >= 500:
             headers.setdefault("x-should-retry", "true")
-        return _Answer(error.status, headers, [_json(body)])
+        return Answer(error.status, headers, [_json(body)])
 
 
 def _json(value: Any) -> bytes:
@@ -324,7 +355,10 @@ def _events(message: dict[str, Any]) -> list[bytes]:
             deltas = [{"type": "text_delta", "text": piece} for piece in _pieces(block["text"])]
         elif block["type"] == "thinking":
             empty = {"type": "thinking", "thinking": "", "signature": ""}
-            deltas = [{"type": "thinking_delta", "thinking": piece} for piece in _pieces(block["thinking"])]
+            deltas = [
+                {"type": "thinking_delta", "thinking": piece}
+                for piece in _pieces(block["thinking"])
+            ]
             deltas.append({"type": "signature_delta", "signature": block["signature"]})
         else:
             empty = {**block, "input": {}}
@@ -336,7 +370,12 @@ def _events(message: dict[str, Any]) -> list[bytes]:
         if index == 0:
             events.append(_sse("ping", {"type": "ping"}))
         for delta in deltas:
-            events.append(_sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+            events.append(
+                _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+            )
         events.append(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
     stop = {"stop_reason": message["stop_reason"], "stop_sequence": None}
     events.append(_sse("message_delta", {"type": "message_delta", "delta": stop, "usage": usage}))
@@ -360,7 +399,9 @@ def _invalid(body: Any) -> str | None:
         if role not in ("user", "assistant"):
             return f"messages.{i}.role: Input should be 'user' or 'assistant'"
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
-        if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
+        if not isinstance(blocks, list) or not all(
+            isinstance(b, dict) and "type" in b for b in blocks
+        ):
             return f"messages.{i}.content: Input should be a string or a list of content blocks"
         for j, block in enumerate(blocks):
             if block["type"] == "text" and not block.get("text"):
@@ -373,16 +414,16 @@ def _invalid(body: Any) -> str | None:
             turns.append((role, list(blocks)))
     pending: list[str] = []
     for role, blocks in turns:
-        results = [b.get("tool_use_id") for b in blocks if b["type"] == "tool_result"]
+        results = [str(b.get("tool_use_id")) for b in blocks if b["type"] == "tool_result"]
         if role == "assistant":
             if results:
                 return "tool_result blocks are only allowed in user messages"
-            pending = [b.get("id") for b in blocks if b["type"] == "tool_use"]
+            pending = [str(b.get("id")) for b in blocks if b["type"] == "tool_use"]
             continue
         if missing := [call for call in pending if call not in results]:
             return f"tool_use ids were found without tool_result blocks immediately after: {', '.join(missing)}"
         if unexpected := [call for call in results if call not in pending]:
-            return f"unexpected tool_use_id found in tool_result blocks: {', '.join(map(str, unexpected))}"
+            return f"unexpected tool_use_id found in tool_result blocks: {', '.join(unexpected)}"
         if results and any(b["type"] != "tool_result" for b in blocks[: len(results)]):
             return "tool_result blocks must come first in the user message content, before any other content"
         pending = []
@@ -393,7 +434,9 @@ class FakeAnthropicServer:
     """`fake` on ``http://127.0.0.1:<free port>``, from a thread; a context manager.
     `event_delay` pauses between SSE events so streaming can be watched."""
 
-    def __init__(self, fake: FakeAnthropic | None = None, *, port: int = 0, event_delay: float = 0.0) -> None:
+    def __init__(
+        self, fake: FakeAnthropic | None = None, *, port: int = 0, event_delay: float = 0.0
+    ) -> None:
         self.fake = fake or FakeAnthropic(default=echo)
         self.event_delay = event_delay
         self._port = port
@@ -411,10 +454,13 @@ class FakeAnthropicServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # events are small writes: send each at once
 
             def _serve(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                answer = fake.respond(self.command, urlsplit(self.path).path, self.headers.items(), body)
+                answer = fake.respond(
+                    self.command, urlsplit(self.path).path, self.headers.items(), body
+                )
                 if answer.disconnect:
                     self.close_connection = True
                     return
@@ -439,7 +485,12 @@ class FakeAnthropicServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-anthropic", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-anthropic",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
