@@ -19,7 +19,6 @@ from typing import Any, Literal
 from agent_runtime import settings
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import (
-    AgentRuntimeError,
     AlreadySettled,
     StaleAttempt,
     SubmissionNotFound,
@@ -41,7 +40,7 @@ from agent_runtime.ledger import (
 from agent_runtime.loop import Attempt, Checkpoint
 from agent_runtime.messages import Message
 from agent_runtime.models.base import Model, resolve_model
-from agent_runtime.ports import HistoryPage, InstanceStore, WakeUps
+from agent_runtime.ports import HistoryPage, InstanceStore, StoredMessage, WakeUps
 from agent_runtime.registry import Registry
 
 log = logging.getLogger("agent_runtime")
@@ -50,6 +49,8 @@ DEFAULT_SESSION = "default"
 #: Backoff after a failed attempt: base * 2**(attempt-1), capped, with jitter.
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 30.0
+#: Sessions whose history a worker keeps between submissions (least recently used go).
+HISTORY_CACHE_SESSIONS = 64
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Runtime:
         self.env = env
         self.sleep = sleep
         self._models: dict[str, Model] = {}
+        self._histories: dict[tuple[str, str], _CachedHistory] = {}
 
     # --- definitions ---------------------------------------------------------------
 
@@ -275,11 +277,18 @@ class Runtime:
                 invocation_deadline=deadline,
                 checkpoint=self.checkpoint,
             )
-            return await attempt.run()
+            settled = await attempt.run()
+            if settled:
+                self._settled_history(attempt)
+            else:
+                self._histories.pop((record.instance, record.session), None)
+            return settled
         except (StaleAttempt, AlreadySettled):
             log.warning("attempt lost its lease", extra={"submission_id": record.id})
+            self._histories.pop((record.instance, record.session), None)
             return False
         except Exception as exc:
+            self._histories.pop((record.instance, record.session), None)
             return await self._fail_attempt(fence, record, exc)
 
     async def _fail_attempt(self, fence: Fence, record: SubmissionRecord, exc: Exception) -> bool:
@@ -299,15 +308,51 @@ class Runtime:
         return False
 
     async def _history(self, record: SubmissionRecord) -> list[Message]:
-        messages: list[Message] = []
-        cursor: str | None = None
+        """The session's history for the model.
+
+        Kept per worker process: history is append-only, so what was read stays true.
+        An entry knows it holds every message of submissions up to `through`; when
+        the claimed submission directly follows and has written nothing yet, no read
+        is needed at all; otherwise the entry is topped up from its last cursor.
+        """
+        key = (record.instance, record.session)
+        cached = self._histories.pop(key, None)
+        if cached and cached.through == record.sequence - 1 and record.journal.written == 0:
+            self._histories[key] = cached
+            return list(cached.messages)
+        messages, cursor = (list(cached.messages), cached.cursor) if cached else ([], None)
         while True:
             page = await self.store.history(record.ref, record.session, limit=1000, cursor=cursor)
             messages.extend(m.message for m in page.messages)
+            if page.messages:
+                cursor = page.messages[-1].cursor
             if page.next_cursor is None:
-                return messages
-            cursor = page.next_cursor
+                break
+        self._remember(key, _CachedHistory(messages, cursor, record.sequence - 1))
+        return list(messages)
+
+    def _remember(self, key: tuple[str, str], entry: _CachedHistory) -> None:
+        self._histories.pop(key, None)
+        self._histories[key] = entry
+        while len(self._histories) > HISTORY_CACHE_SESSIONS:
+            self._histories.pop(next(iter(self._histories)))
+
+    def _settled_history(self, attempt: Attempt) -> None:
+        """After a settle the attempt's history is exactly what the store holds."""
+        record, written = attempt.record, attempt.journal.written
+        key = (record.instance, record.session)
+        previous = self._histories.get(key)
+        cursor = StoredMessage(record.sequence, written - 1, attempt.history[-1]).cursor if written else (
+            previous.cursor if previous else None
+        )
+        self._remember(key, _CachedHistory(list(attempt.history), cursor, record.sequence))
+
+
+@dataclass
+class _CachedHistory:
+    messages: list[Message]
+    cursor: str | None
+    through: int
 
 
 __all__ = ["DEFAULT_SESSION", "DrainResult", "Runtime"]
-_ = AgentRuntimeError

@@ -20,20 +20,26 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from agent_runtime.adapters.aws.bootstrap import default_runtime, run
 from agent_runtime.adapters.aws.sqs import parse_wakeup
 from agent_runtime.errors import NotClaimable
+from agent_runtime.runtime import Runtime
 from agent_runtime.settings import WORKER_SAFETY_MARGIN_MS
 
 logger = Logger()
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 
+def runtime() -> Runtime:
+    """The runtime of this container (tests replace it)."""
+    return default_runtime()
+
+
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    runtime = default_runtime()
+    rt = runtime()
     instance = parse_wakeup(record.body)
     budget_ms = lambda_context.get_remaining_time_in_millis() - WORKER_SAFETY_MARGIN_MS
-    result = run(runtime.drain(instance, deadline=runtime.clock() + max(0, budget_ms) / 1000))
+    result = run(rt.drain(instance, deadline=rt.clock() + max(0, budget_ms) / 1000))
     logger.info("drained", instance=instance.key, state=result.state, settled=result.settled)
     if result.state == "more":
-        run(runtime.wakeups.send(instance, reason="continue", dedupe_id=f"continue-{secrets.token_hex(8)}"))
+        run(rt.wakeups.send(instance, reason="continue", dedupe_id=f"continue-{secrets.token_hex(8)}"))
     elif result.state == "busy":
         raise NotClaimable(f"{instance} is held by a live attempt; retry after its lease")
 

@@ -24,6 +24,10 @@ _models.ALLOW_MODEL_REQUESTS = False
 
 from moto import mock_aws  # noqa: E402
 
+from agent_runtime.testing.moto_serial import serialize_moto_dynamodb  # noqa: E402
+
+serialize_moto_dynamodb()
+
 from agent_runtime.testing.backends import Backend, FakeClock, memory_backend, moto_backend  # noqa: E402
 
 

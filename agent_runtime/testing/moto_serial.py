@@ -1,0 +1,86 @@
+"""Make moto's DynamoDB behave like the service under concurrency and at size.
+
+Two gaps of moto's in-memory DynamoDB matter to this runtime, in tests and in the
+local stack alike:
+
+1. It is not thread-safe: a `TransactWriteItems` deep-copies the tables it touches
+   and fails with "dictionary changed size during iteration" when another thread
+   writes meanwhile. Real DynamoDB serialises conflicting writes itself, so each
+   moto DynamoDB request is made atomic with one lock. The gap between a read and
+   the conditional write that follows it, which optimistic admission relies on,
+   stays open: only single requests are serialised.
+2. That deep copy is of the whole table, for every item of every transaction, so a
+   transaction costs O(table size) and a long-lived local stack slows down as it
+   fills. The rollback snapshot is narrowed to the items the transaction names,
+   which is all a rollback needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+from typing import Any
+
+_LOCK = threading.RLock()
+_PATCHED = False
+
+
+def serialize_moto_dynamodb() -> None:
+    """Idempotent; call before moto's DynamoDB is used from several threads."""
+    global _PATCHED
+    if _PATCHED:
+        return
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    original_call = DynamoHandler.call_action
+
+    @functools.wraps(original_call)
+    def call_action(self: Any) -> Any:
+        with _LOCK:
+            return original_call(self)
+
+    class _NoTableCopy:
+        """`copy` as moto's models module sees it, minus whole-table deep copies."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    original_transact = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        snapshots: list[tuple[Any, Any, Any, Any]] = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            key = op.get("Key") or op.get("Item")
+            if table is None or not key or table.hash_key_attr not in key:
+                continue
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
+            before = table.get_item(hash_value, range_value) if (range_value or not table.range_key_attr) else None
+            snapshots.append((table, hash_value, range_value, copy.deepcopy(before)))
+        try:
+            original_transact(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, before in reversed(snapshots):
+                if before is None:
+                    table.delete_item(hash_value, range_value)
+                elif range_value is not None:
+                    table.items[hash_value][range_value] = before
+                else:
+                    table.items[hash_value] = before
+            raise
+
+    models.copy = _NoTableCopy()  # type: ignore[assignment]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    _PATCHED = True
