@@ -1,1 +1,56 @@
-"""agent-runtime: durable, addressable AI agents on AWS serverless."""
+"""agent-runtime: durable, addressable AI agents on AWS serverless.
+
+Define an agent in ``agents/<name>.py`` with `create_agent`; every ``(name, id)``
+is a durable instance with an ordered inbox, sessions and history.
+"""
+
+from agent_runtime.definition import (
+    AgentConfig,
+    AgentContext,
+    AgentDefinition,
+    AgentProfile,
+    Durability,
+    create_agent,
+    define_agent_profile,
+)
+from agent_runtime.errors import AgentRuntimeError, DefinitionError, UserError
+from agent_runtime.ids import InstanceRef
+from agent_runtime.messages import Message
+from agent_runtime.models.base import Model, ModelRequest, ModelResponse, allow_model_requests
+from agent_runtime.models.test import FunctionModel, ScriptedModel, ToolCall
+from agent_runtime.tools import ToolContext, ToolFailure, tool
+
+__all__ = [
+    "AgentConfig",
+    "AgentContext",
+    "AgentDefinition",
+    "AgentProfile",
+    "AgentRuntimeError",
+    "DefinitionError",
+    "Durability",
+    "FunctionModel",
+    "InstanceRef",
+    "Message",
+    "Model",
+    "ModelRequest",
+    "ModelResponse",
+    "RouteRequest",
+    "ScriptedModel",
+    "ToolCall",
+    "ToolContext",
+    "ToolFailure",
+    "UserError",
+    "allow_model_requests",
+    "create_agent",
+    "define_agent_profile",
+    "tool",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use: route hooks live with the HTTP surface.
+    if name == "RouteRequest":
+        from agent_runtime.routing import RouteRequest
+
+        return RouteRequest
+    raise AttributeError(name)

@@ -110,6 +110,13 @@ class SubmissionRecord(BaseModel):
         return InstanceRef.parse(self.instance)
 
     @property
+    def dispatch_id(self) -> str | None:
+        """The dispatch id a dispatched submission was admitted under."""
+        if self.receipt_key and self.receipt_key.startswith("dispatch:"):
+            return self.receipt_key.split(":", 1)[1]
+        return None
+
+    @property
     def attempts(self) -> int:
         return self.claims - self.yields
 
@@ -218,7 +225,10 @@ def input_hash(kind: str, session: str, payload: Any) -> str:
 def check_input_size(payload: Any) -> None:
     from agent_runtime.errors import PayloadTooLarge
 
-    size = len(canonical_json(payload).encode())
+    try:
+        size = len(canonical_json(payload).encode())
+    except UnicodeEncodeError as exc:
+        raise InvalidInput("input is not valid Unicode (lone surrogate)", details={"field": "input"}) from exc
     if size > MAX_INPUT_BYTES:
         raise PayloadTooLarge(
             f"input is {size} bytes; the limit is {MAX_INPUT_BYTES}", details={"limit": MAX_INPUT_BYTES, "size": size}

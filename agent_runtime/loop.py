@@ -141,7 +141,12 @@ class Attempt:
         step: Step = await self._resume()
         while True:
             if isinstance(step, Finish):
-                await self._settle(step)
+                try:
+                    await self._settle(step)
+                except AbortRequested:
+                    # An abort that arrived during the last model call still wins
+                    # over a completed answer: the caller asked to stop.
+                    await self._settle(self._finish(Outcome.aborted, {"type": "aborted", "message": "aborted on request"}))
                 return True
             if isinstance(step, Yield):
                 await self.store.release(self.fence, now=self.clock(), resume=True, not_before=None, error=None)
@@ -377,6 +382,7 @@ class Attempt:
         ] if calls else []
 
     async def _settle(self, finish: Finish) -> None:
+        self.journal = self.journal.model_copy(deep=True)
         self.journal.phase = Phase.committed
         self.journal.pending_calls = []
         self.journal.written += len(finish.closing)
@@ -393,6 +399,7 @@ class Attempt:
             error=finish.error,
             journal=self.journal,
             messages=finish.closing,
+            honour_abort=finish.outcome is Outcome.completed,
         )
         self.history.extend(finish.closing)
 

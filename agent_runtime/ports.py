@@ -5,9 +5,11 @@ semantics) and `adapters.aws` (DynamoDB, SQS FIFO, S3). One contract suite
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent_runtime.errors import InvalidInput
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Admission, Claim, Draft, Fence, Journal, Outcome, SubmissionRecord
 from agent_runtime.messages import Message, ToolResultPart
@@ -24,6 +26,17 @@ class StoredMessage:
     @property
     def cursor(self) -> str:
         return f"{self.sequence:010d}.{self.index:06d}"
+
+
+_CURSOR = re.compile(r"^\d{10}\.\d{6}$")
+
+
+def parse_cursor(cursor: str) -> tuple[int, int]:
+    """A history cursor as (sequence, index); refuses anything else as bad input."""
+    if not isinstance(cursor, str) or not _CURSOR.match(cursor):
+        raise InvalidInput("cursor must be a value returned as next_cursor", details={"field": "cursor"})
+    seq, _, idx = cursor.partition(".")
+    return int(seq), int(idx)
 
 
 @dataclass(frozen=True)
@@ -96,11 +109,13 @@ class InstanceStore(Protocol):
         error: dict[str, Any] | None = None,
         journal: Journal | None = None,
         messages: list[Message] | None = None,
+        honour_abort: bool = False,
     ) -> None:
         """The first terminal write wins. With a fence, only that attempt may settle
         (an abort request does not stop it) and the head moves past it; without
         one (abort of a queued submission) only an unsettled, unleased submission
-        may be settled. Raises `AlreadySettled` or `StaleAttempt`."""
+        may be settled. With `honour_abort`, an abort request makes a fenced settle
+        raise `AbortRequested` instead. Raises `AlreadySettled` or `StaleAttempt`."""
         ...
 
     async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:

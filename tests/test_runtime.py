@@ -206,3 +206,24 @@ async def test_bad_input_is_refused_with_typed_errors(backend: Backend, clock: F
     with pytest.raises(InvalidInput):
         await rt.prompt("echo", "x", "hi", idempotency_key="has space")
     assert await backend.store.list_submissions(InstanceRef("echo", "x")) == []
+
+
+async def test_abort_during_the_final_model_call_wins(backend: Backend, clock: FakeClock) -> None:
+    holder: dict[str, object] = {}
+
+    async def answer(request: ModelRequest) -> str:
+        rt = holder["rt"]
+        await rt.abort("talker", "x")  # type: ignore[attr-defined]
+        return "a complete answer"
+
+    rt = runtime_with(backend, clock, talker=create_agent(model=FunctionModel(answer)))
+    holder["rt"] = rt
+    a = await rt.prompt("talker", "x", "go")
+    record = await settle(rt, clock, "talker", "x", a.record.id)
+    assert record.outcome is Outcome.aborted
+
+
+async def test_bad_history_cursor_is_invalid_input(backend: Backend, clock: FakeClock) -> None:
+    rt = runtime_with(backend, clock, echo=create_agent(model="test/echo"))
+    with pytest.raises(InvalidInput):
+        await rt.history("echo", "x", "default", cursor="nope")

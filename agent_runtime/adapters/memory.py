@@ -32,7 +32,7 @@ from agent_runtime.ledger import (
     submission_id_for,
 )
 from agent_runtime.messages import Message, ToolResultPart
-from agent_runtime.ports import HistoryPage, StoredMessage
+from agent_runtime.ports import HistoryPage, StoredMessage, parse_cursor
 
 
 @dataclass
@@ -191,6 +191,7 @@ class MemoryStore:
         error: dict[str, Any] | None = None,
         journal: Journal | None = None,
         messages: list[Message] | None = None,
+        honour_abort: bool = False,
     ) -> None:
         with self._lock:
             state = self._i(instance)
@@ -200,7 +201,7 @@ class MemoryStore:
             if record.settled:
                 raise AlreadySettled(submission_id)
             if fence is not None:
-                self._fenced(fence, honour_abort=False)
+                self._fenced(fence, honour_abort=honour_abort)
                 state.head = max(state.head, record.sequence + 1)
             elif record.status is Status.running and (record.lease_until or 0) > now:
                 raise StaleAttempt(submission_id, record.attempt_id or "")
@@ -241,6 +242,7 @@ class MemoryStore:
             items = sorted(self._i(instance).history.get(session, {}).items())
         stored = [StoredMessage(seq, idx, msg) for (seq, idx), msg in items]
         if cursor is not None:
+            parse_cursor(cursor)
             stored = [m for m in stored if m.cursor > cursor]
         page = stored[:limit]
         more = len(stored) > limit

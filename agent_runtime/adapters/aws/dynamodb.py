@@ -56,7 +56,7 @@ from agent_runtime.ledger import (
     submission_id_for,
 )
 from agent_runtime.messages import Message, ToolResultPart
-from agent_runtime.ports import BlobStore, HistoryPage, StoredMessage
+from agent_runtime.ports import BlobStore, HistoryPage, StoredMessage, parse_cursor
 
 #: JSON attributes larger than this go to S3 (items stay far below DynamoDB's 400 KB).
 SPILL_BYTES = 32 * 1024
@@ -322,8 +322,8 @@ class DynamoDBStore:
         prefix = f"MSG#{session}#"
         kwargs: dict[str, Any] = {}
         if cursor is not None:
-            seq, _, idx = cursor.partition(".")
-            kwargs["ExclusiveStartKey"] = _key(instance, _msg(session, int(seq), int(idx)))
+            seq, idx = parse_cursor(cursor)
+            kwargs["ExclusiveStartKey"] = _key(instance, _msg(session, seq, idx))
         response = self.client.query(
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
@@ -334,8 +334,10 @@ class DynamoDBStore:
         )
         stored: list[StoredMessage] = []
         for item in response["Items"][:limit]:
-            _, _, seq, idx = item["sk"]["S"].rsplit("#", 3) if item["sk"]["S"].count("#") >= 3 else ("", "", "0", "0")
-            stored.append(StoredMessage(int(seq), int(idx), Message.model_validate(await self._load_json(item, "m"))))
+            # sk = MSG#{session}#{seq}#{idx}; sessions contain no '#'.
+            _, _, seq_text, idx_text = item["sk"]["S"].split("#")
+            message = Message.model_validate(await self._load_json(item, "m"))
+            stored.append(StoredMessage(int(seq_text), int(idx_text), message))
         more = len(response["Items"]) > limit
         return HistoryPage(stored, stored[-1].cursor if more and stored else None)
 
@@ -542,6 +544,7 @@ class DynamoDBStore:
         error: dict[str, Any] | None = None,
         journal: Journal | None = None,
         messages: list[Message] | None = None,
+        honour_abort: bool = False,
     ) -> None:
         seq = sequence_of(submission_id)
         sets = ["#status = :settled", "outcome = :outcome", "settled_at = :now"]
@@ -554,7 +557,7 @@ class DynamoDBStore:
                 names[f"#{attr}"] = name
                 values[f":{attr}"] = encoded
         if fence is not None:
-            condition, fence_values = self._fence_condition(fence, honour_abort=False)
+            condition, fence_values = self._fence_condition(fence, honour_abort=honour_abort)
             values.update(fence_values)
         else:
             # No attempt of ours: only an unsettled submission no live attempt holds.
@@ -595,7 +598,7 @@ class DynamoDBStore:
         if journal is not None and messages:
             items += await self._message_puts(instance, fence.session, seq, journal.written - len(messages), messages)
         try:
-            self._transact_fenced(fence, items, honour_abort=False)
+            self._transact_fenced(fence, items, honour_abort=honour_abort)
         except StaleAttempt:
             old = self.client.get_item(TableName=self.table, Key=_key(instance, _sub(seq)), ConsistentRead=True).get("Item")
             if old is not None and old["status"]["S"] == "settled":

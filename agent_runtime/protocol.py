@@ -1,0 +1,326 @@
+"""The HTTP surface's wire models, and the one table from runtime errors to HTTP statuses.
+
+These models are the contract: the HTTP handler parses requests and formats replies with
+them only, and its OpenAPI document publishes them. Requests refuse unknown body fields.
+Times on the wire are ISO-8601 UTC strings with milliseconds (``2026-11-21T05:14:00.123Z``),
+or null; the ledger keeps epoch seconds.
+
+Errors always have one shape, ``{"error": {"type", "message", "details"?}}``, and one
+status, found by walking the exception's MRO through `ERROR_STATUS`; anything not in the
+table is a 500 whose body says nothing about the cause.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import pydantic_core
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
+
+from agent_runtime.errors import (
+    AgentNotFound,
+    AgentRuntimeError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    SubmissionNotFound,
+)
+from agent_runtime.ids import KEY_MAX, SESSION_MAX
+from agent_runtime.ledger import SubmissionRecord
+from agent_runtime.messages import Part, Usage
+from agent_runtime.ports import HistoryPage as StoredPage
+
+DEFAULT_SESSION = "default"
+#: Request bodies above this are refused before anything else looks at them.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_MESSAGE_CHARS = 200_000
+#: API Gateway gives an integration 30 s; a prompt waits at most this long for its result.
+MAX_WAIT_SECONDS = 25.0
+HISTORY_LIMIT_MAX = 1000
+#: `StoredMessage.cursor`: ``<submission sequence:010d>.<index:06d>``.
+CURSOR_PATTERN = r"^[0-9]{10}\.[0-9]{6}$"
+
+M = TypeVar("M", bound=BaseModel)
+#: ISO-8601 UTC with milliseconds: ``2026-11-21T05:14:00.123Z``.
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class InvalidJson(InvalidInput):
+    """The request body is not JSON (or not UTF-8, or holds a lone surrogate)."""
+
+    type = "invalid_json"
+
+
+# --- requests -------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PromptRequest(_Body):
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    session: str = Field(
+        DEFAULT_SESSION, min_length=1, max_length=SESSION_MAX, description="1-64 characters of [A-Za-z0-9._-]"
+    )
+    wait: float = Field(
+        MAX_WAIT_SECONDS,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds to wait for the result before answering 202 with the submission.",
+    )
+
+
+class DispatchRequest(_Body):
+    input: Any = Field(description="Any JSON value; handed to the agent as its input.")
+    session: str = Field(
+        DEFAULT_SESSION, min_length=1, max_length=SESSION_MAX, description="1-64 characters of [A-Za-z0-9._-]"
+    )
+    dispatch_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=KEY_MAX,
+        description="Makes the dispatch idempotent: the same id and input return the first receipt, "
+        "the same id with other input is a 409. URL-safe characters [A-Za-z0-9._~-].",
+    )
+
+
+class _Query(BaseModel):
+    # Query strings arrive as text: lax parsing ("10" -> 10, "true" -> True). Unknown
+    # parameters are left alone: a route hook may use its own (a token, a trace id).
+    model_config = ConfigDict(extra="ignore")
+
+
+class HistoryQuery(_Query):
+    limit: int = Field(100, ge=1, le=HISTORY_LIMIT_MAX)
+    cursor: str | None = Field(None, pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page.")
+
+
+class AbortQuery(_Query):
+    queued: bool = Field(False, description="Also abort the instance's queued submissions.")
+
+
+# --- replies --------------------------------------------------------------------------
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class PromptResult(BaseModel):
+    text: str
+    data: Any = Field(None, description="The structured result, when the agent declares one.")
+    usage: Usage
+
+
+class Submission(BaseModel):
+    id: str
+    kind: Literal["direct", "dispatch"]
+    session: str
+    sequence: int
+    status: Literal["queued", "running", "waiting", "settled"]
+    outcome: Literal["completed", "failed", "aborted"] | None
+    result: PromptResult | None
+    error: dict[str, Any] | None
+    accepted_at: Timestamp
+    started_at: Timestamp | None
+    settled_at: Timestamp | None
+    attempts: int
+
+    @classmethod
+    def from_record(cls, record: SubmissionRecord) -> Submission:
+        return cls.model_validate(
+            {
+                "id": record.id,
+                "kind": record.kind,
+                "session": record.session,
+                "sequence": record.sequence,
+                "status": record.status.value,
+                "outcome": record.outcome.value if record.outcome is not None else None,
+                "result": record.result,
+                "error": record.error,
+                "accepted_at": iso(record.accepted_at),
+                "started_at": iso(record.started_at),
+                "settled_at": iso(record.settled_at),
+                "attempts": record.attempts,
+            }
+        )
+
+
+class PromptResponse(BaseModel):
+    """200: the submission settled within `wait` (`result` is there when it completed;
+    a failed or aborted one carries `outcome` and `error` instead). 202: still running."""
+
+    submission: Submission
+    result: PromptResult | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_missing_result(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("result") is None:
+            data.pop("result", None)
+        return data
+
+
+class DispatchReceipt(BaseModel):
+    dispatch_id: str
+    submission_id: str
+    accepted_at: Timestamp
+
+    @classmethod
+    def from_record(cls, record: SubmissionRecord) -> DispatchReceipt:
+        # The runtime keys a dispatch's receipt "dispatch:<dispatch id>".
+        kind, _, dispatch_id = (record.receipt_key or "").partition(":")
+        if kind != "dispatch" or not dispatch_id:
+            raise ValueError(f"submission {record.id} has no dispatch receipt key")
+        return cls(dispatch_id=dispatch_id, submission_id=record.id, accepted_at=iso(record.accepted_at) or "")
+
+
+class HistoryMessage(BaseModel):
+    cursor: str
+    role: Literal["user", "assistant"]
+    parts: list[Part]
+    synthetic: bool = False
+
+
+class HistoryPage(BaseModel):
+    messages: list[HistoryMessage]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+
+    @classmethod
+    def from_page(cls, page: StoredPage) -> HistoryPage:
+        return cls(
+            messages=[
+                HistoryMessage(
+                    cursor=m.cursor, role=m.message.role, parts=list(m.message.parts), synthetic=m.message.synthetic
+                )
+                for m in page.messages
+            ],
+            next_cursor=page.next_cursor,
+        )
+
+
+class AbortResponse(BaseModel):
+    aborted: list[Submission]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    details: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_details(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not data.get("details"):
+            data.pop("details", None)
+        return data
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# --- errors ---------------------------------------------------------------------------
+
+#: The only place an error becomes a status. Looked up along the exception's MRO, so a
+#: subclass not listed takes its nearest listed ancestor's status.
+ERROR_STATUS: dict[type[AgentRuntimeError], int] = {
+    InvalidInput: 400,
+    PayloadTooLarge: 413,
+    NotFound: 404,
+    AgentNotFound: 404,
+    SubmissionNotFound: 404,
+    Conflict: 409,
+}
+INTERNAL_ERROR = ErrorBody(error=ErrorDetail(type="internal_error", message="internal error"))
+
+
+def error_response(exc: BaseException) -> tuple[int, ErrorBody]:
+    """The status and body for `exc`: 500 `internal_error`, with nothing from the
+    exception, unless a class on its MRO is in `ERROR_STATUS`."""
+    if isinstance(exc, AgentRuntimeError):
+        for cls in type(exc).__mro__:
+            status = ERROR_STATUS.get(cls)
+            if status is not None:
+                detail = ErrorDetail(type=exc.type, message=exc.message, details=exc.details or None)
+                return status, ErrorBody(error=detail)
+    return 500, INTERNAL_ERROR
+
+
+# --- parsing --------------------------------------------------------------------------
+
+
+def parse_json(body: str) -> Any:
+    """Strict JSON: no NaN or Infinity literals, no lone surrogates, nesting bounded."""
+    try:
+        return pydantic_core.from_json(body.encode(), allow_inf_nan=False)
+    except ValueError as exc:  # UnicodeEncodeError included
+        raise InvalidJson(f"request body is not valid JSON: {exc}") from None
+
+
+def _validation_details(exc: ValidationError, where: str) -> dict[str, Any]:
+    errors = json.loads(exc.json(include_url=False, include_input=False))
+    return {"errors": [{**e, "loc": [where, *e["loc"]]} for e in errors]}
+
+
+def parse_body(model: type[M], body: str) -> M:
+    """A JSON request body as `model`: `InvalidJson` when it is not JSON, `InvalidInput`
+    (``invalid_request``, pydantic's errors in ``details.errors``) when it does not fit."""
+    data = parse_json(body) if body.strip() else None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = _validation_details(exc, "body")
+        raise InvalidInput("request body does not match its schema", details=details) from None
+
+
+def parse_query(model: type[M], query: Mapping[str, str]) -> M:
+    try:
+        return model.model_validate(dict(query))
+    except ValidationError as exc:
+        details = _validation_details(exc, "query")
+        raise InvalidInput("query string does not match its schema", details=details) from None
+
+
+__all__ = [
+    "CURSOR_PATTERN",
+    "DEFAULT_SESSION",
+    "ERROR_STATUS",
+    "HISTORY_LIMIT_MAX",
+    "MAX_BODY_BYTES",
+    "MAX_MESSAGE_CHARS",
+    "MAX_WAIT_SECONDS",
+    "AbortQuery",
+    "AbortResponse",
+    "DispatchReceipt",
+    "DispatchRequest",
+    "ErrorBody",
+    "ErrorDetail",
+    "HistoryMessage",
+    "HistoryPage",
+    "HistoryQuery",
+    "InvalidJson",
+    "PromptRequest",
+    "PromptResponse",
+    "PromptResult",
+    "Submission",
+    "error_response",
+    "iso",
+    "parse_body",
+    "parse_json",
+    "parse_query",
+]

@@ -1,0 +1,323 @@
+"""HTTP Lambda (API Gateway HTTP API, payload format 2.0): prompt, dispatch, reads, abort.
+
+    POST /agents/{name}/{id}                              prompt: 200 when settled within `wait`, else 202
+    GET  /agents/{name}/{id}/submissions/{submission_id}  one submission
+    POST /agents/{name}/{id}/dispatch                     202 receipt; same dispatch_id and input, same receipt
+    GET  /agents/{name}/{id}/sessions/{session}/messages  history, paged: ?limit=&cursor=
+    POST /agents/{name}/{id}/abort                        the running submission; ?queued=true, queued ones too
+    GET  /openapi.json, GET /health
+
+Every /agents route checks name and id (400), finds the agent (404 when unknown or when its
+module has no `route` hook: such an agent is not exposed), refuses a body over 1 MiB (413),
+then runs the agent's hook. Only the hook's `call_next()` parses the request and calls the
+runtime, so a hook that answers itself admits nothing (see `agent_runtime.routing`).
+
+A prompt that settles within `wait` answers 200 whatever its outcome: a failed or aborted
+submission carries `outcome` and `error`, and the reply has no `result`. Errors are
+``{"error": {"type", "message", "details"?}}`` with the status from
+`agent_runtime.protocol.ERROR_STATUS`; anything else is a logged 500 `internal_error`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from agent_runtime.adapters.aws.bootstrap import default_runtime, run
+from agent_runtime.errors import AgentNotFound, NotFound, PayloadTooLarge
+from agent_runtime.protocol import (
+    MAX_BODY_BYTES,
+    AbortQuery,
+    AbortResponse,
+    DispatchReceipt,
+    DispatchRequest,
+    ErrorBody,
+    HistoryPage,
+    HistoryQuery,
+    InvalidJson,
+    PromptRequest,
+    PromptResponse,
+    Submission,
+    error_response,
+    parse_body,
+    parse_query,
+)
+from agent_runtime.routing import (
+    Endpoint,
+    Headers,
+    RouteRequest,
+    RouteResponse,
+    handle,
+    json_response,
+)
+from agent_runtime.runtime import Runtime
+
+API_VERSION = "1.0.0"
+
+logger = Logger()
+app = APIGatewayHttpResolver()
+_runtime: Runtime | None = None
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Serve with `runtime` instead of `default_runtime()` (tests, the local stack); None resets."""
+    global _runtime
+    _runtime = runtime
+
+
+def runtime() -> Runtime:
+    return _runtime if _runtime is not None else default_runtime()
+
+
+def _location(name: str, instance_id: str, submission_id: str) -> dict[str, str]:
+    return {"location": f"/agents/{name}/{instance_id}/submissions/{submission_id}"}
+
+
+# --- OpenAPI: replies from each route's `responses=`, requests from `_REQUESTS` -------------
+
+
+def _json(model: type[BaseModel], description: str, **headers: str) -> OpenAPIResponse:
+    doc: OpenAPIResponse = {"description": description, "content": {"application/json": {"model": model}}}
+    if headers:
+        doc["headers"] = {name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()}
+    return doc
+
+
+_ERRORS: dict[int, OpenAPIResponse] = {
+    400: _json(ErrorBody, "invalid_json, invalid_request"),
+    404: _json(ErrorBody, "agent_not_found (also for an agent without a route hook), submission_not_found"),
+    409: _json(ErrorBody, "conflict: an idempotency key or dispatch id reused with other input"),
+    413: _json(ErrorBody, "payload_too_large: a body over 1 MiB, or input over the runtime's limit"),
+    500: _json(ErrorBody, "internal_error"),
+}
+
+
+def _responses(ok: dict[int, OpenAPIResponse]) -> dict[int, OpenAPIResponse]:
+    return {**ok, **_ERRORS}
+
+
+@dataclass(frozen=True)
+class _Accepts:
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+# Bodies and query strings are parsed after the agent's route hook (which must see every
+# request first), not from the route functions' signatures, so Powertools cannot document
+# them: they are declared here and merged into its document.
+_REQUESTS: dict[tuple[str, str], _Accepts] = {
+    ("post", "/agents/{name}/{id}"): _Accepts(
+        body=PromptRequest,
+        headers=(("Idempotency-Key", "A retry with the same key and message returns the first submission."),),
+    ),
+    ("post", "/agents/{name}/{id}/dispatch"): _Accepts(body=DispatchRequest),
+    ("get", "/agents/{name}/{id}/sessions/{session}/messages"): _Accepts(query=HistoryQuery),
+    ("post", "/agents/{name}/{id}/abort"): _Accepts(query=AbortQuery),
+}
+
+
+@functools.cache
+def openapi_document() -> str:
+    doc = json.loads(app.get_openapi_json_schema(title="agent-runtime", version=API_VERSION))
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(unused, None)  # Powertools' validation shapes; this API answers 400 with ErrorBody
+    for (method, path), accepts in _REQUESTS.items():
+        operation = doc["paths"][path][method]
+        if accepts.body is not None:
+            schema = accepts.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[accepts.body.__name__] = schema
+            ref = {"$ref": f"#/components/schemas/{accepts.body.__name__}"}
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
+        parameters = operation.setdefault("parameters", [])
+        if accepts.query is not None:
+            for field, schema in accepts.query.model_json_schema()["properties"].items():
+                parameters.append({"name": field, "in": "query", "required": False, "schema": schema})
+        for header, description in accepts.headers:
+            parameters.append(
+                {"name": header, "in": "header", "required": False, "description": description, "schema": {"type": "string"}}
+            )
+    return json.dumps(doc)
+
+
+# --- the agent routes ----------------------------------------------------------------
+
+
+def _body(event_body: str | None, base64_encoded: bool) -> str:
+    raw: str | bytes = event_body or ""
+    if base64_encoded:
+        try:
+            raw = base64.b64decode(raw)
+        except ValueError:  # binascii.Error
+            raise InvalidJson("request body is not valid base64") from None
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if size > MAX_BODY_BYTES:
+        raise PayloadTooLarge(
+            f"request body is {size} bytes; the limit is {MAX_BODY_BYTES}",
+            details={"limit": MAX_BODY_BYTES, "size": size},
+        )
+    try:
+        return raw.decode() if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise InvalidJson("request body is not UTF-8 text") from None
+
+
+def _route_request(params: dict[str, str]) -> RouteRequest:
+    event = app.current_event
+    headers = dict(event.headers)
+    if event.cookies:  # payload 2.0 moves Cookie headers to `cookies`
+        headers["cookie"] = "; ".join(event.cookies)
+    return RouteRequest(
+        method=event.http_method.upper(),
+        path=event.path,
+        headers=Headers(headers),
+        query=MappingProxyType(dict(event.query_string_parameters)),
+        params=MappingProxyType(params),
+        body=_body(event.body, bool(event.is_base64_encoded)),
+        event=MappingProxyType(event.raw_event),
+    )
+
+
+def _serve(endpoint: Endpoint, **params: str) -> Response[Any]:
+    """Check the address, find the agent's hook, and let it answer the request."""
+    name, rt = params["name"], runtime()
+    rt.instance(name, params["id"])  # 400 for a bad name or id, 404 for an unknown agent
+    hook = rt.registry.get(name).route
+    if hook is None:  # not exposed over HTTP: indistinguishable from an unknown agent
+        raise AgentNotFound(f"no agent named {name!r}", details={"name": name})
+    reply = run(handle(hook, _route_request(params), endpoint))
+    return Response(status_code=reply.status, body=reply.body, headers=reply.headers)
+
+
+@app.post(
+    "/agents/<name>/<id>",
+    summary="Prompt an instance",
+    responses=_responses(
+        {
+            200: _json(PromptResponse, "Settled within `wait`; `result` only when the outcome is completed"),
+            202: _json(PromptResponse, "Admitted, not settled within `wait`", Location="The submission's URL"),
+        }
+    ),
+)
+def prompt(name: str, id: str) -> Response[Any]:
+    async def endpoint(req: RouteRequest) -> RouteResponse:
+        body, rt = parse_body(PromptRequest, req.body), runtime()
+        key = req.headers.get("idempotency-key")
+        admitted = await rt.prompt(name, id, body.message, session=body.session, idempotency_key=key)
+        record = await rt.wait(name, id, admitted.record.id, timeout=body.wait)
+        submission = Submission.from_record(record)
+        if record.settled:
+            return json_response(PromptResponse(submission=submission, result=submission.result))
+        return json_response(PromptResponse(submission=submission), status=202, headers=_location(name, id, record.id))
+
+    return _serve(endpoint, name=name, id=id)
+
+
+@app.get(
+    "/agents/<name>/<id>/submissions/<submission_id>",
+    summary="Read a submission",
+    responses=_responses({200: _json(Submission, "The submission")}),
+)
+def submission(name: str, id: str, submission_id: str) -> Response[Any]:
+    async def endpoint(req: RouteRequest) -> RouteResponse:
+        return json_response(Submission.from_record(await runtime().submission(name, id, submission_id)))
+
+    return _serve(endpoint, name=name, id=id, submission_id=submission_id)
+
+
+@app.post(
+    "/agents/<name>/<id>/dispatch",
+    summary="Dispatch input to an instance",
+    responses=_responses(
+        {202: _json(DispatchReceipt, "Admitted, or this dispatch id's first receipt", Location="The submission's URL")}
+    ),
+)
+def dispatch(name: str, id: str) -> Response[Any]:
+    async def endpoint(req: RouteRequest) -> RouteResponse:
+        body = parse_body(DispatchRequest, req.body)
+        admitted = await runtime().dispatch(name, id, body.input, session=body.session, dispatch_id=body.dispatch_id)
+        receipt = DispatchReceipt.from_record(admitted.record)
+        return json_response(receipt, status=202, headers=_location(name, id, receipt.submission_id))
+
+    return _serve(endpoint, name=name, id=id)
+
+
+@app.get(
+    "/agents/<name>/<id>/sessions/<session>/messages",
+    summary="Read a session's history",
+    responses=_responses({200: _json(HistoryPage, "One page of messages, oldest first")}),
+)
+def messages(name: str, id: str, session: str) -> Response[Any]:
+    async def endpoint(req: RouteRequest) -> RouteResponse:
+        query = parse_query(HistoryQuery, req.query)
+        page = await runtime().history(name, id, session, limit=query.limit, cursor=query.cursor)
+        return json_response(HistoryPage.from_page(page))
+
+    return _serve(endpoint, name=name, id=id, session=session)
+
+
+@app.post(
+    "/agents/<name>/<id>/abort",
+    summary="Abort an instance's running (and optionally queued) submissions",
+    responses=_responses({200: _json(AbortResponse, "The submissions asked to abort")}),
+)
+def abort(name: str, id: str) -> Response[Any]:
+    async def endpoint(req: RouteRequest) -> RouteResponse:
+        aborted = await runtime().abort(name, id, queued=parse_query(AbortQuery, req.query).queued)
+        return json_response(AbortResponse(aborted=[Submission.from_record(r) for r in aborted]))
+
+    return _serve(endpoint, name=name, id=id)
+
+
+# --- the rest ------------------------------------------------------------------------
+
+
+@app.get("/health", summary="Liveness")
+def health() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@app.get(
+    "/openapi.json",
+    summary="This document",
+    responses={200: {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+def openapi() -> Response[Any]:
+    return Response(status_code=200, body=openapi_document(), headers={"content-type": "application/json"})
+
+
+def _error(exc: Exception) -> Response[Any]:
+    status, body = error_response(exc)
+    if status >= 500:
+        logger.error("request failed", exc_info=exc)
+    return Response(status_code=status, body=body.model_dump_json(), headers={"content-type": "application/json"})
+
+
+@app.not_found
+def _unknown_route(_: NotFoundError) -> Response[Any]:
+    event = app.current_event
+    return _error(NotFound(f"no route {event.http_method} {event.path}"))
+
+
+@app.exception_handler(Exception)
+def _failure(exc: Exception) -> Response[Any]:
+    return _error(exc)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
