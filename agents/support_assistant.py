@@ -1,0 +1,76 @@
+"""`support-assistant`: a support agent with two tools.
+
+Uses `anthropic/claude-haiku-4-5` when ANTHROPIC_API_KEY is set (or a key is
+configured for the deployed stack), and the offline `test/echo` model otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+from agent_runtime import RouteRequest, ToolContext, ToolFailure, create_agent, tool
+from agent_runtime.routing import RouteResponse
+from agent_runtime.settings import ENV_MODEL_SECRET_ARN
+
+ORDERS = {
+    "A-100": {"status": "shipped", "carrier": "UPS", "eta": "2 days"},
+    "A-101": {"status": "processing", "carrier": None, "eta": "5 days"},
+}
+
+MODEL = (
+    "anthropic/claude-haiku-4-5"
+    if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get(ENV_MODEL_SECRET_ARN)
+    else "test/echo"
+)
+logging.getLogger("agent_runtime").warning(
+    "support-assistant uses %s%s",
+    MODEL,
+    "" if MODEL.startswith("anthropic/") else " (set ANTHROPIC_API_KEY to use anthropic/claude-haiku-4-5)",
+)
+
+
+@tool
+def lookup_order(order_id: str) -> dict[str, object]:
+    """Fetch one order by id.
+
+    Args:
+        order_id: the order number, like A-100
+    """
+    order = ORDERS.get(order_id)
+    if order is None:
+        raise ToolFailure(f"no order {order_id}")
+    return {"order_id": order_id, **order}
+
+
+@tool
+async def add_ticket_note(note: str, ctx: ToolContext) -> str:
+    """Add a note to this ticket's record, kept with the instance.
+
+    Args:
+        note: what to remember about the ticket
+    """
+    notes = await ctx.kv.get("notes") or []
+    await ctx.kv.put("notes", [*notes, note])
+    return f"noted ({len(notes) + 1} notes on this ticket)"
+
+
+async def route(req: RouteRequest, call_next: Callable[[], Awaitable[RouteResponse]]) -> RouteResponse:
+    token = os.environ.get("SUPPORT_ASSISTANT_TOKEN")
+    if token and req.headers.get("authorization") != f"Bearer {token}":
+        return req.json({"error": {"type": "unauthorized", "message": "a bearer token is required"}}, status=401)
+    return await call_next()
+
+
+agent = create_agent(
+    lambda ctx: dict(
+        model=MODEL,
+        instructions=(
+            f"You are the support assistant for ticket {ctx.id}. Look orders up before answering "
+            "questions about them, and note anything the next agent should know."
+        ),
+        tools=[lookup_order, add_ticket_note],
+        max_turns=8,
+    )
+)
