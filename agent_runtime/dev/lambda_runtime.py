@@ -1,20 +1,27 @@
-"""Call a Python Lambda handler inside this process, the way the Lambda runtime would.
+"""Call a Python Lambda handler from the local stack, the way the Lambda service would.
 
 Both emulators (`apigw_http`, `sqs_poller`) invoke handlers through `LocalFunction`:
 
-- the handler is named by a ``"module:function"`` string and imported once, by `load()`,
-  after the stack has set the environment (Lambda's init phase reads it too);
+- the handler is named by a ``"module:function"`` string and imported once per execution
+  environment, after the stack has set the environment variables (Lambda's init phase);
 - every call gets its own copy of the event, made by a JSON round-trip, and a `LambdaContext`
   whose `get_remaining_time_in_millis()` counts down from the function's timeout;
 - the result is marshalled to JSON and back, so a value Lambda could not return (a set, a
   coroutine, a `Decimal`) fails here as it would there, and so does a payload over Lambda's
-  6 MB synchronous limit;
-- a call that outlives its timeout is abandoned: its result is dropped and the caller sees a
-  timeout. Python cannot kill a thread, so the abandoned call keeps running in a daemon thread
-  until it returns by itself (Lambda would have frozen it); it is logged.
+  6 MB synchronous limit.
 
-All invocations share this process: module globals are shared between concurrent calls, where
-Lambda would give each concurrent call its own execution environment.
+Isolation (``isolation=``):
+
+- ``"process"`` (the default, what ``agent-runtime dev`` uses): each execution environment is
+  a child process that handles one invocation at a time and is reused while warm, as Lambda
+  reuses a container. Concurrent invocations get separate environments (up to
+  `max_concurrency`), so module-level state such as a per-container event loop or client is
+  never shared between two running invocations. A timed-out invocation kills its
+  environment, as Lambda does; the next call starts a new one (a cold start). See
+  `lambda_environment`.
+- ``"thread"``: the handler runs in a thread of this process. Cheap, and a test can look at
+  the handler's module state; but concurrent invocations share module globals, and a call
+  that outlives its timeout cannot be stopped: it is abandoned and runs on in a daemon thread.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import logging
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,17 +42,22 @@ from agent_runtime.errors import UserError
 
 __all__ = [
     "LAMBDA_PAYLOAD_LIMIT",
+    "FunctionError",
+    "Handler",
     "HandlerImportError",
     "Invocation",
+    "Isolation",
     "LambdaContext",
     "LocalFunction",
     "PayloadTooLargeError",
+    "handler_spec",
     "load_handler",
 ]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Any], Any]
+Isolation = Literal["process", "thread"]
 
 # Lambda's synchronous invocation limit for the request and for the response payload.
 LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024
@@ -53,9 +66,24 @@ LOCAL_REGION = "us-east-1"
 
 
 class HandlerImportError(UserError):
-    """A ``"module:function"`` handler string does not name a callable."""
+    """A ``"module:function"`` handler string does not name a callable, or its init failed."""
 
     type = "handler_import_error"
+
+
+class PayloadTooLargeError(Exception):
+    """A payload over `LAMBDA_PAYLOAD_LIMIT`, which Lambda would refuse."""
+
+
+class FunctionError(Exception):
+    """An invocation failed inside an execution environment (the handler raised, or the
+    environment died). `error_type` is the exception's class name, or a Lambda-style
+    ``Runtime.*`` name; `trace` is the formatted traceback when there is one."""
+
+    def __init__(self, error_type: str, message: str, trace: str = "") -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.trace = trace
 
 
 def load_handler(spec: str | Handler) -> Handler:
@@ -67,14 +95,28 @@ def load_handler(spec: str | Handler) -> Handler:
         raise HandlerImportError(f"handler must look like 'module:function', got {spec!r}")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HandlerImportError(f"cannot import {module_name!r} for handler {spec!r}: {exc}") from exc
+    except Exception as exc:  # the module's own init failing is an init error too
+        raise HandlerImportError(
+            f"cannot import {module_name!r} for handler {spec!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     target: Any = module
     for part in attribute.split("."):
         target = getattr(target, part, None)
     if not callable(target):
         raise HandlerImportError(f"{spec!r} is not a callable")
     return target  # type: ignore[no-any-return]
+
+
+def handler_spec(handler: str | Handler) -> str:
+    """The ``"module:function"`` string of a handler, so another process can import it."""
+    if isinstance(handler, str):
+        return handler
+    module, qualname = getattr(handler, "__module__", None), getattr(handler, "__qualname__", "")
+    if not module or not qualname or "<" in qualname:
+        raise HandlerImportError(
+            f"{handler!r} cannot be imported by name: pass a 'module:function' string, or use isolation='thread'"
+        )
+    return f"{module}:{qualname}"
 
 
 @dataclass
@@ -118,36 +160,63 @@ class Invocation:
         return self.outcome == "ok"
 
 
-class PayloadTooLargeError(Exception):
-    """A payload over `LAMBDA_PAYLOAD_LIMIT`, which Lambda would refuse."""
-
-
 @dataclass
 class LocalFunction:
-    """One Lambda function served from this process: handler, name, timeout, memory."""
+    """One Lambda function of the local stack: handler, name, timeout, memory, isolation."""
 
     handler: str | Handler
     name: str
     timeout: float
     memory_mb: int = 1024
+    isolation: Isolation = "process"
+    max_concurrency: int = 10
     account_id: str = LOCAL_ACCOUNT_ID
     region: str = LOCAL_REGION
     _resolved: Handler | None = field(default=None, init=False, repr=False)
+    _pool: Any = field(default=None, init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _log_stream: str = field(default="", init=False, repr=False)
 
     @property
     def arn(self) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.name}"
 
-    def load(self) -> Handler:
-        """Import the handler (once): the init phase of a cold start."""
-        if self._resolved is None:
-            self._resolved = load_handler(self.handler)
-            day = datetime.now(UTC).strftime("%Y/%m/%d")
-            self._log_stream = f"{day}/[$LATEST]{uuid.uuid4().hex}"
-        return self._resolved
+    def load(self) -> None:
+        """The init phase, done before serving: import the handler (thread isolation) or start
+        one warm execution environment (process isolation). Raises `HandlerImportError`."""
+        if self.isolation == "thread":
+            if self._resolved is None:
+                self._resolved = load_handler(self.handler)
+                self._log_stream = new_log_stream()
+            return
+        self._closed = False
+        self._environments().warm()
 
-    def context(self, *, request_id: str | None = None, timeout: float | None = None) -> LambdaContext:
+    def close(self) -> None:
+        """Stop every execution environment (busy ones too); later calls fail until `load()`."""
+        with self._lock:
+            pool, self._pool, self._closed = self._pool, None, True
+        if pool is not None:
+            pool.close()
+
+    def _environments(self) -> Any:
+        with self._lock:
+            if self._pool is None:
+                from agent_runtime.dev.lambda_environment import EnvironmentPool
+
+                self._pool = EnvironmentPool(
+                    spec=handler_spec(self.handler),
+                    function_name=self.name,
+                    memory_mb=self.memory_mb,
+                    arn=self.arn,
+                    max_concurrency=self.max_concurrency,
+                )
+            return self._pool
+
+    def context(
+        self, *, request_id: str | None = None, timeout: float | None = None
+    ) -> LambdaContext:
         return LambdaContext(
             function_name=self.name,
             aws_request_id=request_id or str(uuid.uuid4()),
@@ -164,43 +233,61 @@ class LocalFunction:
         `wait` shorter than the function's timeout models a caller that stops waiting first
         (API Gateway's 30 s integration timeout in front of a longer Lambda timeout).
         """
-        handler = self.load()
         request_id = str(uuid.uuid4())
         started = time.monotonic()
         try:
-            payload = _marshal(event)
+            payload = marshal(event)
         except PayloadTooLargeError as exc:
             return Invocation("rejected", request_id, 0.0, error=exc)
+        limit = self.timeout if wait is None else min(wait, self.timeout)
+        if self.isolation == "thread":
+            outcome, value = self._invoke_in_thread(payload, request_id, limit)
+        elif self._closed:
+            outcome, value = "error", FunctionError("Runtime.Shutdown", f"{self.name} is stopped")
+        else:
+            outcome, value = self._environments().invoke(
+                payload, request_id=request_id, timeout=self.timeout, wait=limit
+            )
+        duration_ms = (time.monotonic() - started) * 1000
+        if outcome == "timeout":
+            log.warning("%s request %s timed out after %.1f s", self.name, request_id, limit)
+            return Invocation("timeout", request_id, duration_ms)
+        if outcome == "error":
+            log.error(
+                "%s request %s failed: %s\n%s",
+                self.name,
+                request_id,
+                value,
+                getattr(value, "trace", "") or "",
+            )
+            return Invocation("error", request_id, duration_ms, error=value)
+        return Invocation("ok", request_id, duration_ms, result=json.loads(value))
+
+    def _invoke_in_thread(self, payload: str, request_id: str, limit: float) -> tuple[str, Any]:
+        self.load()
+        handler = self._resolved
+        assert handler is not None
         context = self.context(request_id=request_id)
         box: dict[str, Any] = {}
         done = threading.Event()
 
         def run() -> None:
             try:
-                box["result"] = _marshal(handler(json.loads(payload), context))
+                box["result"] = marshal(handler(json.loads(payload), context))
             except BaseException as exc:
-                box["error"] = exc
+                box["error"] = FunctionError(type(exc).__name__, str(exc), traceback.format_exc())
             finally:
                 done.set()
 
-        thread = threading.Thread(target=run, name=f"{self.name}:{request_id[:8]}", daemon=True)
-        thread.start()
-        limit = self.timeout if wait is None else min(wait, self.timeout)
-        finished = done.wait(limit)
-        duration_ms = (time.monotonic() - started) * 1000
-        if not finished:
-            log.warning(
-                "%s request %s timed out after %.1f s; the call is abandoned", self.name, request_id, limit
-            )
-            return Invocation("timeout", request_id, duration_ms)
+        threading.Thread(target=run, name=f"{self.name}:{request_id[:8]}", daemon=True).start()
+        if not done.wait(limit):
+            return "timeout", None  # abandoned: a thread cannot be stopped
         if "error" in box:
-            error: BaseException = box["error"]
-            log.error("%s request %s failed", self.name, request_id, exc_info=error)
-            return Invocation("error", request_id, duration_ms, error=error)
-        return Invocation("ok", request_id, duration_ms, result=json.loads(box["result"]))
+            return "error", box["error"]
+        return "ok", box["result"]
 
 
-def _marshal(value: Any) -> str:
+def marshal(value: Any) -> str:
     """Serialise a payload as the runtime does, refusing what Lambda would refuse."""
     try:
         text = json.dumps(value)
@@ -211,3 +298,7 @@ def _marshal(value: Any) -> str:
     if len(text.encode()) > LAMBDA_PAYLOAD_LIMIT:
         raise PayloadTooLargeError(f"payload over Lambda's {LAMBDA_PAYLOAD_LIMIT} byte limit")
     return text
+
+
+def new_log_stream() -> str:
+    return f"{datetime.now(UTC).strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"

@@ -1,0 +1,35 @@
+"""The local stack (`agent-runtime dev`): moto, an API Gateway emulator and an SQS poller.
+
+- ``stack``: `LocalStack` (the composition) and `run_dev` (the command's body)
+- ``aws``: moto on loopback, the process's AWS environment, provisioning, change tracking
+- ``persistence``: the state folder, a versioned dump and restore of DynamoDB, S3 and SQS
+- ``apigw_http``: the HTTP API emulator; ``apigw_events``: 2.0 events, routes, responses
+- ``sqs_poller``: the SQS event source, with partial batch responses
+- ``lambda_runtime``: Lambda-like invocation (handler import, context, timeout, marshalling)
+- ``lambda_environment``: execution environments as child processes (warm, reused, killed)
+"""
+
+from __future__ import annotations
+
+from agent_runtime.dev.apigw_http import HttpApiEmulator, HttpApiError
+from agent_runtime.dev.aws import LocalAws, LocalAwsError
+from agent_runtime.dev.lambda_runtime import HandlerImportError, LambdaContext, LocalFunction
+from agent_runtime.dev.persistence import LocalState, LocalStateError, RestoreSummary
+from agent_runtime.dev.sqs_poller import SqsPoller
+from agent_runtime.dev.stack import LocalStack, run_dev
+
+__all__ = [
+    "HandlerImportError",
+    "HttpApiEmulator",
+    "HttpApiError",
+    "LambdaContext",
+    "LocalAws",
+    "LocalAwsError",
+    "LocalFunction",
+    "LocalStack",
+    "LocalState",
+    "LocalStateError",
+    "RestoreSummary",
+    "SqsPoller",
+    "run_dev",
+]

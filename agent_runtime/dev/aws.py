@@ -1,0 +1,269 @@
+"""An embedded AWS for the local stack: a moto server on loopback, the process pointed at it.
+
+`LocalAws.start()` starts `moto.server.ThreadedMotoServer` on 127.0.0.1 (a free port unless
+one is asked for), points boto3 in this process at it through the standard environment
+variables (`AWS_ENDPOINT_URL`, region, dummy credentials, `MOTO_PORT`, loopback in
+`NO_PROXY`), and creates the
+runtime's resources with `provision()`. `stop()` resets moto and puts the environment back.
+
+moto keeps its state in process-wide backends, so one `LocalAws` runs per process at a time;
+a second `start()` while one runs raises `LocalAwsError`.
+
+A small WSGI wrapper counts, per AWS service, the requests that may have changed state
+(everything but reads), so the persistence layer can save only when something changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import socket
+import threading
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+from botocore.config import Config
+
+from agent_runtime.adapters.aws.provision import Resources, provision
+from agent_runtime.errors import AgentRuntimeError
+from agent_runtime.testing.moto_serial import serialize_moto_dynamodb
+
+__all__ = ["LOCAL_REGION", "ChangeTracker", "LocalAws", "LocalAwsError"]
+
+LOCAL_REGION = "us-east-1"
+_DUMMY_KEY = "local"
+
+_ENV_SET = (
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "MOTO_PORT",
+    "NO_PROXY",
+    "no_proxy",
+)
+# Settings that would send boto3 elsewhere or to other credentials: removed while we run.
+_ENV_CLEARED = (
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
+
+_running_lock = threading.Lock()
+_running: LocalAws | None = None
+
+
+class LocalAwsError(AgentRuntimeError):
+    type = "local_aws_error"
+
+
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/")
+_READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "TransactGet", "Receive")
+
+
+class ChangeTracker:
+    """WSGI middleware: a generation counter per AWS service, bumped by writing requests.
+
+    A request counts once moto has answered it, so a save that starts after reading the
+    counter sees the write. ``ReceiveMessage`` counts as a read: in-flight state is not saved.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+        self._generations: dict[str, int] = {}
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        result = self.app(environ, start_response)
+        if _is_write(environ):
+            service = _service_of(environ)
+            with self._lock:
+                self._generations[service] = self._generations.get(service, 0) + 1
+        return result
+
+    def generation(self, service: str) -> int:
+        """The count of writes to `service` so far (unknown services count for all)."""
+        with self._lock:
+            return self._generations.get(service, 0) + self._generations.get("unknown", 0)
+
+
+def _is_write(environ: dict[str, Any]) -> bool:
+    if environ.get("REQUEST_METHOD", "GET") in ("GET", "HEAD", "OPTIONS"):
+        return False
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return not target.rsplit(".", 1)[-1].startswith(_READ_PREFIXES)
+    return True
+
+
+def _service_of(environ: dict[str, Any]) -> str:
+    scope = environ.get("HTTP_AUTHORIZATION") or unquote(environ.get("QUERY_STRING", ""))
+    match = _CREDENTIAL_SCOPE.search(scope)  # also finds a presigned URL's X-Amz-Credential
+    return match.group(1) if match else "unknown"
+
+
+@dataclass
+class LocalAws:
+    """moto on loopback plus the provisioned resources. Use `start()` / `stop()` or `with`."""
+
+    port: int = 0
+    region: str = LOCAL_REGION
+    quiet: bool = True
+    resources: Resources | None = field(default=None, init=False)
+    tracker: ChangeTracker | None = field(default=None, init=False)
+    _server: Any = field(default=None, init=False, repr=False)
+    _saved_env: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
+    _endpoint: str = field(default="", init=False, repr=False)
+    _session: Any = field(default=None, init=False, repr=False)
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
+    _clients_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def endpoint_url(self) -> str:
+        if not self._endpoint:
+            raise LocalAwsError("the local AWS is not started")
+        return self._endpoint
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for `service` on the local endpoint (one per service, thread-safe)."""
+        endpoint = self.endpoint_url
+        with self._clients_lock:
+            key = (service, endpoint)
+            if key not in self._clients:
+                if self._session is None:
+                    self._session = boto3.session.Session()
+                self._clients[key] = self._session.client(
+                    service,
+                    endpoint_url=endpoint,
+                    region_name=self.region,
+                    aws_access_key_id=_DUMMY_KEY,
+                    aws_secret_access_key=_DUMMY_KEY,
+                    config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+                )
+            return self._clients[key]
+
+    def start(self) -> Resources:
+        """Start moto, point this process at it, create the resources; returns them."""
+        global _running
+        with _running_lock:
+            if _running is not None:
+                raise LocalAwsError(
+                    "a local AWS already runs in this process (moto state is global)"
+                )
+            _running = self
+        try:
+            from moto.server import ThreadedMotoServer  # heavy import: only when starting
+
+            # Handlers call DynamoDB concurrently; moto's transactions are not thread-safe.
+            serialize_moto_dynamodb()
+            if self.quiet:
+                logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self._server.start()
+            host, port = self._server.get_host_and_port()
+            self.port = int(port)
+            self._endpoint = f"http://{host}:{self.port}"
+            self.tracker = _install_tracker(self._server)
+            self._reset_moto()  # start from nothing even if this process used moto before
+            self._set_environment()
+            self.resources = provision(
+                dynamodb=self.client("dynamodb"), sqs=self.client("sqs"), s3=self.client("s3")
+            )
+            return self.resources
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Forget moto's state, stop the server and restore the environment. Idempotent."""
+        global _running
+        if self._server is not None:
+            with contextlib.suppress(OSError):
+                self._reset_moto()
+            self._stop_server()
+            self._server = None
+        self._restore_environment()
+        self._endpoint = ""
+        with self._clients_lock:
+            self._clients.clear()
+        with _running_lock:
+            if _running is self:
+                _running = None
+
+    def __enter__(self) -> LocalAws:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _stop_server(self) -> None:
+        # werkzeug looks for the shutdown request between polls (every 0.5 s); a connection
+        # wakes it at once, so stopping takes milliseconds.
+        stopper = threading.Thread(target=self._server.stop, name="moto-stop", daemon=True)
+        stopper.start()
+        while stopper.is_alive():
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            stopper.join(0.02)
+        wsgi_server = getattr(self._server, "_server", None)
+        if wsgi_server is not None:
+            wsgi_server.server_close()
+
+    def _reset_moto(self) -> None:
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(request, timeout=10) as response:
+            response.read()
+
+    def _set_environment(self) -> None:
+        values = {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": _DUMMY_KEY,
+            "AWS_SECRET_ACCESS_KEY": _DUMMY_KEY,
+            "MOTO_PORT": str(self.port),
+        }
+        # Loopback must never go through a proxy a developer has configured.
+        no_proxy = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
+        loopback = ",".join(h for h in ("127.0.0.1", "localhost") if h not in no_proxy.split(","))
+        values["NO_PROXY"] = values["no_proxy"] = ",".join(p for p in (no_proxy, loopback) if p)
+        per_service = [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL_")]
+        for name in (*_ENV_SET, *_ENV_CLEARED, *per_service):
+            self._saved_env.setdefault(name, os.environ.get(name))
+        for name in (*_ENV_CLEARED, *per_service):
+            os.environ.pop(name, None)
+        os.environ.update(values)
+
+    def _restore_environment(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+
+def _install_tracker(server: Any) -> ChangeTracker | None:
+    """Wrap the WSGI app of moto's werkzeug server; None if its layout is not the known one.
+
+    Without a tracker the persistence layer saves on every interval instead.
+    """
+    wsgi_server: Any = getattr(server, "_server", None)
+    app = getattr(wsgi_server, "app", None)
+    if wsgi_server is None or app is None:
+        return None
+    tracker = ChangeTracker(app)
+    wsgi_server.app = tracker
+    return tracker

@@ -1,0 +1,278 @@
+"""The local stack behind ``agent-runtime dev``: one process that stands in for the deployment.
+
+`LocalStack` composes, in this order: the state folder (refused early if its format version is
+unknown), moto on loopback with the runtime's resources (`aws.LocalAws`), the saved data put
+back (`persistence.LocalState`), the handlers' environment variables (`settings` names), the
+HTTP API emulator calling the HTTP handler, the SQS pollers calling the worker handler, and
+the autosaver. `stop()` undoes it in reverse and saves the state on the way out.
+
+The handlers are the deployed ones (``functions.http_api:handler``,
+``functions.worker:handler``) unless others are given; nothing in them knows it is local.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from agent_runtime import settings
+from agent_runtime.adapters.aws.provision import Resources
+from agent_runtime.dev.apigw_http import API_GATEWAY_TIMEOUT, HttpApiEmulator
+from agent_runtime.dev.aws import LocalAws
+from agent_runtime.dev.lambda_environment import prestart
+from agent_runtime.dev.lambda_runtime import Handler, Isolation, LocalFunction
+from agent_runtime.dev.persistence import Autosaver, LocalState, RestoreSummary
+from agent_runtime.dev.sqs_poller import SqsPoller
+
+__all__ = [
+    "DEFAULT_HTTP_HANDLER",
+    "DEFAULT_PORT",
+    "DEFAULT_STATE_DIR",
+    "DEFAULT_WORKER_HANDLER",
+    "LocalStack",
+    "run_dev",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8787
+DEFAULT_STATE_DIR = ".agent-runtime"
+DEFAULT_HTTP_HANDLER = "functions.http_api:handler"
+DEFAULT_WORKER_HANDLER = "functions.worker:handler"
+
+
+@dataclass(kw_only=True)
+class LocalStack:
+    """Everything `agent-runtime dev` serves. ``with LocalStack(port=0) as stack: stack.url``.
+
+    `state_dir=None` keeps nothing between runs. `local_retry_delay` (local only) makes a
+    failed SQS message visible again after that many seconds instead of the queue's
+    visibility timeout; None keeps the deployed behaviour. `isolation` is how handlers run:
+    ``"process"`` (execution environments as child processes, as Lambda has) or ``"thread"``
+    (see `lambda_runtime`).
+    """
+
+    port: int = DEFAULT_PORT
+    state_dir: str | Path | None = DEFAULT_STATE_DIR
+    agents_dir: str = "agents"
+    http_handler: str | Handler = DEFAULT_HTTP_HANDLER
+    worker_handler: str | Handler = DEFAULT_WORKER_HANDLER
+    http_routes: Sequence[str] = ()
+    integration_timeout: float = API_GATEWAY_TIMEOUT
+    http_function_timeout: float | None = None
+    worker_timeout: float = settings.WORKER_TIMEOUT_SECONDS
+    pollers: int = 2
+    isolation: Isolation = "process"
+    local_retry_delay: int | None = 2
+    autosave_interval: float = 2.0
+    stop_grace: float = 10.0
+
+    aws: LocalAws = field(default_factory=LocalAws, init=False)
+    resources: Resources | None = field(default=None, init=False)
+    http: HttpApiEmulator | None = field(default=None, init=False)
+    poller: SqsPoller | None = field(default=None, init=False)
+    state: LocalState | None = field(default=None, init=False)
+    autosaver: Autosaver | None = field(default=None, init=False)
+    restored: RestoreSummary = field(default_factory=RestoreSummary, init=False)
+    ready_seconds: float = field(default=0.0, init=False)
+    phases: dict[str, float] = field(default_factory=dict, init=False)
+    _saved_env: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        if self.http is None:
+            raise RuntimeError("the local stack is not started")
+        return self.http.url
+
+    def start(self) -> LocalStack:
+        started = time.perf_counter()
+        self.aws = LocalAws()
+        try:
+            if self.isolation == "process":
+                prestart()  # the fork server's imports overlap moto's start
+            if self.state_dir is not None:
+                self.state = LocalState(Path(self.state_dir))
+            resources = self.resources = self.aws.start()
+            self.phases["aws"] = time.perf_counter() - started
+            if self.state is not None:
+                self.restored = self.state.restore(
+                    dynamodb=self.aws.client("dynamodb"),
+                    s3=self.aws.client("s3"),
+                    sqs=self.aws.client("sqs"),
+                )
+            self.phases["restore"] = time.perf_counter() - started - self.phases["aws"]
+            self._set_environment({**resources.env(), settings.ENV_AGENTS: self.agents_dir})
+            self.http = HttpApiEmulator(
+                self.http_handler,
+                port=self.port,
+                routes=self.http_routes,
+                integration_timeout=self.integration_timeout,
+                function_timeout=self.http_function_timeout,
+                isolation=self.isolation,
+            )
+            self.poller = SqsPoller(
+                sqs=self.aws.client("sqs"),
+                queue_url=resources.queue_url,
+                handler=self.worker_handler,
+                timeout=self.worker_timeout,
+                concurrency=self.pollers,
+                local_retry_delay=self.local_retry_delay,
+                isolation=self.isolation,
+            )
+            warming = time.perf_counter()
+            _warm(self.http.function, self.poller.function)
+            self.phases["handler init"] = time.perf_counter() - warming
+            self.http.start()
+            self.port = self.http.port
+            self.poller.start()
+            if self.state is not None:
+                tracker = self.aws.tracker
+                self.autosaver = Autosaver(
+                    self.state,
+                    client=self.aws.client,
+                    generation=tracker.generation if tracker is not None else None,
+                    interval=self.autosave_interval,
+                )
+                self.autosaver.mark_saved()
+                self.autosaver.start()
+                # The restored messages are in the queue again: the folder lets go of them, so
+                # a crash from now on cannot deliver them twice.
+                self.state.forget_queues()
+        except BaseException:
+            self.stop(save=False)
+            raise
+        self.ready_seconds = time.perf_counter() - started
+        return self
+
+    def stop(self, *, save: bool = True) -> None:
+        """Stop serving, save the state (DynamoDB, S3, waiting SQS messages), stop moto."""
+        try:
+            if self.http is not None:
+                self.http.stop()
+            if self.poller is not None:
+                self.poller.stop(grace=self.stop_grace)
+            if self.autosaver is not None:
+                self.autosaver.stop()
+            if save and self.state is not None and self.resources is not None:
+                self.state.save(dynamodb=self.aws.client("dynamodb"), s3=self.aws.client("s3"))
+                self.state.drain_queues(self.aws.client("sqs"))
+        finally:
+            self.http = self.poller = self.autosaver = None
+            self.aws.stop()
+            self.resources = None
+            self._restore_environment()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _set_environment(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def _restore_environment(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+
+def _warm(*functions: LocalFunction) -> None:
+    """Init the functions side by side: each cold start mostly waits on imports."""
+    with ThreadPoolExecutor(max_workers=len(functions)) as pool:
+        for future in [pool.submit(function.load) for function in functions]:
+            future.result()
+
+
+def run_dev(
+    port: int = DEFAULT_PORT,
+    agents_dir: str = "agents",
+    state_dir: str | Path | None = DEFAULT_STATE_DIR,
+    *,
+    http_handler: str | Handler = DEFAULT_HTTP_HANDLER,
+    worker_handler: str | Handler = DEFAULT_WORKER_HANDLER,
+    out: TextIO | None = None,
+    stop: threading.Event | None = None,
+    **options: Any,
+) -> None:
+    """Serve until Ctrl-C or SIGTERM (or `stop` is set), then save the state and return.
+
+    Prints a start-up line, then exactly ``ready: http://127.0.0.1:PORT`` once requests are
+    served. The working directory goes on ``sys.path`` first, as ``python -m`` would put it,
+    so the project's ``functions`` and ``agents`` import. `options` go to `LocalStack`.
+    """
+    out = out or sys.stdout
+    stop = stop or threading.Event()
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    _show_logs()
+    stack = LocalStack(
+        port=port,
+        agents_dir=agents_dir,
+        state_dir=state_dir,
+        http_handler=http_handler,
+        worker_handler=worker_handler,
+        **options,
+    )
+    previous = _on_signals(stop)
+    try:
+        stack.start()
+        where = f"state in {state_dir}/" if state_dir is not None else "no saved state"
+        phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in stack.phases.items())
+        print(
+            f"started in {stack.ready_seconds:.2f} s ({phases}); {where} (restored {stack.restored}); "
+            f"AWS endpoint {stack.aws.endpoint_url}",
+            file=out,
+        )
+        print(f"ready: {stack.url}", file=out, flush=True)
+        # A timed wait: a signal delivered to another thread runs its handler only when the
+        # main thread wakes up, which a wait without timeout would never do.
+        while not stop.wait(0.2):
+            pass
+        print(
+            "stopping; saving state" if state_dir is not None else "stopping", file=out, flush=True
+        )
+    finally:
+        _restore_signals(previous)
+        stack.stop()
+
+
+def _on_signals(stop: threading.Event) -> dict[int, Any]:
+    """Ctrl-C and SIGTERM set `stop` (a second Ctrl-C interrupts the shutdown itself)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    return {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def _show_logs() -> None:
+    logger = logging.getLogger("agent_runtime")
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

@@ -1,0 +1,3 @@
+"""A handler module whose init fails."""
+
+raise RuntimeError("init failed on purpose")
