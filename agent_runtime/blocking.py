@@ -53,7 +53,9 @@ _HASH = "'SHA-256'"
 _CONDITION_FAILED = "DynamoDB.ConditionalCheckFailedException"
 
 
-def child_result_key(parent_instance: str, parent_submission_id: str, call_id: str) -> dict[str, str]:
+def child_result_key(
+    parent_instance: str, parent_submission_id: str, call_id: str
+) -> dict[str, str]:
     """The table key (``pk``, ``sk``) of the item holding one blocking child's outcome."""
     return {
         settings.TABLE_PARTITION_KEY: f"I#{parent_instance}",
@@ -127,7 +129,9 @@ def blocking_child_definition(
                     "BackoffRate": 2.0,
                 },
             ],
-            "Catch": [{"ErrorEquals": [_CONDITION_FAILED], "ResultPath": None, "Next": "WakeParent"}],
+            "Catch": [
+                {"ErrorEquals": [_CONDITION_FAILED], "ResultPath": None, "Next": "WakeParent"}
+            ],
             "Next": "WakeParent",
         }
 
@@ -158,7 +162,9 @@ def blocking_child_definition(
                 # Child failures, heartbeat and overall timeouts (moto reports a missed
                 # heartbeat as States.Timeout, AWS as States.HeartbeatTimeout) all
                 # become the parent's tool error.
-                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "CheckError"}],
+                "Catch": [
+                    {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "CheckError"}
+                ],
                 "Next": "RecordResult",
             },
             "RecordResult": record(

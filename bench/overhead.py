@@ -24,15 +24,15 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from moto import mock_aws  # noqa: E402
+from moto import mock_aws
 
-from agent_runtime.definition import create_agent  # noqa: E402
-from agent_runtime.ids import InstanceRef  # noqa: E402
-from agent_runtime.models.test import FunctionModel  # noqa: E402
-from agent_runtime.registry import Registry  # noqa: E402
-from agent_runtime.runtime import Runtime  # noqa: E402
-from agent_runtime.testing.backends import Backend, memory_backend, moto_backend  # noqa: E402
-from agent_runtime.testing.moto_serial import serialize_moto_dynamodb  # noqa: E402
+from agent_runtime.definition import create_agent
+from agent_runtime.ids import InstanceRef
+from agent_runtime.models.test import FunctionModel
+from agent_runtime.registry import Registry
+from agent_runtime.runtime import Runtime
+from agent_runtime.testing.backends import Backend, memory_backend, moto_backend
+from agent_runtime.testing.moto_serial import serialize_moto_dynamodb
 
 WRITES = {"PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"}
 

@@ -18,7 +18,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("ANTHROPIC_API_KEY", None)
 
-from agent_runtime.models import base as _models  # noqa: E402
+from agent_runtime.models import base as _models
 
 _models.ALLOW_MODEL_REQUESTS = False
 

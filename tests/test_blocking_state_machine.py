@@ -25,12 +25,17 @@ from agent_runtime.blocking import blocking_child_definition, child_result_key
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/blocking-child"
 
-PARENT = {"instance": "support-assistant/t-1", "submission_id": "sub-parent-1", "call_id": "call_000001"}
+PARENT = {
+    "instance": "support-assistant/t-1",
+    "submission_id": "sub-parent-1",
+    "call_id": "call_000001",
+}
 CHILD = {"instance": "policy-researcher/t-1~call_000001", "submission_id": "sub-child-1"}
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Clients and the local stack's resources, in moto with Step Functions executing."""
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -50,16 +55,18 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         yield clients
 
 
-def _start(aws: dict[str, Any], *, heartbeat_seconds: int = 300, timeout_seconds: int = 3600) -> str:
-    resources: Resources = aws["resources"]
+def _start(
+    machine: dict[str, Any], *, heartbeat_seconds: int = 300, timeout_seconds: int = 3600
+) -> str:
+    resources: Resources = machine["resources"]
     definition = blocking_child_definition(
         table=resources.table,
         queue_url=resources.queue_url,
         heartbeat_seconds=heartbeat_seconds,
         timeout_seconds=timeout_seconds,
     )
-    sfn = aws["stepfunctions"]
-    machine = sfn.create_state_machine(
+    sfn = machine["stepfunctions"]
+    machine_arn = sfn.create_state_machine(
         name=f"blocking-child-{uuid.uuid4().hex[:8]}",
         definition=json.dumps(definition),
         roleArn=ROLE_ARN,
@@ -67,15 +74,15 @@ def _start(aws: dict[str, Any], *, heartbeat_seconds: int = 300, timeout_seconds
     # Named like the runtime names them: one execution per call id.
     return str(
         sfn.start_execution(
-            stateMachineArn=machine,
+            stateMachineArn=machine_arn,
             name=PARENT["call_id"],
             input=json.dumps({"parent": PARENT, "child": CHILD}),
         )["executionArn"]
     )
 
 
-def _receive_one(aws: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    sqs, queue_url = aws["sqs"], aws["resources"].queue_url
+def _receive_one(machine: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    sqs, queue_url = machine["sqs"], machine["resources"].queue_url
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         messages = sqs.receive_message(
@@ -89,18 +96,20 @@ def _receive_one(aws: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     raise AssertionError("no message arrived on the queue")
 
 
-def _wait_done(aws: dict[str, Any], execution_arn: str, timeout: float = 15.0) -> dict[str, Any]:
+def _wait_done(
+    machine: dict[str, Any], execution_arn: str, timeout: float = 15.0
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        execution = aws["stepfunctions"].describe_execution(executionArn=execution_arn)
+        execution = machine["stepfunctions"].describe_execution(executionArn=execution_arn)
         if execution["status"] != "RUNNING":
             return dict(execution)
         time.sleep(0.05)
     raise AssertionError("execution still running")
 
 
-def _child_wake(aws: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    message = _receive_one(aws)
+def _child_wake(machine: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    message = _receive_one(machine)
     body = json.loads(message["Body"])
     assert message["Attributes"]["MessageGroupId"] == CHILD["instance"]
     dedupe = message["Attributes"]["MessageDeduplicationId"]
@@ -115,8 +124,8 @@ def _child_wake(aws: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return str(body["task_token"]), body
 
 
-def _assert_parent_woken(aws: dict[str, Any]) -> None:
-    message = _receive_one(aws)
+def _assert_parent_woken(machine: dict[str, Any]) -> None:
+    message = _receive_one(machine)
     assert json.loads(message["Body"]) == {
         "v": 1,
         "instance": PARENT["instance"],
@@ -126,10 +135,10 @@ def _assert_parent_woken(aws: dict[str, Any]) -> None:
     assert message["Attributes"]["MessageDeduplicationId"].startswith("child-done-")
 
 
-def _outcome_item(aws: dict[str, Any]) -> dict[str, Any]:
+def _outcome_item(machine: dict[str, Any]) -> dict[str, Any]:
     key = child_result_key(PARENT["instance"], PARENT["submission_id"], PARENT["call_id"])
-    item = aws["dynamodb"].get_item(
-        TableName=aws["resources"].table,
+    item = machine["dynamodb"].get_item(
+        TableName=machine["resources"].table,
         Key={name: {"S": value} for name, value in key.items()},
         ConsistentRead=True,
     )["Item"]
@@ -142,79 +151,82 @@ def _outcome_item(aws: dict[str, Any]) -> dict[str, Any]:
     return dict(item)
 
 
-def test_success_records_result_and_wakes_parent(aws: dict[str, Any]) -> None:
-    execution = _start(aws)
-    token, _ = _child_wake(aws)
+def test_success_records_result_and_wakes_parent(machine: dict[str, Any]) -> None:
+    execution = _start(machine)
+    token, _ = _child_wake(machine)
     result = {"text": "Section 4.2 says: refunds within 30 days.", "usage": {"requests": 2}}
-    aws["stepfunctions"].send_task_success(taskToken=token, output=json.dumps(result))
+    machine["stepfunctions"].send_task_success(taskToken=token, output=json.dumps(result))
 
-    assert _wait_done(aws, execution)["status"] == "SUCCEEDED"
-    item = _outcome_item(aws)
+    assert _wait_done(machine, execution)["status"] == "SUCCEEDED"
+    item = _outcome_item(machine)
     assert item["status"] == {"S": "ok"}
     assert json.loads(item["result"]["S"]) == result
     assert "error" not in item
-    _assert_parent_woken(aws)
+    _assert_parent_woken(machine)
 
 
-def test_child_failure_records_error_and_wakes_parent(aws: dict[str, Any]) -> None:
-    execution = _start(aws)
-    token, _ = _child_wake(aws)
-    aws["stepfunctions"].send_task_failure(
+def test_child_failure_records_error_and_wakes_parent(machine: dict[str, Any]) -> None:
+    execution = _start(machine)
+    token, _ = _child_wake(machine)
+    machine["stepfunctions"].send_task_failure(
         taskToken=token, error="ChildFailed", cause="max_turns reached after 8 turns"
     )
 
-    assert _wait_done(aws, execution)["status"] == "SUCCEEDED"
-    item = _outcome_item(aws)
+    assert _wait_done(machine, execution)["status"] == "SUCCEEDED"
+    item = _outcome_item(machine)
     assert item["status"] == {"S": "error"}
     assert item["error"] == {"S": "ChildFailed"}
     # moto's SendTaskFailure drops the cause (AWS keeps it); either way it is a string.
     assert item["cause"]["S"] in {"max_turns reached after 8 turns", ""}
     assert "result" not in item
-    _assert_parent_woken(aws)
+    _assert_parent_woken(machine)
 
 
-def test_failure_without_cause_still_records(aws: dict[str, Any]) -> None:
-    execution = _start(aws)
-    token, _ = _child_wake(aws)
-    aws["stepfunctions"].send_task_failure(taskToken=token, error="ChildAborted")
+def test_failure_without_cause_still_records(machine: dict[str, Any]) -> None:
+    execution = _start(machine)
+    token, _ = _child_wake(machine)
+    machine["stepfunctions"].send_task_failure(taskToken=token, error="ChildAborted")
 
-    assert _wait_done(aws, execution)["status"] == "SUCCEEDED"
-    item = _outcome_item(aws)
+    assert _wait_done(machine, execution)["status"] == "SUCCEEDED"
+    item = _outcome_item(machine)
     assert item["status"] == {"S": "error"}
     assert item["error"] == {"S": "ChildAborted"}
     assert item["cause"] == {"S": ""}
-    _assert_parent_woken(aws)
+    _assert_parent_woken(machine)
 
 
-def test_missed_heartbeat_records_timeout_and_wakes_parent(aws: dict[str, Any]) -> None:
-    execution = _start(aws, heartbeat_seconds=1, timeout_seconds=60)
-    _child_wake(aws)  # the child's worker never answers nor heartbeats
+def test_missed_heartbeat_records_timeout_and_wakes_parent(machine: dict[str, Any]) -> None:
+    execution = _start(machine, heartbeat_seconds=1, timeout_seconds=60)
+    _child_wake(machine)  # the child's worker never answers nor heartbeats
 
-    assert _wait_done(aws, execution)["status"] == "SUCCEEDED"
-    item = _outcome_item(aws)
+    assert _wait_done(machine, execution)["status"] == "SUCCEEDED"
+    item = _outcome_item(machine)
     assert item["status"] == {"S": "error"}
     # moto says States.Timeout, AWS says States.HeartbeatTimeout.
     assert item["error"]["S"] in {"States.Timeout", "States.HeartbeatTimeout"}
-    _assert_parent_woken(aws)
+    _assert_parent_woken(machine)
 
 
-def test_first_outcome_wins(aws: dict[str, Any]) -> None:
+def test_first_outcome_wins(machine: dict[str, Any]) -> None:
     key = child_result_key(PARENT["instance"], PARENT["submission_id"], PARENT["call_id"])
     earlier = {name: {"S": value} for name, value in key.items()} | {"status": {"S": "ok"}}
-    aws["dynamodb"].put_item(TableName=aws["resources"].table, Item=earlier)
+    machine["dynamodb"].put_item(TableName=machine["resources"].table, Item=earlier)
 
-    execution = _start(aws)
-    token, _ = _child_wake(aws)
-    aws["stepfunctions"].send_task_failure(taskToken=token, error="Late", cause="too late")
+    execution = _start(machine)
+    token, _ = _child_wake(machine)
+    machine["stepfunctions"].send_task_failure(taskToken=token, error="Late", cause="too late")
 
-    assert _wait_done(aws, execution)["status"] == "SUCCEEDED"
-    item = aws["dynamodb"].get_item(
-        TableName=aws["resources"].table, Key={name: {"S": value} for name, value in key.items()}
+    assert _wait_done(machine, execution)["status"] == "SUCCEEDED"
+    item = machine["dynamodb"].get_item(
+        TableName=machine["resources"].table,
+        Key={name: {"S": value} for name, value in key.items()},
     )["Item"]
     assert item == earlier
-    _assert_parent_woken(aws)
+    _assert_parent_woken(machine)
 
 
 def test_definition_rejects_heartbeat_not_below_timeout() -> None:
     with pytest.raises(ValueError):
-        blocking_child_definition(table="t", queue_url="q", heartbeat_seconds=60, timeout_seconds=60)
+        blocking_child_definition(
+            table="t", queue_url="q", heartbeat_seconds=60, timeout_seconds=60
+        )

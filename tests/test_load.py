@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -75,7 +76,7 @@ def check_instance(runtime: Runtime, instance_id: str, expected: int) -> None:
         assert len(records) == expected
         assert all(r.outcome is Outcome.completed for r in records)
         assert [r.sequence for r in records] == list(range(expected))
-        for earlier, later in zip(records, records[1:], strict=False):
+        for earlier, later in itertools.pairwise(records):
             assert earlier.settled_at is not None and later.started_at is not None
             assert earlier.settled_at <= later.started_at, "one runnable head: no overlap"
         history: list[str] = []

@@ -24,7 +24,7 @@ from agent_runtime.tools import tool
 
 pytestmark = pytest.mark.asyncio
 
-I = InstanceRef("payments", "order-7")
+INST = InstanceRef("payments", "order-7")
 LEASE = 30.0
 
 
@@ -76,11 +76,11 @@ def build(backend: Backend, clock: FakeClock, crash_at: Phase | None, crash_in_t
 async def run_until_settled(runtime, clock: FakeClock, submission_id: str) -> SubmissionRecord:
     for _ in range(5):
         try:
-            await runtime.drain(I, deadline=clock() + 600)
+            await runtime.drain(INST, deadline=clock() + 600)
         except Crash:
             clock.advance(LEASE + 1)  # the lease of the dead attempt runs out; SQS redelivers
             continue
-        record = await runtime.submission(I.agent, I.id, submission_id)
+        record = await runtime.submission(INST.agent, INST.id, submission_id)
         if record.settled:
             return record
     raise AssertionError("did not settle")
@@ -92,12 +92,12 @@ PHASES = [Phase.before_model, Phase.model_done, Phase.tools_requested, Phase.too
 @pytest.mark.parametrize("phase", PHASES, ids=[p.value for p in PHASES])
 async def test_kill_after_each_phase(backend: Backend, clock: FakeClock, phase: Phase) -> None:
     runtime, effects, _ = build(backend, clock, crash_at=phase)
-    admission = await runtime.prompt(I.agent, I.id, "pay order 7")
+    admission = await runtime.prompt(INST.agent, INST.id, "pay order 7")
     record = await run_until_settled(runtime, clock, admission.record.id)
 
     assert record.outcome is Outcome.completed, record.error
     assert record.attempts == 2
-    history = [m.message for m in (await runtime.history(I.agent, I.id, "default")).messages]
+    history = [m.message for m in (await runtime.history(INST.agent, INST.id, "default")).messages]
     assert [m.text for m in history if m.role == "user" and m.text] == ["pay order 7"], "input applied once"
     results = {p.call_id: p for m in history for p in m.parts if isinstance(p, ToolResultPart)}
     assert set(results) == {"c-charge", "c-lookup"}
@@ -124,7 +124,7 @@ async def test_kill_after_each_phase(backend: Backend, clock: FakeClock, phase: 
 
 async def test_crash_inside_a_tool_gives_interrupted_not_a_rerun(backend: Backend, clock: FakeClock) -> None:
     runtime, effects, _ = build(backend, clock, crash_at=None, crash_in_tool="charge")
-    admission = await runtime.prompt(I.agent, I.id, "pay")
+    admission = await runtime.prompt(INST.agent, INST.id, "pay")
     record = await run_until_settled(runtime, clock, admission.record.id)
     assert record.outcome is Outcome.completed
     assert effects["charge"] == 1, "the charge that may have happened is not repeated"
@@ -133,7 +133,7 @@ async def test_crash_inside_a_tool_gives_interrupted_not_a_rerun(backend: Backen
 
 async def test_crash_inside_an_idempotent_tool_reruns_it(backend: Backend, clock: FakeClock) -> None:
     runtime, effects, _ = build(backend, clock, crash_at=None, crash_in_tool="lookup")
-    admission = await runtime.prompt(I.agent, I.id, "pay")
+    admission = await runtime.prompt(INST.agent, INST.id, "pay")
     record = await run_until_settled(runtime, clock, admission.record.id)
     assert record.outcome is Outcome.completed
     assert effects == {"charge": 1, "lookup": 2}
@@ -141,17 +141,17 @@ async def test_crash_inside_an_idempotent_tool_reruns_it(backend: Backend, clock
 
 
 async def test_later_submissions_wait_for_the_recovered_head(backend: Backend, clock: FakeClock) -> None:
-    runtime, effects, _ = build(backend, clock, crash_at=Phase.tools_requested)
-    first = await runtime.prompt(I.agent, I.id, "one")
-    second = await runtime.prompt(I.agent, I.id, "two")
+    runtime, _effects, _ = build(backend, clock, crash_at=Phase.tools_requested)
+    first = await runtime.prompt(INST.agent, INST.id, "one")
+    second = await runtime.prompt(INST.agent, INST.id, "two")
     with pytest.raises(Crash):
-        await runtime.drain(I, deadline=clock() + 600)
+        await runtime.drain(INST, deadline=clock() + 600)
     # The head is leased by the dead attempt: the instance is busy, the second must wait.
-    assert (await runtime.drain(I, deadline=clock() + 600)).state == "busy"
-    assert not (await runtime.submission(I.agent, I.id, second.record.id)).settled
+    assert (await runtime.drain(INST, deadline=clock() + 600)).state == "busy"
+    assert not (await runtime.submission(INST.agent, INST.id, second.record.id)).settled
     clock.advance(LEASE + 1)
-    result = await runtime.drain(I, deadline=clock() + 600)
+    result = await runtime.drain(INST, deadline=clock() + 600)
     assert result.settled == 2
-    a = await runtime.submission(I.agent, I.id, first.record.id)
-    b = await runtime.submission(I.agent, I.id, second.record.id)
+    a = await runtime.submission(INST.agent, INST.id, first.record.id)
+    b = await runtime.submission(INST.agent, INST.id, second.record.id)
     assert a.settled_at and b.started_at and a.settled_at <= b.started_at

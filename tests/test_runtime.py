@@ -6,7 +6,13 @@ import pytest
 from pydantic import BaseModel
 
 from agent_runtime.definition import create_agent
-from agent_runtime.errors import AgentNotFound, Conflict, InvalidInput, PayloadTooLarge, TransientModelError
+from agent_runtime.errors import (
+    AgentNotFound,
+    Conflict,
+    InvalidInput,
+    PayloadTooLarge,
+    TransientModelError,
+)
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Outcome, Status
 from agent_runtime.models.base import ModelRequest

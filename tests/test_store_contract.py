@@ -12,7 +12,7 @@ from agent_runtime.testing.backends import Backend, FakeClock
 
 pytestmark = pytest.mark.asyncio
 
-I = InstanceRef("ticket-agent", "T-1")
+INST = InstanceRef("ticket-agent", "T-1")
 
 
 def draft(message: str = "hi", key: str | None = None, *, session: str = "default") -> Draft:
@@ -27,66 +27,66 @@ def draft(message: str = "hi", key: str | None = None, *, session: str = "defaul
 
 
 async def claim(backend: Backend, clock: FakeClock, attempt: str = "a1", lease: float = 60):
-    return await backend.store.claim_head(I, attempt_id=attempt, now=clock(), lease_seconds=lease)
+    return await backend.store.claim_head(INST, attempt_id=attempt, now=clock(), lease_seconds=lease)
 
 
 async def test_replayed_admission_returns_the_first_submission(backend: Backend, clock: FakeClock) -> None:
-    first = await backend.store.admit(I, draft("hello", "prompt:k1"), now=clock())
-    again = await backend.store.admit(I, draft("hello", "prompt:k1"), now=clock() + 5)
+    first = await backend.store.admit(INST, draft("hello", "prompt:k1"), now=clock())
+    again = await backend.store.admit(INST, draft("hello", "prompt:k1"), now=clock() + 5)
     assert not first.replayed and again.replayed
     assert again.record.id == first.record.id
-    assert [r.id for r in await backend.store.list_submissions(I)] == [first.record.id]
+    assert [r.id for r in await backend.store.list_submissions(INST)] == [first.record.id]
 
 
 async def test_conflicting_receipt_is_refused_and_kept_after_settling(backend: Backend, clock: FakeClock) -> None:
-    first = await backend.store.admit(I, draft("a", "dispatch:d1"), now=clock())
+    first = await backend.store.admit(INST, draft("a", "dispatch:d1"), now=clock())
     with pytest.raises(Conflict) as info:
-        await backend.store.admit(I, draft("b", "dispatch:d1"), now=clock())
+        await backend.store.admit(INST, draft("b", "dispatch:d1"), now=clock())
     assert info.value.details["submission_id"] == first.record.id
     claimed = await claim(backend, clock)
-    await backend.store.settle(I, first.record.id, Outcome.completed, now=clock(), fence=Fence.of(claimed.record), result={"text": "ok"})
-    replay = await backend.store.admit(I, draft("a", "dispatch:d1"), now=clock())
+    await backend.store.settle(INST, first.record.id, Outcome.completed, now=clock(), fence=Fence.of(claimed.record), result={"text": "ok"})
+    replay = await backend.store.admit(INST, draft("a", "dispatch:d1"), now=clock())
     assert replay.replayed and replay.record.outcome is Outcome.completed
-    assert len(await backend.store.list_submissions(I)) == 1
+    assert len(await backend.store.list_submissions(INST)) == 1
 
 
 async def test_sequences_follow_admission_order(backend: Backend, clock: FakeClock) -> None:
-    records = [(await backend.store.admit(I, draft(f"m{i}"), now=clock())).record for i in range(5)]
+    records = [(await backend.store.admit(INST, draft(f"m{i}"), now=clock())).record for i in range(5)]
     assert [r.sequence for r in records] == [0, 1, 2, 3, 4]
     assert len({r.id for r in records}) == 5
 
 
 async def test_one_runnable_head(backend: Backend, clock: FakeClock) -> None:
-    a = (await backend.store.admit(I, draft("a"), now=clock())).record
-    b = (await backend.store.admit(I, draft("b"), now=clock())).record
+    a = (await backend.store.admit(INST, draft("a"), now=clock())).record
+    b = (await backend.store.admit(INST, draft("b"), now=clock())).record
     first = await claim(backend, clock, "a1")
     assert first.state == "claimed" and first.record and first.record.id == a.id
     assert first.next_sequence == 2
     busy = await claim(backend, clock, "a2")
     assert busy.state == "busy" and busy.record and busy.record.id == a.id
-    await backend.store.settle(I, a.id, Outcome.completed, now=clock(), fence=Fence.of(first.record))
+    await backend.store.settle(INST, a.id, Outcome.completed, now=clock(), fence=Fence.of(first.record))
     second = await claim(backend, clock, "a3")
     assert second.state == "claimed" and second.record and second.record.id == b.id
-    await backend.store.settle(I, b.id, Outcome.completed, now=clock(), fence=Fence.of(second.record))
+    await backend.store.settle(INST, b.id, Outcome.completed, now=clock(), fence=Fence.of(second.record))
     assert (await claim(backend, clock, "a4")).state == "idle"
 
 
 async def test_head_skips_submissions_settled_out_of_order(backend: Backend, clock: FakeClock) -> None:
-    a = (await backend.store.admit(I, draft("a"), now=clock())).record
-    b = (await backend.store.admit(I, draft("b"), now=clock())).record
-    c = (await backend.store.admit(I, draft("c"), now=clock())).record
-    aborted = await backend.store.request_abort(I, b.id, now=clock())
+    a = (await backend.store.admit(INST, draft("a"), now=clock())).record
+    b = (await backend.store.admit(INST, draft("b"), now=clock())).record
+    c = (await backend.store.admit(INST, draft("c"), now=clock())).record
+    aborted = await backend.store.request_abort(INST, b.id, now=clock())
     assert aborted.status is Status.settled and aborted.outcome is Outcome.aborted
     first = await claim(backend, clock)
     assert first.record and first.record.id == a.id
-    await backend.store.settle(I, a.id, Outcome.completed, now=clock(), fence=Fence.of(first.record))
+    await backend.store.settle(INST, a.id, Outcome.completed, now=clock(), fence=Fence.of(first.record))
     nxt = await claim(backend, clock, "a2")
     assert nxt.record and nxt.record.id == c.id
 
 
 async def test_stale_attempt_cannot_write_or_settle(backend: Backend, clock: FakeClock) -> None:
     # A claims, stalls past its lease; B claims and runs; A wakes and tries to write.
-    record = (await backend.store.admit(I, draft("x"), now=clock())).record
+    record = (await backend.store.admit(INST, draft("x"), now=clock())).record
     a = await claim(backend, clock, "attempt-a", lease=10)
     clock.advance(11)
     b = await claim(backend, clock, "attempt-b", lease=10)
@@ -100,49 +100,49 @@ async def test_stale_attempt_cannot_write_or_settle(backend: Backend, clock: Fak
     with pytest.raises(StaleAttempt):
         await backend.store.release(stale, now=clock(), resume=True, not_before=None, error=None)
     with pytest.raises(StaleAttempt):
-        await backend.store.settle(I, record.id, Outcome.completed, now=clock(), fence=stale)
-    assert (await backend.store.history(I, "default")).messages == []
-    await backend.store.settle(I, record.id, Outcome.completed, now=clock(), fence=Fence.of(b.record), result={"text": "b"})
-    final = await backend.store.get(I, record.id)
+        await backend.store.settle(INST, record.id, Outcome.completed, now=clock(), fence=stale)
+    assert (await backend.store.history(INST, "default")).messages == []
+    await backend.store.settle(INST, record.id, Outcome.completed, now=clock(), fence=Fence.of(b.record), result={"text": "b"})
+    final = await backend.store.get(INST, record.id)
     assert final and final.outcome is Outcome.completed and final.result == {"text": "b"}
 
 
 async def test_first_terminal_write_wins(backend: Backend, clock: FakeClock) -> None:
-    record = (await backend.store.admit(I, draft("x"), now=clock())).record
+    record = (await backend.store.admit(INST, draft("x"), now=clock())).record
     c = await claim(backend, clock)
     assert c.record
-    await backend.store.settle(I, record.id, Outcome.failed, now=clock(), fence=Fence.of(c.record), error={"type": "x"})
+    await backend.store.settle(INST, record.id, Outcome.failed, now=clock(), fence=Fence.of(c.record), error={"type": "x"})
     with pytest.raises(AlreadySettled):
-        await backend.store.settle(I, record.id, Outcome.completed, now=clock(), fence=Fence.of(c.record))
+        await backend.store.settle(INST, record.id, Outcome.completed, now=clock(), fence=Fence.of(c.record))
     with pytest.raises(AlreadySettled):
-        await backend.store.settle(I, record.id, Outcome.aborted, now=clock())
+        await backend.store.settle(INST, record.id, Outcome.aborted, now=clock())
     with pytest.raises(AlreadySettled):
-        await backend.store.request_abort(I, record.id, now=clock())
-    final = await backend.store.get(I, record.id)
+        await backend.store.request_abort(INST, record.id, now=clock())
+    final = await backend.store.get(INST, record.id)
     assert final and final.outcome is Outcome.failed and final.error == {"type": "x"}
 
 
 async def test_unfenced_settle_cannot_take_a_live_attempt(backend: Backend, clock: FakeClock) -> None:
-    record = (await backend.store.admit(I, draft("x"), now=clock())).record
+    record = (await backend.store.admit(INST, draft("x"), now=clock())).record
     await claim(backend, clock, lease=30)
     with pytest.raises(StaleAttempt):
-        await backend.store.settle(I, record.id, Outcome.failed, now=clock())
+        await backend.store.settle(INST, record.id, Outcome.failed, now=clock())
 
 
 async def test_abort_flag_stops_a_running_attempt(backend: Backend, clock: FakeClock) -> None:
-    record = (await backend.store.admit(I, draft("x"), now=clock())).record
+    record = (await backend.store.admit(INST, draft("x"), now=clock())).record
     c = await claim(backend, clock)
     assert c.record
-    flagged = await backend.store.request_abort(I, record.id, now=clock())
+    flagged = await backend.store.request_abort(INST, record.id, now=clock())
     assert flagged.abort_requested and flagged.status is Status.running
     with pytest.raises(AbortRequested):
         await backend.store.checkpoint(Fence.of(c.record), Journal(), now=clock(), lease_seconds=60)
-    await backend.store.settle(I, record.id, Outcome.aborted, now=clock(), fence=Fence.of(c.record))
-    assert (await backend.store.get(I, record.id)).outcome is Outcome.aborted  # type: ignore[union-attr]
+    await backend.store.settle(INST, record.id, Outcome.aborted, now=clock(), fence=Fence.of(c.record))
+    assert (await backend.store.get(INST, record.id)).outcome is Outcome.aborted  # type: ignore[union-attr]
 
 
 async def test_release_backoff_and_yield(backend: Backend, clock: FakeClock) -> None:
-    record = (await backend.store.admit(I, draft("x"), now=clock())).record
+    record = (await backend.store.admit(INST, draft("x"), now=clock())).record
     c = await claim(backend, clock)
     assert c.record
     await backend.store.release(Fence.of(c.record), now=clock(), resume=False, not_before=clock() + 5, error={"type": "boom"})
@@ -160,19 +160,19 @@ async def test_release_backoff_and_yield(backend: Backend, clock: FakeClock) -> 
 
 async def test_checkpoint_appends_history_in_order_and_pages(backend: Backend, clock: FakeClock) -> None:
     for n in range(3):
-        rec = (await backend.store.admit(I, draft(f"q{n}"), now=clock())).record
+        rec = (await backend.store.admit(INST, draft(f"q{n}"), now=clock())).record
         c = await claim(backend, clock, f"a{n}")
         assert c.record and c.record.id == rec.id
         fence = Fence.of(c.record)
         j = Journal(applied=True, turn=1, phase=Phase.before_model, written=1)
         await backend.store.checkpoint(fence, j, now=clock(), lease_seconds=60, messages=[Message.user(f"q{n}")])
         j = Journal(applied=True, turn=1, phase=Phase.committed, written=2)
-        await backend.store.settle(I, rec.id, Outcome.completed, now=clock(), fence=fence, journal=j, messages=[Message.assistant(f"a{n}")])
+        await backend.store.settle(INST, rec.id, Outcome.completed, now=clock(), fence=fence, journal=j, messages=[Message.assistant(f"a{n}")])
     texts: list[str] = []
     cursor = None
     pages = 0
     while True:
-        page = await backend.store.history(I, "default", limit=4, cursor=cursor)
+        page = await backend.store.history(INST, "default", limit=4, cursor=cursor)
         texts += [m.message.text for m in page.messages]
         pages += 1
         if page.next_cursor is None:
@@ -180,25 +180,25 @@ async def test_checkpoint_appends_history_in_order_and_pages(backend: Backend, c
         cursor = page.next_cursor
     assert texts == ["q0", "a0", "q1", "a1", "q2", "a2"]
     assert pages == 2
-    assert (await backend.store.history(I, "other")).messages == []
+    assert (await backend.store.history(INST, "other")).messages == []
 
 
 async def test_tool_results_first_wins(backend: Backend, clock: FakeClock) -> None:
-    await backend.store.admit(I, draft("x"), now=clock())
+    await backend.store.admit(INST, draft("x"), now=clock())
     c = await claim(backend, clock)
     assert c.record
     fence = Fence.of(c.record)
     await backend.store.record_tool_result(fence, 1, ToolResultPart(call_id="c1", name="t", content="first"), now=clock())
     await backend.store.record_tool_result(fence, 1, ToolResultPart(call_id="c1", name="t", content="second"), now=clock())
     await backend.store.record_tool_result(fence, 2, ToolResultPart(call_id="c2", name="t", content="other turn"), now=clock())
-    results = await backend.store.tool_results(I, c.record.sequence, 1)
+    results = await backend.store.tool_results(INST, c.record.sequence, 1)
     assert list(results) == ["c1"] and results["c1"].content == "first"
 
 
 async def test_payload_and_history_spill_round_trip(backend: Backend, clock: FakeClock) -> None:
     big = "x" * 100_000
-    record = (await backend.store.admit(I, draft(big), now=clock())).record
-    stored = await backend.store.get(I, record.id)
+    record = (await backend.store.admit(INST, draft(big), now=clock())).record
+    stored = await backend.store.get(INST, record.id)
     assert stored and stored.payload == {"message": big}
     c = await claim(backend, clock)
     assert c.record and c.record.payload == {"message": big}
@@ -208,12 +208,12 @@ async def test_payload_and_history_spill_round_trip(backend: Backend, clock: Fak
     await backend.store.record_tool_result(fence, 1, ToolResultPart(call_id="c1", name="t", content=big), now=clock())
     j = Journal(applied=True, turn=1, phase=Phase.committed, written=2)
     await backend.store.settle(
-        I, record.id, Outcome.completed, now=clock(), fence=fence, journal=j, messages=[Message.assistant(big)], result={"text": big}
+        INST, record.id, Outcome.completed, now=clock(), fence=fence, journal=j, messages=[Message.assistant(big)], result={"text": big}
     )
-    history = await backend.store.history(I, "default")
+    history = await backend.store.history(INST, "default")
     assert [m.message.text for m in history.messages] == [big, big]
-    assert (await backend.store.tool_results(I, record.sequence, 1))["c1"].content == big
-    settled = await backend.store.get(I, record.id)
+    assert (await backend.store.tool_results(INST, record.sequence, 1))["c1"].content == big
+    settled = await backend.store.get(INST, record.id)
     assert settled and settled.result == {"text": big}
     if backend.kind == "moto":
         s3 = backend.clients["s3"]
@@ -223,15 +223,15 @@ async def test_payload_and_history_spill_round_trip(backend: Backend, clock: Fak
 
 
 async def test_kv(backend: Backend) -> None:
-    assert await backend.store.kv_get(I, "k") is None
-    await backend.store.kv_put(I, "k", {"a": [1, 2]})
-    assert await backend.store.kv_get(I, "k") == {"a": [1, 2]}
-    await backend.store.kv_delete(I, "k")
-    assert await backend.store.kv_get(I, "k") is None
+    assert await backend.store.kv_get(INST, "k") is None
+    await backend.store.kv_put(INST, "k", {"a": [1, 2]})
+    assert await backend.store.kv_get(INST, "k") == {"a": [1, 2]}
+    await backend.store.kv_delete(INST, "k")
+    assert await backend.store.kv_get(INST, "k") is None
 
 
 async def test_instances_are_isolated(backend: Backend, clock: FakeClock) -> None:
     other = InstanceRef("ticket-agent", "T-2")
-    await backend.store.admit(I, draft("a", "prompt:same"), now=clock())
+    await backend.store.admit(INST, draft("a", "prompt:same"), now=clock())
     replay = await backend.store.admit(other, draft("b", "prompt:same"), now=clock())
     assert not replay.replayed and replay.record.sequence == 0

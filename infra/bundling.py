@@ -1,0 +1,173 @@
+"""Lambda packaging without Docker: one source asset and one dependencies layer.
+
+- `build_source` copies ``agent_runtime/``, ``functions/`` and ``agents/`` (no tests,
+  caches or build output) into ``build/lambda/src-<hash>/``.
+- `build_dependencies` installs the runtime dependencies of ``pyproject.toml`` for the
+  Lambda platform (Python 3.13, arm64, binary wheels only) into
+  ``build/lambda/deps-<hash>/python/``, the layout of a Lambda layer. boto3, botocore
+  and s3transfer are left out: the Lambda runtime provides them.
+
+Both directories are named by a hash of their inputs, so a repeated synthesis with
+unchanged inputs reuses them; an interrupted build never leaves a half-filled
+directory under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_DIR = Path("build") / "lambda"
+
+SOURCE_PACKAGES = ("agent_runtime", "functions", "agents")
+EXCLUDED_DIRS = frozenset(
+    {
+        "__pycache__", "tests", "test", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+        "cdk.out", ".venv", "venv", ".agent-runtime", "build", "node_modules", ".git",
+    }
+)  # fmt: skip
+EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+
+LAMBDA_PYTHON = "3.13"
+# Lambda's Python 3.13 runs on Amazon Linux 2023 (glibc 2.34): any of these wheels load.
+LAMBDA_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
+PROVIDED_BY_LAMBDA = frozenset({"boto3", "botocore", "s3transfer"})
+
+Runner = Callable[[Sequence[str]], None]
+
+
+def _included(path: Path) -> bool:
+    return not (set(path.parts) & EXCLUDED_DIRS) and not path.name.endswith(EXCLUDED_SUFFIXES)
+
+
+def source_files(root: Path = ROOT) -> list[Path]:
+    """The files of the source asset, relative to `root`, sorted."""
+    found: list[Path] = []
+    for package in SOURCE_PACKAGES:
+        base = root / package
+        if not base.is_dir():
+            continue
+        for path in base.rglob("*"):
+            relative = path.relative_to(root)
+            if path.is_file() and _included(relative):
+                found.append(relative)
+    return sorted(found)
+
+
+def _digest(parts: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()[:16]
+
+
+def _materialize(target: Path, fill: Callable[[Path], None]) -> Path:
+    """Build into a temporary sibling, then rename: `target` exists only when complete."""
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        fill(staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # not a concurrent build that finished first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _prune(target)
+    return target
+
+
+def _prune(keep: Path) -> None:
+    """Remove older builds of the same kind (``src-*`` or ``deps-*``)."""
+    kind = keep.name.split("-", 1)[0]
+    for other in keep.parent.glob(f"{kind}-*"):
+        if other != keep and other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def build_source(root: Path = ROOT) -> Path:
+    """Copy the Python packages the handlers import into a content-addressed directory."""
+    files = source_files(root)
+    key = _digest(
+        part for path in files for part in (path.as_posix().encode(), (root / path).read_bytes())
+    )
+
+    def fill(staging: Path) -> None:
+        for relative in files:
+            destination = staging / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / relative, destination)
+
+    return _materialize(root / BUILD_DIR / f"src-{key}", fill)
+
+
+def _requirement_name(requirement: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    if not match:
+        raise ValueError(f"cannot read a package name from {requirement!r}")
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+
+
+def runtime_requirements(root: Path = ROOT) -> list[str]:
+    """``[project].dependencies`` minus what the Lambda runtime already has."""
+    with (root / "pyproject.toml").open("rb") as file:
+        dependencies: list[str] = tomllib.load(file)["project"]["dependencies"]
+    return [req for req in dependencies if _requirement_name(req) not in PROVIDED_BY_LAMBDA]
+
+
+def pip_command(requirements: Sequence[str], target: Path) -> list[str]:
+    platforms = [arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)]
+    return [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--no-compile",  # bytecode compiled here would be for this interpreter, not 3.13
+        "--only-binary=:all:", "--implementation", "cp", "--python-version", LAMBDA_PYTHON,
+        *platforms, "--target", str(target), *requirements,
+    ]  # fmt: skip
+
+
+def _run(command: Sequence[str]) -> None:
+    subprocess.run(command, check=True, env={**os.environ, "PIP_NO_INPUT": "1"})
+
+
+def _strip(site: Path) -> None:
+    """Remove what a dependency may have pulled in that Lambda provides, and caches."""
+    for entry in site.iterdir():
+        base = entry.name.split("-", 1)[0].lower()
+        if base in PROVIDED_BY_LAMBDA or entry.name in {"bin", "__pycache__"}:
+            shutil.rmtree(entry, ignore_errors=True)
+    for cache in site.rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def build_dependencies(root: Path = ROOT, *, run: Runner = _run) -> Path:
+    """Install the runtime dependencies as a Lambda layer directory (``python/`` inside)."""
+    requirements = runtime_requirements(root)
+    key = _digest(
+        part.encode() for part in (LAMBDA_PYTHON, *LAMBDA_PLATFORMS, *sorted(requirements))
+    )
+
+    def fill(staging: Path) -> None:
+        site = staging / "python"
+        site.mkdir()
+        run(pip_command(requirements, site))
+        _strip(site)
+
+    return _materialize(root / BUILD_DIR / f"deps-{key}", fill)
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of all files under `path` (an asset's unzipped size)."""
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())

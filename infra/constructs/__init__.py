@@ -1,0 +1,1 @@
+"""Constructs composed by `infra.stack.AgentRuntimeStack`; each exposes its resources."""

@@ -1,0 +1,255 @@
+"""The Lambda functions: one per handler module in ``functions/``, each with its own role.
+
+A function is described by a `HandlerSpec`; what its role may touch is the set of
+`Access` grants in the spec, each applied as narrowly as the service allows. Adding a
+handler is one more spec passed to `RuntimeFunctions.add`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from agent_runtime import settings
+from infra import bundling
+from infra.config import StackConfig
+from infra.constructs.common import log_group
+from infra.nag import acknowledge, finding_resource
+
+SERVICE_NAME = "agent-runtime"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+# Environment names the stack passes beyond those in `agent_runtime.settings`; the
+# runtime reads them under these names (candidates for `agent_runtime.settings`).
+ENV_DEFAULT_MODEL = "AGENT_RUNTIME_DEFAULT_MODEL"
+ENV_QUEUE_ARN = "AGENT_RUNTIME_QUEUE_ARN"
+ENV_SCHEDULE_GROUP = "AGENT_RUNTIME_SCHEDULE_GROUP"
+ENV_SCHEDULER_ROLE_ARN = "AGENT_RUNTIME_SCHEDULER_ROLE_ARN"
+ENV_WEBSOCKET_ENDPOINT = "AGENT_RUNTIME_WEBSOCKET_ENDPOINT"
+
+# The actions a handler needs on blobs; `grant_read_write` would add wildcards
+# (``s3:GetObject*``, ``s3:List*``, ``s3:Abort*``) it does not use.
+_OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+# Timers: one-off schedules the runtime creates, replaces, reads and cancels.
+_TIMER_ACTIONS = [
+    "scheduler:CreateSchedule",
+    "scheduler:UpdateSchedule",
+    "scheduler:DeleteSchedule",
+    "scheduler:GetSchedule",
+]
+# Task-token calls identify the task by its token, not by an ARN: IAM supports no
+# resource for them, so AWS requires Resource "*".
+_TASK_TOKEN_ACTIONS = [
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "states:SendTaskHeartbeat",
+]
+
+
+class Access(enum.Enum):
+    """What a handler's role may do; each member maps to one narrow grant."""
+
+    TABLE_READ = "read the instance table"
+    TABLE_READ_WRITE = "read and write the instance table"
+    QUEUE_SEND = "send wake-ups"
+    BLOBS = "get, put and delete objects in the bucket, list it"
+    START_CHILDREN = "start blocking-child executions"
+    TASK_TOKENS = "answer blocking-child task tokens"
+    MODEL_SECRET = "read the model API key"
+    TIMERS = "create and delete timer schedules, pass the scheduler role"
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """One Lambda function: ``name`` is its construct id, ``handler`` the Python path."""
+
+    name: str
+    handler: str
+    description: str
+    timeout_seconds: int
+    memory: Literal["api", "worker", "small"]
+    access: frozenset[Access]
+
+
+@dataclass(frozen=True)
+class RuntimeResources:
+    """The resources the handlers are told about (environment) and may be granted."""
+
+    table: dynamodb.ITable
+    queue: sqs.IQueue
+    bucket: s3.IBucket
+    state_machine: sfn.IStateMachine
+    event_bus: events.IEventBus
+    model_secret: secretsmanager.ISecret
+    schedule_group: scheduler.IScheduleGroup
+    scheduler_role: iam.IRole
+
+
+class RuntimeFunctions(Construct):
+    """``functions[name]``, ``roles[name]``, ``log_groups[name]``; ``code`` is the shared
+    source asset and ``dependencies`` the layer (None when bundling is off)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        resources: RuntimeResources,
+        handlers: Iterable[HandlerSpec] = (),
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self._resources = resources
+        self.functions: dict[str, lambda_.Function] = {}
+        self.roles: dict[str, iam.Role] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        self.code = lambda_.Code.from_asset(str(bundling.build_source()))
+        self.dependencies: lambda_.LayerVersion | None = None
+        if config.bundle:
+            self.dependencies = lambda_.LayerVersion(
+                self,
+                "Dependencies",
+                code=lambda_.Code.from_asset(str(bundling.build_dependencies())),
+                compatible_runtimes=[RUNTIME],
+                compatible_architectures=[ARCHITECTURE],
+                description="agent-runtime's Python dependencies (boto3 comes with Lambda)",
+            )
+        for spec in handlers:
+            self.add(spec)
+
+    def __getitem__(self, name: str) -> lambda_.Function:
+        return self.functions[name]
+
+    def environment(self, spec: HandlerSpec) -> dict[str, str]:
+        """What every handler is told (settings names, Powertools), plus the secret's ARN
+        for handlers that read it and the schedule group, scheduler role and queue ARN
+        for handlers that set timers."""
+        res = self._resources
+        env = {
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "POWERTOOLS_LOG_LEVEL": self._config.log_level,
+            settings.ENV_TABLE: res.table.table_name,
+            settings.ENV_QUEUE_URL: res.queue.queue_url,
+            settings.ENV_BUCKET: res.bucket.bucket_name,
+            settings.ENV_STATE_MACHINE_ARN: res.state_machine.state_machine_arn,
+            settings.ENV_EVENT_BUS: res.event_bus.event_bus_name,
+            ENV_DEFAULT_MODEL: self._config.model_id,
+        }
+        if Access.MODEL_SECRET in spec.access:
+            env[settings.ENV_MODEL_SECRET_ARN] = res.model_secret.secret_arn
+        if Access.TIMERS in spec.access:
+            env[ENV_QUEUE_ARN] = res.queue.queue_arn
+            env[ENV_SCHEDULE_GROUP] = res.schedule_group.schedule_group_name
+            env[ENV_SCHEDULER_ROLE_ARN] = res.scheduler_role.role_arn
+        return env
+
+    def add(self, spec: HandlerSpec) -> lambda_.Function:
+        """Create the function of `spec` with its role, log group and grants."""
+        if spec.name in self.functions:
+            raise ValueError(f"handler {spec.name!r} is already defined")
+        memory: Mapping[str, int] = {
+            "api": self._config.api_memory_mb,
+            "worker": self._config.worker_memory_mb,
+            "small": self._config.small_memory_mb,
+        }
+        role = iam.Role(
+            self,
+            f"{spec.name}-role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"agent-runtime {spec.name}: {', '.join(sorted(a.value for a in spec.access))}",
+        )
+        group = log_group(self, f"{spec.name}-logs", config=self._config)
+        group.grant_write(role)
+        function = lambda_.Function(
+            self,
+            spec.name,
+            description=spec.description,
+            code=self.code,
+            handler=spec.handler,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            memory_size=memory[spec.memory],
+            timeout=Duration.seconds(spec.timeout_seconds),
+            role=role,
+            log_group=group,
+            layers=[self.dependencies] if self.dependencies else None,
+            environment=self.environment(spec),
+        )
+        acknowledge(
+            function,
+            "L1",
+            "Pinned to Python 3.13 on purpose: the dependency layer is built for CPython "
+            "3.13 wheels (pydantic-core, jiter); moving to a newer runtime is a deliberate "
+            "change of both.",
+        )
+        self._grant(role, spec)
+        self.functions[spec.name] = function
+        self.roles[spec.name] = role
+        self.log_groups[spec.name] = group
+        return function
+
+    def _grant(self, role: iam.Role, spec: HandlerSpec) -> None:
+        res = self._resources
+        access = spec.access
+        if Access.TABLE_READ_WRITE in access:
+            res.table.grant_read_write_data(role)
+        elif Access.TABLE_READ in access:
+            res.table.grant_read_data(role)
+        if Access.QUEUE_SEND in access:
+            res.queue.grant_send_messages(role)
+        if Access.BLOBS in access:
+            objects = res.bucket.arn_for_objects("*")
+            role.add_to_policy(iam.PolicyStatement(actions=_OBJECT_ACTIONS, resources=[objects]))
+            role.add_to_policy(
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[res.bucket.bucket_arn])
+            )
+            acknowledge(
+                role,
+                f"IAM5[Resource::{finding_resource(self, objects)}]",
+                "Object keys are chosen at run time (per instance, per file); the grant is "
+                "limited to this one bucket's objects and to get, put and delete.",
+            )
+        if Access.START_CHILDREN in access:
+            res.state_machine.grant_start_execution(role)
+        if Access.TASK_TOKENS in access:
+            role.add_to_policy(iam.PolicyStatement(actions=_TASK_TOKEN_ACTIONS, resources=["*"]))
+            acknowledge(
+                role,
+                "IAM5[Resource::*]",
+                "states:SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat support no "
+                "resource-level permissions (the task token names the task); AWS requires "
+                "Resource '*'. Only these three actions are granted on it.",
+            )
+        if Access.MODEL_SECRET in access:
+            res.model_secret.grant_read(role)
+        if Access.TIMERS in access:
+            schedules = Stack.of(self).format_arn(
+                service="scheduler",
+                resource="schedule",
+                resource_name=f"{res.schedule_group.schedule_group_name}/*",
+            )
+            role.add_to_policy(iam.PolicyStatement(actions=_TIMER_ACTIONS, resources=[schedules]))
+            res.scheduler_role.grant_pass_role(role)
+            acknowledge(
+                role,
+                f"IAM5[Resource::{finding_resource(self, schedules)}]",
+                "Timer schedules are created at run time with generated names; the grant is "
+                "limited to schedules in this stack's schedule group.",
+            )

@@ -1,0 +1,92 @@
+"""Durable state: the instance table and the blob bucket (with its access-log bucket)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from agent_runtime import settings
+from infra.config import StackConfig
+from infra.constructs.common import removal_policy
+
+# Objects under this prefix are scratch space (upload staging): S3 removes them after a day.
+TMP_PREFIX = "tmp/"
+
+
+class Storage(Construct):
+    """``table``: one row family per instance. ``bucket``: files, spilled payloads, uploads."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig) -> None:
+        super().__init__(scope, construct_id)
+        # With DESTROY, CloudFormation deletes the buckets only once they are empty.
+        removal = removal_policy(config)
+        prod = config.stage == "prod"
+
+        self.table = dynamodb.Table(
+            self,
+            "Table",
+            partition_key=dynamodb.Attribute(
+                name=settings.TABLE_PARTITION_KEY, type=dynamodb.AttributeType.STRING
+            ),
+            sort_key=dynamodb.Attribute(
+                name=settings.TABLE_SORT_KEY, type=dynamodb.AttributeType.STRING
+            ),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute=settings.TABLE_TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=prod,
+            # The ledger is the source of truth: production never deletes it with the stack.
+            removal_policy=RemovalPolicy.RETAIN if prod else removal,
+        )
+
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            # Server access logs can only be delivered to SSE-S3 buckets.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+            removal_policy=removal,
+        )
+
+        cors = (
+            [
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.PUT],
+                    allowed_origins=list(config.cors_origins),
+                    allowed_headers=["content-type", "content-md5", "x-amz-*"],
+                    exposed_headers=["etag"],
+                    max_age=3600,
+                )
+            ]
+            if config.cors_origins
+            else None
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            # Objects are written once under keys the runtime chooses and never edited in
+            # place; DynamoDB (with point-in-time recovery) holds the references to them.
+            versioned=False,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="bucket/",
+            cors=cors,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-tmp", prefix=TMP_PREFIX, expiration=Duration.days(1)),
+                s3.LifecycleRule(
+                    id="abort-incomplete-uploads",
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                ),
+            ],
+            removal_policy=removal,
+        )

@@ -1,0 +1,180 @@
+"""The agent-runtime stack: composes the constructs, creates nothing itself but outputs.
+
+Storage ─ table, bucket (+ access-log bucket)
+Wakeups ─ FIFO queue + dead-letter queue ──────────────► worker (SQS event source)
+BlockingChildren ─ state machine (sends to the queue, puts into the table)
+Events ─ bus + dispatch rule ──► dispatch_events;  sweeper schedule ──► sweeper;
+         schedule group + scheduler role (timers send to the queue)
+ModelSecret ─ the model API key (read by the worker only)
+RuntimeFunctions ─ one function and role per `HandlerSpec` below
+Api ─ HTTP API ──► http_api;  WebSocket API ──► websocket (when it exists)
+Alarms ─ dead letters, dispatch failures, worker errors/throttles, oldest wake-up
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from agent_runtime import settings
+from infra.config import StackConfig
+from infra.constructs.api import Api, WebSocketSurface
+from infra.constructs.children import BlockingChildren
+from infra.constructs.events import Events
+from infra.constructs.functions import (
+    ENV_WEBSOCKET_ENDPOINT,
+    Access,
+    HandlerSpec,
+    RuntimeFunctions,
+    RuntimeResources,
+)
+from infra.constructs.monitoring import Alarms
+from infra.constructs.secrets import ModelSecret
+from infra.constructs.storage import Storage
+from infra.constructs.wakeups import Wakeups
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_ADMISSION = frozenset({Access.TABLE_READ_WRITE, Access.QUEUE_SEND, Access.BLOBS})
+
+HANDLERS: tuple[HandlerSpec, ...] = (
+    HandlerSpec(
+        name="http_api",
+        handler="functions.http_api.handler",
+        description="agent-runtime HTTP API",
+        timeout_seconds=29,  # API Gateway HTTP integrations time out at 30 s
+        memory="api",
+        access=_ADMISSION,
+    ),
+    HandlerSpec(
+        name="worker",
+        handler="functions.worker.handler",
+        description="agent-runtime worker: runs instances woken on the FIFO queue",
+        timeout_seconds=settings.WORKER_TIMEOUT_SECONDS,
+        memory="worker",
+        access=_ADMISSION
+        | {Access.START_CHILDREN, Access.TASK_TOKENS, Access.MODEL_SECRET, Access.TIMERS},
+    ),
+    HandlerSpec(
+        name="sweeper",
+        handler="functions.sweeper.handler",
+        description="agent-runtime sweeper: re-wakes instances with idle queued work",
+        timeout_seconds=120,
+        memory="small",
+        access=frozenset({Access.TABLE_READ, Access.QUEUE_SEND}),
+    ),
+    HandlerSpec(
+        name="dispatch_events",
+        handler="functions.dispatch_events.handler",
+        description="agent-runtime EventBridge dispatch",
+        timeout_seconds=30,
+        memory="small",
+        access=_ADMISSION,
+    ),
+)
+
+WEBSOCKET_HANDLER = HandlerSpec(
+    name="websocket",
+    handler="functions.websocket.handler",
+    description="agent-runtime WebSocket API",
+    timeout_seconds=29,
+    memory="api",
+    access=_ADMISSION,
+)
+
+
+def websocket_enabled(config: StackConfig, root: Path = ROOT) -> bool:
+    """``websocket`` from the configuration; ``auto`` means: its handler module exists."""
+    if config.websocket == "auto":
+        return (root / "functions" / "websocket.py").is_file()
+    return config.websocket
+
+
+class AgentRuntimeStack(Stack):
+    """Every resource lives in a construct, exposed as an attribute of this stack."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config or StackConfig.from_context(self.node)
+
+        self.storage = Storage(self, "Storage", config=self.config)
+        self.wakeups = Wakeups(self, "Wakeups")
+        self.children = BlockingChildren(
+            self,
+            "BlockingChildren",
+            config=self.config,
+            table=self.storage.table,
+            queue=self.wakeups.queue,
+        )
+        self.events = Events(self, "Events", config=self.config, queue=self.wakeups.queue)
+        self.model_secret = ModelSecret(self, "ModelSecret", config=self.config)
+        self.functions = RuntimeFunctions(
+            self,
+            "Functions",
+            config=self.config,
+            resources=RuntimeResources(
+                table=self.storage.table,
+                queue=self.wakeups.queue,
+                bucket=self.storage.bucket,
+                state_machine=self.children.state_machine,
+                event_bus=self.events.bus,
+                model_secret=self.model_secret.secret,
+                schedule_group=self.events.schedule_group,
+                scheduler_role=self.events.scheduler_role,
+            ),
+            handlers=HANDLERS,
+        )
+        self.wakeups.add_consumer(self.functions["worker"])
+        self.events.route_dispatch_to(self.functions["dispatch_events"])
+        self.events.sweep_with(self.functions["sweeper"])
+        self.api = Api(self, "Api", config=self.config, http_handler=self.functions["http_api"])
+        self.alarms = Alarms(
+            self,
+            "Alarms",
+            queue=self.wakeups.queue,
+            dead_letter_queue=self.wakeups.dead_letter_queue,
+            dispatch_failures=self.events.dispatch_failures,
+            worker=self.functions["worker"],
+        )
+
+        self.websocket: WebSocketSurface | None = None
+        if websocket_enabled(self.config):
+            self.add_websocket()
+
+        self._output("HttpUrl", self.api.http_url, "HTTP API base URL")
+        self._output("TableName", self.storage.table.table_name, "Instance table")
+        self._output("QueueUrl", self.wakeups.queue.queue_url, "FIFO wake-up queue")
+        self._output("BucketName", self.storage.bucket.bucket_name, "Blob bucket")
+        self._output(
+            "StateMachineArn",
+            self.children.state_machine.state_machine_arn,
+            "Blocking-child state machine",
+        )
+        self._output("EventBusName", self.events.bus.event_bus_name, "Dispatch event bus")
+        self._output("ModelSecretArn", self.model_secret.secret.secret_arn, "Model API key")
+
+    def add_websocket(self, spec: HandlerSpec = WEBSOCKET_HANDLER) -> WebSocketSurface:
+        """The WebSocket surface: its function, API and stage ``live``, the right to post
+        to its connections (WebSocket function and worker), and the ``WebSocketUrl``
+        output. Runs when ``functions/websocket.py`` exists (or ``-c websocket=true``)."""
+        function = self.functions.add(spec)
+        surface = self.api.add_websocket(function)
+        for name in (spec.name, "worker"):
+            surface.grant_manage_connections(self.functions.roles[name])
+            self.functions[name].add_environment(ENV_WEBSOCKET_ENDPOINT, surface.callback_url)
+        self.websocket = surface
+        self._output("WebSocketUrl", surface.url, "WebSocket API URL (stage live)")
+        return surface
+
+    def _output(self, name: str, value: str, description: str) -> None:
+        CfnOutput(self, name, value=value, description=description)

@@ -1,0 +1,186 @@
+"""Least privilege: each role may touch only its own resources; ``*`` only where AWS
+requires it (task-token calls; CloudWatch Logs delivery and X-Ray for Step Functions)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.infra.helpers import (
+    Resources,
+    as_list,
+    function_named,
+    of_type,
+    one,
+    role_of,
+    statements_of_role,
+)
+
+TASK_TOKEN_ACTIONS = {
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "states:SendTaskHeartbeat",
+}
+# Step Functions needs these on "*" to deliver its logs and traces (CDK adds them).
+LOG_DELIVERY_AND_XRAY = {
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "xray:PutTelemetryRecords",
+    "xray:PutTraceSegments",
+}
+
+
+def _logical_ids_in(value: Any) -> set[str]:
+    """Every logical id a policy resource refers to (Ref / Fn::GetAtt, inside joins too)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if "Ref" in value and not str(value["Ref"]).startswith("AWS::"):
+            found.add(value["Ref"])
+        elif "Fn::GetAtt" in value:
+            found.add(value["Fn::GetAtt"][0])
+        else:
+            for inner in value.values():
+                found |= _logical_ids_in(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _logical_ids_in(inner)
+    return found
+
+
+def _touched(resources: Resources, role: str) -> tuple[set[str], set[str]]:
+    """(logical ids the role's statements name, actions granted on ``*``)."""
+    ids: set[str] = set()
+    star_actions: set[str] = set()
+    for statement in statements_of_role(resources, role):
+        assert statement["Effect"] == "Allow"
+        for resource in as_list(statement["Resource"]):
+            if resource == "*":
+                star_actions |= set(as_list(statement["Action"]))
+            else:
+                ids |= _logical_ids_in(resource)
+    return ids, star_actions
+
+
+def _id(resources: Resources, kind: str, **where: Any) -> str:
+    return one(resources, kind, **where)[0]
+
+
+def test_no_star_action_and_star_resource_only_where_required(resources: Resources) -> None:
+    for name, policy in of_type(resources, "AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = as_list(statement["Action"])
+            assert "*" not in actions, name
+            assert not any(action.endswith(":*") for action in actions), (name, actions)
+            if "*" in as_list(statement["Resource"]):
+                assert set(actions) <= TASK_TOKEN_ACTIONS | LOG_DELIVERY_AND_XRAY, (name, actions)
+    # No managed policies anywhere (each role's permissions are in its own policy).
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        assert "ManagedPolicyArns" not in role["Properties"], name
+
+
+def test_worker_touches_only_its_resources(resources: Resources) -> None:
+    _, worker = function_named(resources, "functions.worker.handler")
+    role = role_of(worker)
+    ids, star_actions = _touched(resources, role)
+    table = next(iter(of_type(resources, "AWS::DynamoDB::Table")))
+    queue = _id(resources, "AWS::SQS::Queue", DeduplicationScope="messageGroup")
+    bucket = next(
+        name
+        for name, body in of_type(resources, "AWS::S3::Bucket").items()
+        if "LoggingConfiguration" in body["Properties"]
+    )
+    machine = next(iter(of_type(resources, "AWS::StepFunctions::StateMachine")))
+    secret = next(iter(of_type(resources, "AWS::SecretsManager::Secret")))
+    scheduler_role = next(
+        name
+        for name, body in of_type(resources, "AWS::IAM::Role").items()
+        if "scheduler.amazonaws.com" in json.dumps(body["Properties"]["AssumeRolePolicyDocument"])
+    )
+    websocket = _id(resources, "AWS::ApiGatewayV2::Api", ProtocolType="WEBSOCKET")
+    log_group = worker["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    assert ids == {table, queue, bucket, machine, secret, scheduler_role, websocket, log_group}
+    # The only "*": answering task tokens (IAM has no resource for them).
+    assert star_actions == TASK_TOKEN_ACTIONS
+
+
+def test_worker_state_machine_calls(resources: Resources) -> None:
+    _, worker = function_named(resources, "functions.worker.handler")
+    machine = next(iter(of_type(resources, "AWS::StepFunctions::StateMachine")))
+    statements = statements_of_role(resources, role_of(worker))
+    on_machine = [s for s in statements if s["Resource"] == {"Ref": machine}]
+    assert [as_list(s["Action"]) for s in on_machine] == [["states:StartExecution"]]
+
+
+def test_only_the_worker_reads_the_model_secret(resources: Resources) -> None:
+    secret = next(iter(of_type(resources, "AWS::SecretsManager::Secret")))
+    readers = {
+        name
+        for name, body in of_type(resources, "AWS::IAM::Policy").items()
+        for statement in body["Properties"]["PolicyDocument"]["Statement"]
+        if {"Ref": secret} in as_list(statement["Resource"])
+    }
+    _, worker = function_named(resources, "functions.worker.handler")
+    assert [
+        body["Properties"]["Roles"]
+        for name, body in of_type(resources, "AWS::IAM::Policy").items()
+        if name in readers
+    ] == [[{"Ref": role_of(worker)}]]
+
+
+def test_sweeper_reads_the_table_and_sends_wakeups_only(resources: Resources) -> None:
+    _, sweeper = function_named(resources, "functions.sweeper.handler")
+    statements = statements_of_role(resources, role_of(sweeper))
+    actions = {action for s in statements for action in as_list(s["Action"])}
+    writes = {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    }
+    assert not actions & writes
+    assert "sqs:SendMessage" in actions
+    assert not any(action.startswith(("s3:", "states:", "secretsmanager:")) for action in actions)
+
+
+def test_state_machine_role_sends_to_the_queue_and_puts_into_the_table_only(
+    resources: Resources,
+) -> None:
+    _, machine = one(resources, "AWS::StepFunctions::StateMachine")
+    role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    table = next(iter(of_type(resources, "AWS::DynamoDB::Table")))
+    queue = _id(resources, "AWS::SQS::Queue", DeduplicationScope="messageGroup")
+    scoped = {
+        (tuple(as_list(s["Action"])), json.dumps(s["Resource"]))
+        for s in statements_of_role(resources, role)
+        if s["Resource"] != "*"
+    }
+    assert scoped == {
+        (("sqs:SendMessage",), json.dumps({"Fn::GetAtt": [queue, "Arn"]})),
+        (("dynamodb:PutItem",), json.dumps({"Fn::GetAtt": [table, "Arn"]})),
+    }
+    _, star_actions = _touched(resources, role)
+    assert star_actions == LOG_DELIVERY_AND_XRAY
+
+
+def test_scheduler_role_may_only_send_to_the_queue(resources: Resources) -> None:
+    role = next(
+        name
+        for name, body in of_type(resources, "AWS::IAM::Role").items()
+        if "scheduler.amazonaws.com" in json.dumps(body["Properties"]["AssumeRolePolicyDocument"])
+    )
+    queue = _id(resources, "AWS::SQS::Queue", DeduplicationScope="messageGroup")
+    assert statements_of_role(resources, role) == [
+        {
+            "Action": "sqs:SendMessage",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [queue, "Arn"]},
+        }
+    ]
