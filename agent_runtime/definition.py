@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from agent_runtime.errors import DefinitionError
 from agent_runtime.models.base import Model, ModelSettings, ToolChoice, resolve_model
-from agent_runtime.tools import TOOL_NAME, Tool, tool
+from agent_runtime.tools import Tool, tool
 
 RESERVED_TOOL_NAMES = frozenset({"task", "final_result"})
 RESERVED_TOOL_PREFIXES = ("transfer_to_",)
@@ -323,7 +323,3 @@ def create_agent(init: Init | Mapping[str, Any] | None = None, /, **fields: Any)
         raise DefinitionError("init", "expected a callable of the context, a dict, or keyword fields")
     definition.configure(AgentContext(id=PROBE_ID))
     return definition
-
-
-def tool_name_ok(name: str) -> bool:
-    return bool(TOOL_NAME.match(name))

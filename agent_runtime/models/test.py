@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -177,10 +176,6 @@ def last_user_text(request: ModelRequest) -> str:
         if message.role == "user" and message.text:
             return message.text
     return ""
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
 
 
 def resolve_test_model(name: str) -> Model:
