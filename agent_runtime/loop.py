@@ -20,12 +20,22 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from agent_runtime import events as ev
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AbortRequested, AgentRuntimeError
 from agent_runtime.ledger import Fence, Outcome, Phase, SubmissionRecord
 from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
-from agent_runtime.models.base import Model, ModelRequest, ModelResponse, ResponseDone, ToolSpec
+from agent_runtime.models.base import (
+    Model,
+    ModelRequest,
+    ModelResponse,
+    ResponseDone,
+    TextDelta,
+    ThinkingDelta,
+    ToolSpec,
+)
 from agent_runtime.ports import InstanceStore
+from agent_runtime.streaming import EventStream
 from agent_runtime.tools import AbortSignal, ToolContext, ToolFailure, format_validation_error
 
 FINAL_RESULT_TOOL = "final_result"
@@ -118,6 +128,7 @@ class Attempt:
         lease_seconds: float,
         invocation_deadline: float,
         checkpoint: Checkpoint | None = None,
+        stream: EventStream | None = None,
     ) -> None:
         assert record.attempt_id is not None
         self.store = store
@@ -133,11 +144,23 @@ class Attempt:
         self.journal = record.journal.model_copy(deep=True)
         self.abort = AbortSignal()
         self.context = AgentContext(id=record.ref.id, agent=record.ref.agent)
+        self.stream = stream
+
+    # --- events --------------------------------------------------------------------
+
+    def _fields(self) -> dict[str, Any]:
+        assert self.stream is not None
+        return self.stream.fields(self.record.session, self.record.id)
+
+    async def _emit(self, kind: Callable[..., ev.Event], *, flush: bool = False, **values: Any) -> None:
+        if self.stream is not None:
+            await self.stream.emit(kind(**self._fields(), **values), flush=flush)
 
     # --- the machine ---------------------------------------------------------------
 
     async def run(self) -> bool:
         """True when the submission settled, False when it was handed back (`Yield`)."""
+        await self._emit(ev.AgentStart, attempt=self.record.attempts)
         step: Step = await self._resume()
         while True:
             if isinstance(step, Finish):
@@ -235,8 +258,11 @@ class Attempt:
             tool_choice="required" if self.config.result is not None else self.config.tool_choice,
             settings=self.config.model_settings,
         )
+        turn = self.journal.turn
+        await self._emit(ev.TurnStart, turn=turn)
         response = await self._stream(request)
         self.journal.usage = self.journal.usage + response.usage
+        await self._emit(ev.TurnEnd, turn=turn, usage=response.usage)
         message = response.message
         if not message.tool_calls:
             return self._final_from_text(message, record=True)
@@ -249,9 +275,14 @@ class Attempt:
         deadline = min(self.record.deadline or float("inf"), self.invocation_deadline)
         timeout = max(0.001, deadline - self.clock())
         async with asyncio.timeout(timeout if timeout != float("inf") else None):
+            turn = self.journal.turn
             async for event in self.model.stream(request):
                 if isinstance(event, ResponseDone):
                     return event.response
+                if isinstance(event, TextDelta) and event.text:
+                    await self._emit(ev.TextDelta, turn=turn, text=event.text)
+                elif isinstance(event, ThinkingDelta) and event.thinking:
+                    await self._emit(ev.ThinkingDelta, turn=turn, text=event.thinking)
         raise AgentRuntimeError(f"model {self.model.name} ended its stream without a response")
 
     def _final_from_text(self, message: Message, *, record: bool = False) -> Step:
@@ -295,9 +326,12 @@ class Attempt:
                         status="interrupted",
                     )
                 else:
+                    await self._emit(ev.ToolStart, flush=True, **_tool_start(turn, call))
                     part = await self._run_tool(call)
             await self.store.record_tool_result(self.fence, turn, part, now=self.clock())
             results.append(part)
+            if call.name != FINAL_RESULT_TOOL:
+                await self._emit(ev.ToolCall, flush=True, **_tool_call(turn, part))
             if self.on_checkpoint:
                 self.on_checkpoint(Phase.tool_result, self.record)
         if final is not None:
@@ -402,6 +436,27 @@ class Attempt:
             honour_abort=finish.outcome is Outcome.completed,
         )
         self.history.extend(finish.closing)
+        await self._emit(ev.AgentEnd, outcome=finish.outcome, result=result, error=finish.error)
+        # Flushed by the drain: with the next claim, or together with `idle`.
+        await self._emit(ev.SubmissionSettled, outcome=finish.outcome)
+
+
+def _tool_start(turn: int, call: ToolCallPart) -> dict[str, Any]:
+    truncated = len(json.dumps(call.arguments)) > ev.EVENT_TEXT_MAX
+    return dict(turn=turn, call_id=call.id, name=call.name, arguments={} if truncated else call.arguments, truncated=truncated)
+
+
+def _tool_call(turn: int, part: ToolResultPart) -> dict[str, Any]:
+    content, truncated = ev.clip(part.content)
+    return dict(
+        turn=turn,
+        call_id=part.call_id,
+        name=part.name,
+        status=part.status,
+        result=None if part.is_error else content,
+        error=content if part.is_error else None,
+        truncated=truncated,
+    )
 
 
 def _error(call: ToolCallPart, message: str) -> ToolResultPart:

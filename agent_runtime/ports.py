@@ -6,10 +6,12 @@ semantics) and `adapters.aws` (DynamoDB, SQS FIFO, S3). One contract suite
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent_runtime.errors import InvalidInput
+from agent_runtime.events import Event
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Admission, Claim, Draft, Fence, Journal, Outcome, SubmissionRecord
 from agent_runtime.messages import Message, ToolResultPart
@@ -134,6 +136,18 @@ class InstanceStore(Protocol):
     async def kv_put(self, instance: InstanceRef, key: str, value: Any) -> None: ...
     async def kv_delete(self, instance: InstanceRef, key: str) -> None: ...
 
+    async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
+        """Instances that may have work to run and have made no progress since `idle_since`:
+        oldest first, at most `limit`. For the sweeper, which re-wakes them.
+
+        An instance is pending from an admission until a fenced settle moves its head past
+        the last admitted submission, or `claim_head` finds nothing unsettled. Its time is
+        that of its last admission or fenced settle. An instance whose remaining work
+        settled another way (an abort of queued submissions) stays listed until its next
+        `claim_head`: a wake-up too many, never one too few.
+        """
+        ...
+
 
 class WakeUps(Protocol):
     """'Instance X has work.' Not the source of truth: the ledger is."""
@@ -144,3 +158,65 @@ class WakeUps(Protocol):
 class BlobStore(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
     async def get(self, key: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """Events after an offset, oldest first. `last` is the offset to read after next
+    time: the last event's, or the `after` asked for when there were none."""
+
+    events: list[Event]
+    last: int
+
+
+class EventLog(Protocol):
+    """The instance's event log: batches of events with per-instance offsets.
+
+    Any number of writers may append to one instance; each batch gets the next
+    contiguous offsets after everything stored, so a reader that has seen N and reads
+    after N misses nothing and sees nothing twice. Events expire after the log's TTL.
+    """
+
+    async def append(self, instance: InstanceRef, events: Sequence[Event], *, now: float) -> list[Event]:
+        """Store `events` as one batch; returns them with their offsets."""
+        ...
+
+    async def read(self, instance: InstanceRef, *, after: int, limit: int, now: float) -> EventPage: ...
+
+    async def end(self, instance: InstanceRef, *, now: float) -> int:
+        """The last stored offset (0 when nothing unexpired is stored)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A WebSocket connection attached to an instance (optionally to one session)."""
+
+    connection_id: str
+    instance: InstanceRef
+    session: str | None = None
+    subscribed: bool = False
+
+
+class Connections(Protocol):
+    """Which connections are attached to which instance, both ways."""
+
+    async def add(self, subscription: Subscription, *, now: float) -> None: ...
+
+    async def subscribe(self, connection_id: str, *, session: str | None, now: float) -> Subscription | None:
+        """Mark a known connection as wanting the instance's events; None if unknown."""
+        ...
+
+    async def get(self, connection_id: str) -> Subscription | None: ...
+
+    async def remove(self, connection_id: str) -> None: ...
+
+    async def subscribers(self, instance: InstanceRef) -> list[Subscription]: ...
+
+
+class Poster(Protocol):
+    """Sends data to one WebSocket connection (API Gateway's management API)."""
+
+    async def post(self, connection_id: str, data: bytes) -> bool:
+        """False when the connection is gone."""
+        ...

@@ -36,9 +36,11 @@ from agent_runtime.errors import (
     PayloadTooLarge,
     SubmissionNotFound,
 )
-from agent_runtime.ids import KEY_MAX, SESSION_MAX
+from agent_runtime.events import Event
+from agent_runtime.ids import AGENT_NAME_MAX, INSTANCE_ID_MAX, KEY_MAX, SESSION_MAX
 from agent_runtime.ledger import SubmissionRecord
 from agent_runtime.messages import Part, Usage
+from agent_runtime.ports import EventPage as StoredEventPage
 from agent_runtime.ports import HistoryPage as StoredPage
 
 DEFAULT_SESSION = "default"
@@ -48,6 +50,7 @@ MAX_MESSAGE_CHARS = 200_000
 #: API Gateway gives an integration 30 s; a prompt waits at most this long for its result.
 MAX_WAIT_SECONDS = 25.0
 HISTORY_LIMIT_MAX = 1000
+EVENTS_LIMIT_MAX = 1000
 #: `StoredMessage.cursor`: ``<submission sequence:010d>.<index:06d>``.
 CURSOR_PATTERN = r"^[0-9]{10}\.[0-9]{6}$"
 
@@ -96,6 +99,25 @@ class DispatchRequest(_Body):
     )
 
 
+class DispatchEventDetail(_Body):
+    """The ``detail`` of an EventBridge event of detail-type ``agent-runtime.dispatch``
+    (`settings.DISPATCH_DETAIL_TYPE`). Without `dispatch_id`, the event's id is used."""
+
+    agent: str = Field(min_length=1, max_length=AGENT_NAME_MAX, description="The agent's name.")
+    id: str = Field(min_length=1, max_length=INSTANCE_ID_MAX, description="The instance id.")
+    session: str = Field(
+        DEFAULT_SESSION, min_length=1, max_length=SESSION_MAX, description="1-64 characters of [A-Za-z0-9._-]"
+    )
+    input: Any = Field(description="Any JSON value; handed to the agent as its input.")
+    dispatch_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=KEY_MAX,
+        description="Makes the dispatch idempotent (URL-safe characters [A-Za-z0-9._~-]); "
+        "defaults to the EventBridge event id, which its redeliveries keep.",
+    )
+
+
 class _Query(BaseModel):
     # Query strings arrive as text: lax parsing ("10" -> 10, "true" -> True). Unknown
     # parameters are left alone: a route hook may use its own (a token, a trace id).
@@ -109,6 +131,61 @@ class HistoryQuery(_Query):
 
 class AbortQuery(_Query):
     queued: bool = Field(False, description="Also abort the instance's queued submissions.")
+
+
+class EventsQuery(_Query):
+    after: int = Field(0, ge=0, description="The last offset already seen; 0 for the oldest kept.")
+    limit: int = Field(100, ge=1, le=EVENTS_LIMIT_MAX)
+    wait: float = Field(
+        0.0, ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait for an event when there is none yet."
+    )
+
+
+# --- WebSocket frames (client to server) ---------------------------------------------
+#
+# Every frame is a JSON text object with ``v`` (the protocol version, 1) and ``type``.
+# The server answers with ``ready``, ``accepted``, ``event``, ``result``, ``error`` and
+# ``pong`` frames (see `functions.websocket`).
+
+WS_PROTOCOL_VERSION = 1
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1] = Field(description="Protocol version.")
+
+
+class PromptFrame(_Frame):
+    type: Literal["prompt"]
+    request_id: str = Field(
+        min_length=1,
+        max_length=KEY_MAX,
+        pattern=r"^[A-Za-z0-9._~-]+$",
+        description="Chosen by the client; sending the same prompt again with it returns the same submission.",
+    )
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    session: str = Field(DEFAULT_SESSION, min_length=1, max_length=SESSION_MAX)
+
+
+class SubscribeFrame(_Frame):
+    type: Literal["subscribe"]
+    after: int | None = Field(None, ge=0, description="Replay the events after this offset first.")
+    session: str | None = Field(None, min_length=1, max_length=SESSION_MAX, description="Only this session's events.")
+
+
+class AbortFrame(_Frame):
+    type: Literal["abort"]
+    request_id: str | None = Field(None, max_length=KEY_MAX)
+    queued: bool = False
+
+
+class PingFrame(_Frame):
+    type: Literal["ping"]
+    request_id: str | None = Field(None, max_length=KEY_MAX)
+
+
+ClientFrame = Annotated[PromptFrame | SubscribeFrame | AbortFrame | PingFrame, Field(discriminator="type")]
 
 
 # --- replies --------------------------------------------------------------------------
@@ -187,6 +264,15 @@ class DispatchReceipt(BaseModel):
         if kind != "dispatch" or not dispatch_id:
             raise ValueError(f"submission {record.id} has no dispatch receipt key")
         return cls(dispatch_id=dispatch_id, submission_id=record.id, accepted_at=iso(record.accepted_at) or "")
+
+
+class EventsPage(BaseModel):
+    events: list[Event]
+    last: int = Field(description="Pass as `after` for the next page: the last event's offset, or `after`.")
+
+    @classmethod
+    def from_page(cls, page: StoredEventPage) -> EventsPage:
+        return cls(events=page.events, last=page.last)
 
 
 class HistoryMessage(BaseModel):
@@ -288,6 +374,15 @@ def parse_body(model: type[M], body: str) -> M:
         raise InvalidInput("request body does not match its schema", details=details) from None
 
 
+def parse_detail(model: type[M], detail: Any) -> M:
+    """An EventBridge event's ``detail`` as `model`; `InvalidInput` when it does not fit."""
+    try:
+        return model.model_validate(detail)
+    except ValidationError as exc:
+        details = _validation_details(exc, "detail")
+        raise InvalidInput("event detail does not match its schema", details=details) from None
+
+
 def parse_query(model: type[M], query: Mapping[str, str]) -> M:
     try:
         return model.model_validate(dict(query))
@@ -304,23 +399,33 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_MESSAGE_CHARS",
     "MAX_WAIT_SECONDS",
+    "WS_PROTOCOL_VERSION",
+    "AbortFrame",
     "AbortQuery",
     "AbortResponse",
+    "ClientFrame",
+    "DispatchEventDetail",
     "DispatchReceipt",
     "DispatchRequest",
     "ErrorBody",
     "ErrorDetail",
+    "EventsPage",
+    "EventsQuery",
     "HistoryMessage",
     "HistoryPage",
     "HistoryQuery",
     "InvalidJson",
+    "PingFrame",
+    "PromptFrame",
     "PromptRequest",
     "PromptResponse",
     "PromptResult",
     "Submission",
+    "SubscribeFrame",
     "error_response",
     "iso",
     "parse_body",
+    "parse_detail",
     "parse_json",
     "parse_query",
 ]

@@ -8,6 +8,7 @@ the memory adapters (or the AWS ones under moto).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
@@ -16,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agent_runtime import events as ev
 from agent_runtime import settings
+from agent_runtime.adapters.memory_events import MemoryEventLog
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import (
     AlreadySettled,
@@ -40,8 +43,16 @@ from agent_runtime.ledger import (
 from agent_runtime.loop import Attempt, Checkpoint
 from agent_runtime.messages import Message
 from agent_runtime.models.base import Model, resolve_model
-from agent_runtime.ports import HistoryPage, InstanceStore, StoredMessage, WakeUps
+from agent_runtime.ports import (
+    EventLog,
+    EventPage,
+    HistoryPage,
+    InstanceStore,
+    StoredMessage,
+    WakeUps,
+)
 from agent_runtime.registry import Registry
+from agent_runtime.streaming import Broadcaster, EventStream, iso_now
 
 log = logging.getLogger("agent_runtime")
 
@@ -77,8 +88,14 @@ class Runtime:
         checkpoint: Checkpoint | None = None,
         env: dict[str, str] | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        events: EventLog | None = None,
+        broadcaster: Broadcaster | None = None,
+        stream_options: dict[str, Any] | None = None,
     ) -> None:
         self.registry = registry
+        self.events: EventLog = events if events is not None else MemoryEventLog()
+        self.broadcaster = broadcaster
+        self.stream_options = stream_options or {}
         self.store = store
         self.wakeups = wakeups
         self.clock = clock
@@ -115,7 +132,49 @@ class Runtime:
         # Sent on replays too: if the first wake-up was lost the retry re-sends it;
         # SQS deduplicates by submission id.
         await self.wakeups.send(instance, reason="admit", dedupe_id=admission.record.id)
+        if not admission.replayed:
+            record = admission.record
+            await self._announce(
+                instance,
+                lambda f: ev.SubmissionQueued(**f, kind=record.kind, sequence=record.sequence),
+                record,
+            )
         return admission
+
+    async def _announce(
+        self, instance: InstanceRef, make: Callable[[dict[str, Any]], ev.Event], record: SubmissionRecord | None = None
+    ) -> None:
+        """Append one event outside a run (admission, abort of queued work), and show it
+        to watchers. The ledger is the truth: a failure here is logged, not raised."""
+        fields = {
+            "at": iso_now(self.clock),
+            "agent": instance.agent,
+            "id": instance.id,
+            "session": record.session if record else None,
+            "submission_id": record.id if record else None,
+        }
+        try:
+            stored = await self.events.append(instance, [make(fields)], now=self.clock())
+            if self.broadcaster is not None:
+                await self.broadcaster.publish(instance, stored)
+        except Exception:
+            log.warning("could not append an event", extra={"instance": instance.key}, exc_info=True)
+
+    def stream(self, instance: InstanceRef) -> EventStream:
+        return EventStream(instance, self.events, clock=self.clock, broadcaster=self.broadcaster, **self.stream_options)
+
+    async def events_after(
+        self, agent: str, instance_id: str, *, after: int, limit: int = 100, wait: float = 0.0, poll: float = 0.1
+    ) -> EventPage:
+        """Events after an offset; with `wait`, polls until one lands or `wait` seconds pass."""
+        instance = self.instance(agent, instance_id)
+        deadline = time.monotonic() + wait
+        while True:
+            page = await self.events.read(instance, after=after, limit=limit, now=self.clock())
+            remaining = deadline - time.monotonic()
+            if page.events or remaining <= 0:
+                return page
+            await asyncio.sleep(min(poll, remaining))
 
     def _draft(self, instance: InstanceRef, kind: Literal["direct", "dispatch"], session: str, payload: Any, key: str | None) -> Draft:
         validate_session(session)
@@ -172,9 +231,11 @@ class Runtime:
         return record
 
     async def wait(
-        self, agent: str, instance_id: str, submission_id: str, *, timeout: float, poll: float = 0.05  # noqa: ASYNC109
+        self, agent: str, instance_id: str, submission_id: str, *, timeout: float, poll: float = 0.01  # noqa: ASYNC109
     ) -> SubmissionRecord:
-        """Poll until settled or `timeout` seconds pass; returns the latest record."""
+        """Poll until settled or `timeout` seconds pass; returns the latest record.
+        Polls start at `poll` and grow by half each time up to 0.5 s: quick answers are
+        seen within milliseconds, long ones cost a read every half second."""
         deadline = time.monotonic() + timeout
         delay = poll
         while True:
@@ -205,9 +266,14 @@ class Runtime:
                 if record.settled or (record.status is Status.queued and not queued and record.attempts == 0):
                     continue
                 try:
-                    aborted.append(await self.store.request_abort(instance, record.id, now=self.clock()))
+                    flagged = await self.store.request_abort(instance, record.id, now=self.clock())
                 except AlreadySettled:
                     continue
+                aborted.append(flagged)
+                if flagged.settled:
+                    await self._announce(
+                        instance, lambda f: ev.SubmissionSettled(**f, outcome=Outcome.aborted), flagged
+                    )
             after = page[-1].sequence
 
     # --- the worker ----------------------------------------------------------------
@@ -215,6 +281,13 @@ class Runtime:
     async def drain(self, instance: InstanceRef, *, deadline: float) -> DrainResult:
         """Run the instance's head submissions in order until none is left or
         `deadline` (clock time) comes; the caller sends a continuation on `more`."""
+        async with self.stream(instance) as stream:
+            result = await self._drain(instance, deadline, stream)
+            if result.state == "idle" and result.settled:
+                await stream.emit(ev.Idle(**stream.fields()))
+        return result
+
+    async def _drain(self, instance: InstanceRef, deadline: float, stream: EventStream) -> DrainResult:
         settled = 0
         while self.clock() < deadline:
             claim = await self.store.claim_head(
@@ -232,11 +305,14 @@ class Runtime:
                 await self.sleep(max(0.0, wait))
                 continue
             record = claim.record
-            if await self._run(record, deadline):
+            if await self._run(record, deadline, stream):
                 settled += 1
                 if record.sequence + 1 >= claim.next_sequence:
                     # Anything admitted after our read has its own wake-up queued.
                     return DrainResult("idle", settled)
+            # The settled run's last events go out now; when the drain ends they go
+            # out with `idle` instead, in one write.
+            await stream.flush()
         return DrainResult("more", settled)
 
     def _unrunnable(self, record: SubmissionRecord) -> tuple[Outcome, dict[str, Any]] | None:
@@ -253,7 +329,7 @@ class Runtime:
             }
         return None
 
-    async def _run(self, record: SubmissionRecord, deadline: float) -> bool:
+    async def _run(self, record: SubmissionRecord, deadline: float, stream: EventStream) -> bool:
         """One attempt; True when it settled the submission."""
         fence = Fence.of(record)
         ending = self._unrunnable(record)
@@ -263,6 +339,7 @@ class Runtime:
                 await self.store.settle(record.ref, record.id, outcome, now=self.clock(), fence=fence, error=error)
             except (StaleAttempt, AlreadySettled):
                 return False
+            await self._ended(stream, record, outcome, error)
             return True
         try:
             config = self.config(record.ref)
@@ -276,6 +353,7 @@ class Runtime:
                 lease_seconds=self.lease_seconds,
                 invocation_deadline=deadline,
                 checkpoint=self.checkpoint,
+                stream=stream,
             )
             settled = await attempt.run()
             if settled:
@@ -289,16 +367,27 @@ class Runtime:
             return False
         except Exception as exc:
             self._histories.pop((record.instance, record.session), None)
-            return await self._fail_attempt(fence, record, exc)
+            return await self._fail_attempt(fence, record, exc, stream)
 
-    async def _fail_attempt(self, fence: Fence, record: SubmissionRecord, exc: Exception) -> bool:
+    async def _ended(
+        self, stream: EventStream, record: SubmissionRecord, outcome: Outcome, error: dict[str, Any] | None
+    ) -> None:
+        fields = stream.fields(record.session, record.id)
+        await stream.emit(ev.AgentEnd(**fields, outcome=outcome, error=error))
+        await stream.emit(ev.SubmissionSettled(**fields, outcome=outcome))
+
+    async def _fail_attempt(self, fence: Fence, record: SubmissionRecord, exc: Exception, stream: EventStream) -> bool:
         error = {"type": getattr(exc, "type", type(exc).__name__), "message": str(exc)[:2000]}
         log.warning("attempt failed", extra={"submission_id": record.id, "attempt": record.attempts, "error": error})
         now = self.clock()
+        retrying = record.attempts < record.max_attempts
+        with contextlib.suppress(Exception):
+            await stream.emit(ev.ErrorEvent(**stream.fields(record.session, record.id), error=error, retrying=retrying))
         try:
-            if record.attempts >= record.max_attempts:
+            if not retrying:
                 error = {"type": "retries_exhausted", "message": f"gave up after {record.attempts} attempts", "last_error": error}
                 await self.store.settle(record.ref, record.id, Outcome.failed, now=now, fence=fence, error=error)
+                await self._ended(stream, record, Outcome.failed, error)
                 return True
             backoff = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (record.attempts - 1))
             not_before = now + backoff * random.uniform(0.5, 1.0)

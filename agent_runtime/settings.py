@@ -17,6 +17,13 @@ ENV_STATE_MACHINE_ARN = "AGENT_RUNTIME_STATE_MACHINE_ARN"
 ENV_EVENT_BUS = "AGENT_RUNTIME_EVENT_BUS"
 ENV_MODEL_SECRET_ARN = "AGENT_RUNTIME_MODEL_SECRET_ARN"
 ENV_EVENT_TTL = "AGENT_RUNTIME_EVENT_TTL_SECONDS"
+ENV_DEFAULT_MODEL = "AGENT_RUNTIME_DEFAULT_MODEL"
+# Timers: the schedule group they live in, the role Scheduler assumes, the queue they wake.
+ENV_QUEUE_ARN = "AGENT_RUNTIME_QUEUE_ARN"
+ENV_SCHEDULE_GROUP = "AGENT_RUNTIME_SCHEDULE_GROUP"
+ENV_SCHEDULER_ROLE_ARN = "AGENT_RUNTIME_SCHEDULER_ROLE_ARN"
+# The WebSocket API's management endpoint (``https://{api}.execute-api.{region}.../{stage}``).
+ENV_WEBSOCKET_ENDPOINT = "AGENT_RUNTIME_WEBSOCKET_ENDPOINT"
 
 # Resource names used by the local stack (the deployed stack lets CloudFormation name them).
 LOCAL_TABLE = "agent-runtime"
@@ -28,6 +35,43 @@ LOCAL_BUCKET = "agent-runtime-local"
 TABLE_PARTITION_KEY = "pk"
 TABLE_SORT_KEY = "sk"
 TABLE_TTL_ATTRIBUTE = "expires_at"
+
+# Sparse index of instances with unsettled work, for the sweeper (see
+# agent_runtime.adapters.aws.dynamodb). Only META items of such instances carry both
+# attributes; the shard (hash of the instance key) spreads them over a few partitions.
+PENDING_INDEX = "pending"
+PENDING_SHARD_ATTRIBUTE = "pending_shard"
+PENDING_SINCE_ATTRIBUTE = "pending_since"
+PENDING_SHARDS = 8
+
+# EventBridge: events of this detail-type on the runtime's bus are dispatched to instances
+# (any source; the bus is the runtime's own). Detail: `protocol.DispatchEventDetail`.
+DISPATCH_DETAIL_TYPE = "agent-runtime.dispatch"
+
+# The sweeper runs every SWEEP_INTERVAL_SECONDS and re-wakes instances whose work has made
+# no progress for SWEEP_IDLE_SECONDS, at most SWEEP_LIMIT of them per run (oldest first).
+SWEEP_INTERVAL_SECONDS = 300
+SWEEP_IDLE_SECONDS = 300
+SWEEP_LIMIT = 2000
+
+# The event log (agent_runtime.events, agent_runtime.streaming). Events expire after
+# EVENT_TTL_SECONDS (ENV_EVENT_TTL overrides it). Text and thinking deltas are coalesced:
+# the worker flushes what it has every EVENT_FLUSH_LIVE_SECONDS while a WebSocket client
+# watches the instance, every EVENT_FLUSH_QUIET_SECONDS otherwise, and as soon as
+# EVENT_FLUSH_BYTES of deltas wait. Tool calls, results and endings are flushed at once.
+EVENT_TTL_SECONDS = 24 * 3600
+EVENT_FLUSH_LIVE_SECONDS = 0.2
+EVENT_FLUSH_QUIET_SECONDS = 1.0
+EVENT_FLUSH_BYTES = 4096
+# WebSocket connections are forgotten this long after they were made (API Gateway
+# closes any connection after 2 hours).
+CONNECTION_TTL_SECONDS = 3 * 3600
+
+
+def event_ttl_seconds() -> float:
+    raw = os.environ.get(ENV_EVENT_TTL)
+    return float(raw) if raw else float(EVENT_TTL_SECONDS)
+
 
 # Worker timing. The lease must outlive one worker step; the queue's visibility timeout
 # must be at least the worker's timeout so a live worker's message is not redelivered.

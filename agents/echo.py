@@ -1,4 +1,5 @@
-"""`echo`: answers "echo: <your message>". Needs no credentials; exposed over HTTP."""
+"""`echo`: answers "echo: <your message>". Needs no credentials; exposed over HTTP and
+WebSocket (every request is let through: put your own checks in these hooks)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from agent_runtime.routing import RouteResponse
 
 
 async def route(req: RouteRequest, call_next: Callable[[], Awaitable[RouteResponse]]) -> RouteResponse:
+    return await call_next()
+
+
+async def websocket(req: RouteRequest, call_next: Callable[[], Awaitable[RouteResponse]]) -> RouteResponse:
     return await call_next()
 
 

@@ -63,6 +63,14 @@ async def route(req: RouteRequest, call_next: Callable[[], Awaitable[RouteRespon
     return await call_next()
 
 
+async def websocket(req: RouteRequest, call_next: Callable[[], Awaitable[RouteResponse]]) -> RouteResponse:
+    """Browsers cannot set headers on a WebSocket: the token comes as ``?token=``."""
+    token = os.environ.get("SUPPORT_ASSISTANT_TOKEN")
+    if token and req.query.get("token") != token and req.headers.get("authorization") != f"Bearer {token}":
+        return req.json({"error": {"type": "unauthorized", "message": "a token is required"}}, status=401)
+    return await call_next()
+
+
 agent = create_agent(
     lambda ctx: dict(
         model=MODEL,

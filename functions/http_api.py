@@ -44,6 +44,8 @@ from agent_runtime.protocol import (
     DispatchReceipt,
     DispatchRequest,
     ErrorBody,
+    EventsPage,
+    EventsQuery,
     HistoryPage,
     HistoryQuery,
     InvalidJson,
@@ -126,6 +128,7 @@ _REQUESTS: dict[tuple[str, str], _Accepts] = {
     ("post", "/agents/{name}/{id}/dispatch"): _Accepts(body=DispatchRequest),
     ("get", "/agents/{name}/{id}/sessions/{session}/messages"): _Accepts(query=HistoryQuery),
     ("post", "/agents/{name}/{id}/abort"): _Accepts(query=AbortQuery),
+    ("get", "/agents/{name}/{id}/events"): _Accepts(query=EventsQuery),
 }
 
 
@@ -268,6 +271,20 @@ def messages(name: str, id: str, session: str) -> Response[Any]:
         return json_response(HistoryPage.from_page(page))
 
     return _serve(endpoint, name=name, id=id, session=session)
+
+
+@app.get(
+    "/agents/<name>/<id>/events",
+    summary="Read an instance's events after an offset (long-polls with `wait`)",
+    responses=_responses({200: _json(EventsPage, "Events after `after`, oldest first")}),
+)
+def events(name: str, id: str) -> Response[Any]:
+    async def endpoint(req: RouteRequest) -> RouteResponse:
+        query = parse_query(EventsQuery, req.query)
+        page = await runtime().events_after(name, id, after=query.after, limit=query.limit, wait=query.wait)
+        return json_response(EventsPage.from_page(page))
+
+    return _serve(endpoint, name=name, id=id)
 
 
 @app.post(

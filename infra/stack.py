@@ -25,7 +25,6 @@ from infra.constructs.api import Api, WebSocketSurface
 from infra.constructs.children import BlockingChildren
 from infra.constructs.events import Events
 from infra.constructs.functions import (
-    ENV_WEBSOCKET_ENDPOINT,
     Access,
     HandlerSpec,
     RuntimeFunctions,
@@ -64,7 +63,8 @@ HANDLERS: tuple[HandlerSpec, ...] = (
         description="agent-runtime sweeper: re-wakes instances with idle queued work",
         timeout_seconds=120,
         memory="small",
-        access=frozenset({Access.TABLE_READ, Access.QUEUE_SEND}),
+        # The pending index only (never the table's items, never a scan), and wake-ups.
+        access=frozenset({Access.PENDING_INDEX, Access.QUEUE_SEND}),
     ),
     HandlerSpec(
         name="dispatch_events",
@@ -165,13 +165,15 @@ class AgentRuntimeStack(Stack):
 
     def add_websocket(self, spec: HandlerSpec = WEBSOCKET_HANDLER) -> WebSocketSurface:
         """The WebSocket surface: its function, API and stage ``live``, the right to post
-        to its connections (WebSocket function and worker), and the ``WebSocketUrl``
-        output. Runs when ``functions/websocket.py`` exists (or ``-c websocket=true``)."""
+        to its connections, and the ``WebSocketUrl`` output. Every function that stores
+        events posts them to the instance's subscribers: the WebSocket function, the
+        worker, and the admissions (HTTP, EventBridge dispatch) with ``submission_queued``.
+        Runs when ``functions/websocket.py`` exists (or ``-c websocket=true``)."""
         function = self.functions.add(spec)
         surface = self.api.add_websocket(function)
-        for name in (spec.name, "worker"):
+        for name in (spec.name, "worker", "http_api", "dispatch_events"):
             surface.grant_manage_connections(self.functions.roles[name])
-            self.functions[name].add_environment(ENV_WEBSOCKET_ENDPOINT, surface.callback_url)
+            self.functions[name].add_environment(settings.ENV_WEBSOCKET_ENDPOINT, surface.callback_url)
         self.websocket = surface
         self._output("WebSocketUrl", surface.url, "WebSocket API URL (stage live)")
         return surface

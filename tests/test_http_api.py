@@ -606,3 +606,46 @@ def test_openapi_document_publishes_routes_and_wire_models(api: Api) -> None:
     assert published | {"HistoryPage", "AbortResponse", "ErrorBody"} <= set(schemas)
     assert "HTTPValidationError" not in schemas
     assert schemas["PromptRequest"]["additionalProperties"] is False
+
+
+def test_events_page_by_offset_and_refuse_bad_queries(api: Api) -> None:
+    for text in ("one", "two"):
+        assert api.call("POST", "/agents/echo/ev", {"message": text}).status == 200
+    first = api.call("GET", "/agents/echo/ev/events", query={"limit": "3"})
+    assert first.status == 200, first.body
+    page = first.json
+    assert len(page["events"]) == 3 and page["last"] == page["events"][-1]["offset"]
+    assert page["events"][0]["type"] == "submission_queued"
+    assert all(ISO_UTC.match(e["at"]) and e["agent"] == "echo" and e["id"] == "ev" for e in page["events"])
+    rest = api.call("GET", "/agents/echo/ev/events", query={"after": str(page["last"]), "limit": "1000"}).json
+    offsets = [e["offset"] for e in page["events"] + rest["events"]]
+    assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+    text = "".join(e["text"] for e in page["events"] + rest["events"] if e["type"] == "text_delta")
+    assert text == "echo: oneecho: two"
+    empty = api.call("GET", "/agents/echo/ev/events", query={"after": str(rest["last"])}).json
+    assert empty == {"events": [], "last": rest["last"]}
+    for query in ({"after": "-1"}, {"after": "x"}, {"limit": "0"}, {"wait": "26"}):
+        reply = api.call("GET", "/agents/echo/ev/events", query=query)
+        assert reply.status == 400 and reply.json["error"]["type"] == "invalid_request", (query, reply.body)
+    assert api.call("GET", "/agents/internal/ev/events").status == 404
+
+
+def test_events_long_poll_answers_when_an_event_lands(api: Api) -> None:
+    async def later() -> None:
+        await asyncio.sleep(0.3)
+        await api.runtime.prompt("echo", "lp", "late")
+
+    # The handler runs its coroutines on the container's loop, so the admission is
+    # scheduled on that loop and the long poll, running on it, sees it land.
+    run(api.runtime.events_after("echo", "lp", after=0))
+    loop_task = run(_schedule(later()))
+    started = time.monotonic()
+    reply = api.call("GET", "/agents/echo/lp/events", query={"wait": "10"})
+    waited = time.monotonic() - started
+    assert loop_task.done()
+    assert reply.status == 200 and [e["type"] for e in reply.json["events"]][:1] == ["submission_queued"]
+    assert 0.2 < waited < 5
+
+
+async def _schedule(coro: Any) -> asyncio.Task[None]:
+    return asyncio.get_running_loop().create_task(coro)

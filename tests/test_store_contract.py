@@ -235,3 +235,70 @@ async def test_instances_are_isolated(backend: Backend, clock: FakeClock) -> Non
     await backend.store.admit(INST, draft("a", "prompt:same"), now=clock())
     replay = await backend.store.admit(other, draft("b", "prompt:same"), now=clock())
     assert not replay.replayed and replay.record.sequence == 0
+
+
+# --- the pending index (the sweeper's view) ---------------------------------------------
+
+
+async def test_queued_work_is_pending_once_idle_past_the_threshold(backend: Backend, clock: FakeClock) -> None:
+    admitted_at = clock()
+    await backend.store.admit(INST, draft("x"), now=admitted_at)
+    assert await backend.store.pending_instances(idle_since=admitted_at - 1, limit=10) == []
+    clock.advance(300)
+    assert await backend.store.pending_instances(idle_since=clock() - 300, limit=10) == [INST]
+    # A failed attempt given back to the queue leaves the instance pending.
+    c = await claim(backend, clock)
+    assert c.record
+    await backend.store.release(Fence.of(c.record), now=clock(), resume=False, not_before=clock() + 5, error={"type": "x"})
+    assert await backend.store.pending_instances(idle_since=clock(), limit=10) == [INST]
+
+
+async def test_settling_everything_leaves_the_pending_index(backend: Backend, clock: FakeClock) -> None:
+    a = (await backend.store.admit(INST, draft("a"), now=clock())).record
+    b = (await backend.store.admit(INST, draft("b"), now=clock())).record
+    first = await claim(backend, clock, "a1")
+    assert first.record and first.record.id == a.id
+    clock.advance(400)
+    await backend.store.settle(INST, a.id, Outcome.completed, now=clock(), fence=Fence.of(first.record))
+    # Work is left: still pending, and the settle counts as progress.
+    assert await backend.store.pending_instances(idle_since=clock() - 1, limit=10) == []
+    assert await backend.store.pending_instances(idle_since=clock(), limit=10) == [INST]
+    second = await claim(backend, clock, "a2")
+    assert second.record and second.record.id == b.id
+    await backend.store.settle(INST, b.id, Outcome.completed, now=clock(), fence=Fence.of(second.record))
+    clock.advance(1000)
+    assert await backend.store.pending_instances(idle_since=clock(), limit=10) == []
+
+
+async def test_admission_racing_the_last_settle_stays_pending(backend: Backend, clock: FakeClock) -> None:
+    a = (await backend.store.admit(INST, draft("a"), now=clock())).record
+    c = await claim(backend, clock)  # sees nothing admitted after `a`
+    assert c.record and c.next_sequence == 1
+    clock.advance(10)
+    late = (await backend.store.admit(INST, draft("late"), now=clock())).record
+    await backend.store.settle(INST, a.id, Outcome.completed, now=clock(), fence=Fence.of(c.record))
+    assert (await backend.store.get(INST, a.id)).outcome is Outcome.completed  # type: ignore[union-attr]
+    assert await backend.store.pending_instances(idle_since=clock(), limit=10) == [INST]
+    nxt = await claim(backend, clock, "a2")
+    assert nxt.state == "claimed" and nxt.record and nxt.record.id == late.id
+
+
+async def test_pending_until_a_claim_finds_nothing_after_an_abort(backend: Backend, clock: FakeClock) -> None:
+    record = (await backend.store.admit(INST, draft("x"), now=clock())).record
+    await backend.store.request_abort(INST, record.id, now=clock())
+    # A wake-up too many, never one too few: the next claim takes it out.
+    assert await backend.store.pending_instances(idle_since=clock(), limit=10) == [INST]
+    assert (await claim(backend, clock)).state == "idle"
+    assert await backend.store.pending_instances(idle_since=clock(), limit=10) == []
+
+
+async def test_pending_instances_oldest_first_within_the_limit(backend: Backend, clock: FakeClock) -> None:
+    refs = [InstanceRef("ticket-agent", f"T-{n}") for n in range(12)]
+    for ref in reversed(refs):  # T-11 is admitted first, so it is the oldest
+        await backend.store.admit(ref, draft("x"), now=clock())
+        clock.advance(1)
+    oldest_first = list(reversed(refs))
+    assert await backend.store.pending_instances(idle_since=clock(), limit=5) == oldest_first[:5]
+    assert await backend.store.pending_instances(idle_since=clock(), limit=100) == oldest_first
+    # Only those idle long enough (admitted at start, start+1, start+2; now is start+12).
+    assert await backend.store.pending_instances(idle_since=clock() - 10, limit=100) == oldest_first[:3]

@@ -44,6 +44,9 @@ class _Instance:
     history: dict[str, dict[tuple[int, int], Message]] = field(default_factory=lambda: defaultdict(dict))
     tool_results: dict[tuple[int, int, str], ToolResultPart] = field(default_factory=dict)
     kv: dict[str, Any] = field(default_factory=dict)
+    #: Set while admitted work may be unsettled: the time of the last admission or fenced
+    #: settle (the DynamoDB adapter's ``pending_since`` on META, listed by its index).
+    pending_since: float | None = None
 
 
 def _copy(record: SubmissionRecord) -> SubmissionRecord:
@@ -88,6 +91,7 @@ class MemoryStore:
             )
             state.ledger[seq] = record
             state.next_seq = seq + 1
+            state.pending_since = now
             if draft.receipt_key is not None:
                 state.receipts[draft.receipt_key] = Receipt(
                     key=draft.receipt_key, hash=draft.receipt_hash or "", submission_id=record.id, accepted_at=now
@@ -107,6 +111,7 @@ class MemoryStore:
             while state.head < state.next_seq and state.ledger[state.head].settled:
                 state.head += 1
             if state.head >= state.next_seq:
+                state.pending_since = None
                 return Claim("idle", None, state.next_seq)
             record = state.ledger[state.head]
             if record.status is Status.waiting:
@@ -203,6 +208,7 @@ class MemoryStore:
             if fence is not None:
                 self._fenced(fence, honour_abort=honour_abort)
                 state.head = max(state.head, record.sequence + 1)
+                state.pending_since = None if state.head >= state.next_seq else now
             elif record.status is Status.running and (record.lease_until or 0) > now:
                 raise StaleAttempt(submission_id, record.attempt_id or "")
             if journal is not None:
@@ -251,6 +257,15 @@ class MemoryStore:
     async def kv_get(self, instance: InstanceRef, key: str) -> Any:
         with self._lock:
             return self._i(instance).kv.get(key)
+
+    async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
+        with self._lock:
+            pending = sorted(
+                (state.pending_since, key)
+                for key, state in self._instances.items()
+                if state.pending_since is not None and state.pending_since <= idle_since
+            )
+        return [InstanceRef.parse(key) for _, key in pending[:limit]]
 
     async def kv_put(self, instance: InstanceRef, key: str, value: Any) -> None:
         with self._lock:

@@ -4,6 +4,8 @@
 - ``aws``: moto on loopback, the process's AWS environment, provisioning, change tracking
 - ``persistence``: the state folder, a versioned dump and restore of DynamoDB, S3 and SQS
 - ``apigw_http``: the HTTP API emulator; ``apigw_events``: 2.0 events, routes, responses
+- ``apigw_websocket``: the WebSocket API emulator; ``apigw_websocket_events``: its Lambda
+  events and the ``$connect`` answer; ``apigw_management``: its ``@connections`` API over HTTP
 - ``sqs_poller``: the SQS event source, with partial batch responses
 - ``lambda_runtime``: Lambda-like invocation (handler import, context, timeout, marshalling)
 - ``lambda_environment``: execution environments as child processes (warm, reused, killed)
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 from agent_runtime.dev.apigw_http import HttpApiEmulator, HttpApiError
+from agent_runtime.dev.apigw_websocket import WebSocketApiEmulator, WebSocketApiError
 from agent_runtime.dev.aws import LocalAws, LocalAwsError
 from agent_runtime.dev.lambda_runtime import HandlerImportError, LambdaContext, LocalFunction
 from agent_runtime.dev.persistence import LocalState, LocalStateError, RestoreSummary
@@ -31,5 +34,7 @@ __all__ = [
     "LocalStateError",
     "RestoreSummary",
     "SqsPoller",
+    "WebSocketApiEmulator",
+    "WebSocketApiError",
     "run_dev",
 ]

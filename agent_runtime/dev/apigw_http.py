@@ -183,17 +183,12 @@ class HttpApiEmulator:
         return error_response(500, "Internal Server Error")
 
 
-class _Server(ThreadingHTTPServer):
+class ClosableHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that can wake its idle keep-alive connections on stop."""
+
     daemon_threads = True
 
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        *,
-        emulator: HttpApiEmulator,
-    ) -> None:
-        self.emulator = emulator
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, handler)
@@ -213,6 +208,18 @@ class _Server(ThreadingHTTPServer):
             for connection in self._open:
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(ClosableHTTPServer):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        emulator: HttpApiEmulator,
+    ) -> None:
+        self.emulator = emulator
+        super().__init__(address, handler)
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

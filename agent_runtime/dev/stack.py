@@ -3,11 +3,16 @@
 `LocalStack` composes, in this order: the state folder (refused early if its format version is
 unknown), moto on loopback with the runtime's resources (`aws.LocalAws`), the saved data put
 back (`persistence.LocalState`), the handlers' environment variables (`settings` names), the
-HTTP API emulator calling the HTTP handler, the SQS pollers calling the worker handler, and
-the autosaver. `stop()` undoes it in reverse and saves the state on the way out.
+HTTP API emulator calling the HTTP handler, the WebSocket API emulator calling the WebSocket
+handler (when there is one), the SQS pollers calling the worker handler, and the autosaver.
+`stop()` undoes it in reverse and saves the state on the way out.
 
 The handlers are the deployed ones (``functions.http_api:handler``,
-``functions.worker:handler``) unless others are given; nothing in them knows it is local.
+``functions.worker:handler``, ``functions.websocket:handler``) unless others are given;
+nothing in them knows it is local. As the deployed stack adds its WebSocket API only when
+``functions/websocket.py`` exists, so does this one (in the working directory), unless
+`websocket_handler` says otherwise; its ``@connections`` endpoint goes to every handler in
+``settings.ENV_WEBSOCKET_ENDPOINT``.
 """
 
 from __future__ import annotations
@@ -28,18 +33,23 @@ from typing import Any, TextIO
 from agent_runtime import settings
 from agent_runtime.adapters.aws.provision import Resources
 from agent_runtime.dev.apigw_http import API_GATEWAY_TIMEOUT, HttpApiEmulator
+from agent_runtime.dev.apigw_websocket import WebSocketApiEmulator
 from agent_runtime.dev.aws import LocalAws
 from agent_runtime.dev.lambda_environment import prestart
 from agent_runtime.dev.lambda_runtime import Handler, Isolation, LocalFunction
 from agent_runtime.dev.persistence import Autosaver, LocalState, RestoreSummary
+from agent_runtime.dev.recovery import Recovered, recover
 from agent_runtime.dev.sqs_poller import SqsPoller
 
 __all__ = [
     "DEFAULT_HTTP_HANDLER",
     "DEFAULT_PORT",
     "DEFAULT_STATE_DIR",
+    "DEFAULT_WEBSOCKET_HANDLER",
     "DEFAULT_WORKER_HANDLER",
+    "WEBSOCKET_STAGE",
     "LocalStack",
+    "default_websocket_handler",
     "run_dev",
 ]
 
@@ -49,6 +59,14 @@ DEFAULT_PORT = 8787
 DEFAULT_STATE_DIR = ".agent-runtime"
 DEFAULT_HTTP_HANDLER = "functions.http_api:handler"
 DEFAULT_WORKER_HANDLER = "functions.worker:handler"
+DEFAULT_WEBSOCKET_HANDLER = "functions.websocket:handler"
+WEBSOCKET_STAGE = "local"
+
+
+def default_websocket_handler() -> str | None:
+    """``functions.websocket:handler`` when ``functions/websocket.py`` exists in the working
+    directory, else None (no WebSocket API), as the deployed stack decides."""
+    return DEFAULT_WEBSOCKET_HANDLER if Path("functions", "websocket.py").is_file() else None
 
 
 @dataclass(kw_only=True)
@@ -59,7 +77,8 @@ class LocalStack:
     failed SQS message visible again after that many seconds instead of the queue's
     visibility timeout; None keeps the deployed behaviour. `isolation` is how handlers run:
     ``"process"`` (execution environments as child processes, as Lambda has) or ``"thread"``
-    (see `lambda_runtime`).
+    (see `lambda_runtime`). `websocket_handler=None` leaves the WebSocket API out; it listens
+    on `websocket_port`, by default the port after `port` (a free one when `port` is 0).
     """
 
     port: int = DEFAULT_PORT
@@ -67,6 +86,8 @@ class LocalStack:
     agents_dir: str = "agents"
     http_handler: str | Handler = DEFAULT_HTTP_HANDLER
     worker_handler: str | Handler = DEFAULT_WORKER_HANDLER
+    websocket_handler: str | Handler | None = field(default_factory=default_websocket_handler)
+    websocket_port: int | None = None
     http_routes: Sequence[str] = ()
     integration_timeout: float = API_GATEWAY_TIMEOUT
     http_function_timeout: float | None = None
@@ -80,10 +101,13 @@ class LocalStack:
     aws: LocalAws = field(default_factory=LocalAws, init=False)
     resources: Resources | None = field(default=None, init=False)
     http: HttpApiEmulator | None = field(default=None, init=False)
+    websocket: WebSocketApiEmulator | None = field(default=None, init=False)
     poller: SqsPoller | None = field(default=None, init=False)
     state: LocalState | None = field(default=None, init=False)
     autosaver: Autosaver | None = field(default=None, init=False)
     restored: RestoreSummary = field(default_factory=RestoreSummary, init=False)
+    #: Work the previous run left running or unwoken (see `dev.recovery`).
+    recovered: Recovered = field(default_factory=lambda: Recovered(0, 0), init=False)
     ready_seconds: float = field(default=0.0, init=False)
     phases: dict[str, float] = field(default_factory=dict, init=False)
     _saved_env: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
@@ -93,6 +117,13 @@ class LocalStack:
         if self.http is None:
             raise RuntimeError("the local stack is not started")
         return self.http.url
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://127.0.0.1:PORT/local``, where WebSocket clients connect."""
+        if self.websocket is None:
+            raise RuntimeError("the local stack is not started, or has no WebSocket API")
+        return self.websocket.url
 
     def start(self) -> LocalStack:
         started = time.perf_counter()
@@ -110,8 +141,26 @@ class LocalStack:
                     s3=self.aws.client("s3"),
                     sqs=self.aws.client("sqs"),
                 )
+                self.recovered = recover(
+                    dynamodb=self.aws.client("dynamodb"),
+                    sqs=self.aws.client("sqs"),
+                    s3=self.aws.client("s3"),
+                    table=resources.table,
+                    queue_url=resources.queue_url,
+                    bucket=resources.bucket,
+                )
             self.phases["restore"] = time.perf_counter() - started - self.phases["aws"]
-            self._set_environment({**resources.env(), settings.ENV_AGENTS: self.agents_dir})
+            environment = {**resources.env(), settings.ENV_AGENTS: self.agents_dir}
+            if self.websocket_handler is not None:
+                self.websocket = WebSocketApiEmulator(
+                    self.websocket_handler,
+                    port=self._websocket_port(),
+                    stage=WEBSOCKET_STAGE,
+                    isolation=self.isolation,
+                )
+                self.websocket.bind()  # the handlers' environment needs its endpoint
+                environment[settings.ENV_WEBSOCKET_ENDPOINT] = self.websocket.callback_url
+            self._set_environment(environment)
             self.http = HttpApiEmulator(
                 self.http_handler,
                 port=self.port,
@@ -130,10 +179,15 @@ class LocalStack:
                 isolation=self.isolation,
             )
             warming = time.perf_counter()
-            _warm(self.http.function, self.poller.function)
+            functions = [self.http.function, self.poller.function]
+            if self.websocket is not None:
+                functions.append(self.websocket.function)
+            _warm(*functions)
             self.phases["handler init"] = time.perf_counter() - warming
             self.http.start()
             self.port = self.http.port
+            if self.websocket is not None:
+                self.websocket.start()
             self.poller.start()
             if self.state is not None:
                 tracker = self.aws.tracker
@@ -159,6 +213,8 @@ class LocalStack:
         try:
             if self.http is not None:
                 self.http.stop()
+            if self.websocket is not None:
+                self.websocket.stop()
             if self.poller is not None:
                 self.poller.stop(grace=self.stop_grace)
             if self.autosaver is not None:
@@ -167,7 +223,7 @@ class LocalStack:
                 self.state.save(dynamodb=self.aws.client("dynamodb"), s3=self.aws.client("s3"))
                 self.state.drain_queues(self.aws.client("sqs"))
         finally:
-            self.http = self.poller = self.autosaver = None
+            self.http = self.websocket = self.poller = self.autosaver = None
             self.aws.stop()
             self.resources = None
             self._restore_environment()
@@ -177,6 +233,11 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _websocket_port(self) -> int:
+        if self.websocket_port is not None:
+            return self.websocket_port
+        return self.port + 1 if self.port else 0
 
     def _set_environment(self, values: dict[str, str]) -> None:
         for name, value in values.items():
@@ -213,8 +274,9 @@ def run_dev(
     """Serve until Ctrl-C or SIGTERM (or `stop` is set), then save the state and return.
 
     Prints a start-up line, then exactly ``ready: http://127.0.0.1:PORT`` once requests are
-    served. The working directory goes on ``sys.path`` first, as ``python -m`` would put it,
-    so the project's ``functions`` and ``agents`` import. `options` go to `LocalStack`.
+    served, then ``websocket: ws://127.0.0.1:PORT/local`` when there is a WebSocket API. The
+    working directory goes on ``sys.path`` first, as ``python -m`` would put it, so the
+    project's ``functions`` and ``agents`` import. `options` go to `LocalStack`.
     """
     out = out or sys.stdout
     stop = stop or threading.Event()
@@ -240,6 +302,8 @@ def run_dev(
             file=out,
         )
         print(f"ready: {stack.url}", file=out, flush=True)
+        if stack.websocket is not None:
+            print(f"websocket: {stack.ws_url}", file=out, flush=True)
         # A timed wait: a signal delivered to another thread runs its handler only when the
         # main thread wakes up, which a wait without timeout would never do.
         while not stop.wait(0.2):

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_runtime.adapters.aws.dynamodb import DynamoDBStore
+from agent_runtime.adapters.aws.events import DynamoDBConnections, DynamoDBEventLog
 from agent_runtime.adapters.aws.provision import Resources, provision
 from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.adapters.aws.sqs import SqsWakeUps
 from agent_runtime.adapters.memory import MemoryBlobs, MemoryStore, MemoryWakeUps
-from agent_runtime.ports import BlobStore, InstanceStore, WakeUps
+from agent_runtime.adapters.memory_events import MemoryConnections, MemoryEventLog
+from agent_runtime.ports import BlobStore, Connections, EventLog, InstanceStore, WakeUps
 from agent_runtime.registry import Registry
 from agent_runtime.runtime import Runtime
 
@@ -41,15 +43,18 @@ class Backend:
     store: InstanceStore
     wakeups: WakeUps
     blobs: BlobStore
+    events: EventLog
+    connections: Connections
     resources: Resources | None = None
     clients: dict[str, Any] = field(default_factory=dict)
 
     def runtime(self, registry: Registry, **options: Any) -> Runtime:
+        options.setdefault("events", self.events)
         return Runtime(registry=registry, store=self.store, wakeups=self.wakeups, **options)
 
 
 def memory_backend() -> Backend:
-    return Backend("memory", MemoryStore(), MemoryWakeUps(), MemoryBlobs())
+    return Backend("memory", MemoryStore(), MemoryWakeUps(), MemoryBlobs(), MemoryEventLog(), MemoryConnections())
 
 
 def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, **provision_options: Any) -> Backend:
@@ -61,4 +66,13 @@ def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, *
     blobs = S3Blobs(clients["s3"], resources.bucket)
     store_options = {} if spill_bytes is None else {"spill_bytes": spill_bytes}
     store = DynamoDBStore(clients["dynamodb"], resources.table, blobs, **store_options)
-    return Backend("moto", store, SqsWakeUps(clients["sqs"], resources.queue_url), blobs, resources, clients)
+    return Backend(
+        "moto",
+        store,
+        SqsWakeUps(clients["sqs"], resources.queue_url),
+        blobs,
+        DynamoDBEventLog(clients["dynamodb"], resources.table),
+        DynamoDBConnections(clients["dynamodb"], resources.table),
+        resources,
+        clients,
+    )

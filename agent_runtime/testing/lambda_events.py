@@ -1,4 +1,5 @@
-"""Real Lambda event shapes for tests: SQS batches from a queue, and a Lambda context."""
+"""Real Lambda event shapes for tests: SQS batches from a queue, EventBridge events, and a
+Lambda context."""
 
 from __future__ import annotations
 
@@ -43,6 +44,30 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = "us-
             }
             for m in messages
         ]
+    }
+
+
+def eventbridge_event(
+    detail: Any,
+    *,
+    detail_type: str,
+    source: str = "agent-runtime.tests",
+    event_id: str | None = None,
+    region: str = "us-east-1",
+    account: str = "123456789012",
+) -> dict[str, Any]:
+    """The event an EventBridge rule delivers to a Lambda target. Pass the same `event_id`
+    to model a redelivery of one event."""
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": account,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": [],
+        "detail": detail,
     }
 
 

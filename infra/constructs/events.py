@@ -1,7 +1,9 @@
 """EventBridge: the dispatch bus and rule, the sweeper's schedule, and timers.
 
-Dispatch events (``detail-type`` = ``agent-runtime.dispatch``) on the runtime's bus are
-admitted as submissions by the dispatch function. Their ``detail``::
+Dispatch events (``detail-type`` = ``agent-runtime.dispatch``, from any source) on the
+runtime's bus are admitted as submissions by the dispatch function
+(``functions/dispatch_events.py``, which documents what it drops and what it retries).
+Their ``detail`` (`agent_runtime.protocol.DispatchEventDetail`)::
 
     {
       "agent": "support-assistant",   # agent name (required)
@@ -27,12 +29,13 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from agent_runtime import settings
 from infra.config import StackConfig
 from infra.constructs.common import removal_policy
 from infra.nag import acknowledge
 
-DISPATCH_DETAIL_TYPE = "agent-runtime.dispatch"
-SWEEP_EVERY = Duration.minutes(5)
+DISPATCH_DETAIL_TYPE = settings.DISPATCH_DETAIL_TYPE
+SWEEP_EVERY = Duration.seconds(settings.SWEEP_INTERVAL_SECONDS)
 
 
 class Events(Construct):

@@ -35,14 +35,16 @@ SERVICE_NAME = "agent-runtime"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
-# Environment names the stack passes beyond those in `agent_runtime.settings`; the
-# runtime reads them under these names (candidates for `agent_runtime.settings`).
-ENV_DEFAULT_MODEL = "AGENT_RUNTIME_DEFAULT_MODEL"
-ENV_QUEUE_ARN = "AGENT_RUNTIME_QUEUE_ARN"
-ENV_SCHEDULE_GROUP = "AGENT_RUNTIME_SCHEDULE_GROUP"
-ENV_SCHEDULER_ROLE_ARN = "AGENT_RUNTIME_SCHEDULER_ROLE_ARN"
-ENV_WEBSOCKET_ENDPOINT = "AGENT_RUNTIME_WEBSOCKET_ENDPOINT"
-
+# The item actions the store uses (transactions are authorised per item action). The
+# table's `grant_*_data` would add Scan, stream reads and every index (``index/*``).
+_TABLE_READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
+_TABLE_WRITE_ACTIONS = [
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+]
 # The actions a handler needs on blobs; `grant_read_write` would add wildcards
 # (``s3:GetObject*``, ``s3:List*``, ``s3:Abort*``) it does not use.
 _OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
@@ -67,6 +69,7 @@ class Access(enum.Enum):
 
     TABLE_READ = "read the instance table"
     TABLE_READ_WRITE = "read and write the instance table"
+    PENDING_INDEX = "query the pending-work index"
     QUEUE_SEND = "send wake-ups"
     BLOBS = "get, put and delete objects in the bucket, list it"
     START_CHILDREN = "start blocking-child executions"
@@ -150,14 +153,14 @@ class RuntimeFunctions(Construct):
             settings.ENV_BUCKET: res.bucket.bucket_name,
             settings.ENV_STATE_MACHINE_ARN: res.state_machine.state_machine_arn,
             settings.ENV_EVENT_BUS: res.event_bus.event_bus_name,
-            ENV_DEFAULT_MODEL: self._config.model_id,
+            settings.ENV_DEFAULT_MODEL: self._config.model_id,
         }
         if Access.MODEL_SECRET in spec.access:
             env[settings.ENV_MODEL_SECRET_ARN] = res.model_secret.secret_arn
         if Access.TIMERS in spec.access:
-            env[ENV_QUEUE_ARN] = res.queue.queue_arn
-            env[ENV_SCHEDULE_GROUP] = res.schedule_group.schedule_group_name
-            env[ENV_SCHEDULER_ROLE_ARN] = res.scheduler_role.role_arn
+            env[settings.ENV_QUEUE_ARN] = res.queue.queue_arn
+            env[settings.ENV_SCHEDULE_GROUP] = res.schedule_group.schedule_group_name
+            env[settings.ENV_SCHEDULER_ROLE_ARN] = res.scheduler_role.role_arn
         return env
 
     def add(self, spec: HandlerSpec) -> lambda_.Function:
@@ -208,12 +211,21 @@ class RuntimeFunctions(Construct):
     def _grant(self, role: iam.Role, spec: HandlerSpec) -> None:
         res = self._resources
         access = spec.access
-        if Access.TABLE_READ_WRITE in access:
-            res.table.grant_read_write_data(role)
-        elif Access.TABLE_READ in access:
-            res.table.grant_read_data(role)
+        table_actions = (
+            _TABLE_READ_ACTIONS + _TABLE_WRITE_ACTIONS
+            if Access.TABLE_READ_WRITE in access
+            else _TABLE_READ_ACTIONS
+            if Access.TABLE_READ in access
+            else []
+        )
+        if table_actions:
+            role.add_to_policy(iam.PolicyStatement(actions=table_actions, resources=[res.table.table_arn]))
+        if Access.PENDING_INDEX in access:
+            index = f"{res.table.table_arn}/index/{settings.PENDING_INDEX}"
+            role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index]))
         if Access.QUEUE_SEND in access:
-            res.queue.grant_send_messages(role)
+            # Only SendMessage: `grant_send_messages` adds GetQueueAttributes and GetQueueUrl.
+            role.add_to_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[res.queue.queue_arn]))
         if Access.BLOBS in access:
             objects = res.bucket.arn_for_objects("*")
             role.add_to_policy(iam.PolicyStatement(actions=_OBJECT_ACTIONS, resources=[objects]))

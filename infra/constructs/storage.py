@@ -42,6 +42,18 @@ class Storage(Construct):
             # The ledger is the source of truth: production never deletes it with the stack.
             removal_policy=RemovalPolicy.RETAIN if prod else removal,
         )
+        # Sparse, keys only: the META items of instances with unsettled work, by shard and
+        # the time of their last progress (see agent_runtime.adapters.aws.dynamodb).
+        self.table.add_global_secondary_index(
+            index_name=settings.PENDING_INDEX,
+            partition_key=dynamodb.Attribute(
+                name=settings.PENDING_SHARD_ATTRIBUTE, type=dynamodb.AttributeType.NUMBER
+            ),
+            sort_key=dynamodb.Attribute(
+                name=settings.PENDING_SINCE_ATTRIBUTE, type=dynamodb.AttributeType.NUMBER
+            ),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
 
         self.access_logs = s3.Bucket(
             self,

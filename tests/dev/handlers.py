@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import threading
@@ -164,3 +165,111 @@ def sleepy_worker(event: dict[str, Any], context: Any) -> None:
 
 def ok_worker(event: dict[str, Any], context: Any) -> None:
     return None
+
+
+# -- WebSocket ----------------------------------------------------------------------------
+
+
+class WebSocketEvents:
+    """The events the WebSocket handler saw (thread isolation only), for the test to read."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.changed = threading.Condition()
+
+    def add(self, event: dict[str, Any]) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    def wait_for(
+        self, route_key: str, count: int = 1, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        def matching() -> list[dict[str, Any]]:
+            return [e for e in self.events if e["requestContext"]["routeKey"] == route_key]
+
+        with self.changed:
+            self.changed.wait_for(lambda: len(matching()) >= count, timeout)
+            return matching()
+
+    def clear(self) -> None:
+        with self.changed:
+            self.events.clear()
+
+
+websocket_events = WebSocketEvents()
+_management_lock = threading.Lock()
+
+
+@functools.cache
+def _management_client(endpoint: str) -> Any:
+    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def _management() -> Any:
+    """The @connections client of the endpoint in the stack's variable, built once."""
+    with _management_lock:  # boto3's default session is not safe to share while building
+        return _management_client(os.environ[settings.ENV_WEBSOCKET_ENDPOINT])
+
+
+def websocket(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """$connect: ``?refuse=STATUS`` refuses, ``?raise=1`` fails, ``?post_self=1`` tries to post
+    to the connection being opened. $default: a command per message (see below)."""
+    websocket_events.add(event)
+    request = event["requestContext"]
+    connection_id = request["connectionId"]
+    if request["routeKey"] == "$connect":
+        query = event.get("queryStringParameters") or {}
+        if "refuse" in query:
+            return {"statusCode": int(query["refuse"]), "body": f"refused {query['refuse']}"}
+        if "raise" in query:
+            raise RuntimeError("refused by an exception")
+        offered = event["headers"].get("Sec-WebSocket-Protocol")
+        if offered:
+            chosen = offered.split(",")[0].strip()
+            return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": chosen}}
+        if "post_self" in query:
+            try:
+                _management().post_to_connection(ConnectionId=connection_id, Data=b"too early")
+            except _management().exceptions.GoneException as exc:
+                websocket_events.add({"requestContext": {"routeKey": "gone"}, "error": str(exc)})
+        return {"statusCode": 200}
+    if request["routeKey"] == "$disconnect":
+        return {"statusCode": 200}
+    body: str = event["body"]
+    reply: bytes | str
+    if event["isBase64Encoded"]:
+        reply = json.dumps({"binary": body})
+    elif body == "event":
+        reply = json.dumps(event)
+    elif body == "bytes":
+        reply = PNG
+    elif body == "get":
+        found = _management().get_connection(ConnectionId=connection_id)
+        reply = json.dumps(
+            {
+                "identity": found["Identity"],
+                "connected": found["ConnectedAt"].isoformat(),
+                "active": found["LastActiveAt"].isoformat(),
+            }
+        )
+    elif body == "close":
+        _management().delete_connection(ConnectionId=connection_id)
+        return {"statusCode": 200}
+    elif body == "boom":
+        raise RuntimeError("boom")
+    elif body.startswith("sleep:"):
+        time.sleep(float(body.split(":", 1)[1]))
+        reply = "slept"
+    elif body.startswith("to:"):
+        _, target, text = body.split(":", 2)
+        _management().post_to_connection(ConnectionId=target, Data=text.encode())
+        return {"statusCode": 200}
+    elif body.startswith("echo:"):
+        reply = body.split(":", 1)[1]
+    else:
+        reply = f"length {len(body)}"
+    _management().post_to_connection(
+        ConnectionId=connection_id, Data=reply if isinstance(reply, bytes) else reply.encode()
+    )
+    return {"statusCode": 200, "body": "not sent to the client"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agent_runtime import settings
 from tests.infra.helpers import (
     Resources,
     as_list,
@@ -22,6 +23,17 @@ TASK_TOKEN_ACTIONS = {
     "states:SendTaskHeartbeat",
 }
 # Step Functions needs these on "*" to deliver its logs and traces (CDK adds them).
+# What a role that reads and writes the table may do to its items.
+TABLE_ITEM_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+}
 LOG_DELIVERY_AND_XRAY = {
     "logs:CreateLogDelivery",
     "logs:DeleteLogDelivery",
@@ -135,19 +147,71 @@ def test_only_the_worker_reads_the_model_secret(resources: Resources) -> None:
     ] == [[{"Ref": role_of(worker)}]]
 
 
-def test_sweeper_reads_the_table_and_sends_wakeups_only(resources: Resources) -> None:
-    _, sweeper = function_named(resources, "functions.sweeper.handler")
-    statements = statements_of_role(resources, role_of(sweeper))
-    actions = {action for s in statements for action in as_list(s["Action"])}
-    writes = {
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-        "dynamodb:BatchWriteItem",
+def _scoped(resources: Resources, function: dict[str, Any]) -> set[tuple[tuple[str, ...], str]]:
+    """A function's statements other than writing its own logs, as (actions, resource)."""
+    log_group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    return {
+        (tuple(sorted(as_list(s["Action"]))), json.dumps(s["Resource"]))
+        for s in statements_of_role(resources, role_of(function))
+        if s["Resource"] != {"Fn::GetAtt": [log_group, "Arn"]}
     }
-    assert not actions & writes
-    assert "sqs:SendMessage" in actions
-    assert not any(action.startswith(("s3:", "states:", "secretsmanager:")) for action in actions)
+
+
+def test_sweeper_queries_the_pending_index_and_sends_wakeups_only(resources: Resources) -> None:
+    _, sweeper = function_named(resources, "functions.sweeper.handler")
+    table = next(iter(of_type(resources, "AWS::DynamoDB::Table")))
+    queue = _id(resources, "AWS::SQS::Queue", DeduplicationScope="messageGroup")
+    index = {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, f"/index/{settings.PENDING_INDEX}"]]}
+    assert _scoped(resources, sweeper) == {
+        (("dynamodb:Query",), json.dumps(index)),
+        (("sqs:SendMessage",), json.dumps({"Fn::GetAtt": [queue, "Arn"]})),
+    }
+
+
+def test_dispatch_events_admits_and_sends_wakeups_only(resources: Resources) -> None:
+    _, dispatch = function_named(resources, "functions.dispatch_events.handler")
+    table = next(iter(of_type(resources, "AWS::DynamoDB::Table")))
+    queue = _id(resources, "AWS::SQS::Queue", DeduplicationScope="messageGroup")
+    failures = _id(resources, "AWS::SQS::Queue", MessageRetentionPeriod=14 * 24 * 3600, FifoQueue=None)
+    scoped = _scoped(resources, dispatch)
+    on = {resource: actions for actions, resource in scoped}
+    # Admission: the table's items (never its indexes, never a scan) and one wake-up.
+    assert set(on[json.dumps({"Fn::GetAtt": [table, "Arn"]})]) == TABLE_ITEM_ACTIONS
+    assert on[json.dumps({"Fn::GetAtt": [queue, "Arn"]})] == ("sqs:SendMessage",)
+    # Input over the spill size goes to the bucket; an event that keeps failing goes to
+    # the rule's failure queue (Lambda's on-failure destination sends as the function).
+    assert "sqs:SendMessage" in on[json.dumps({"Fn::GetAtt": [failures, "Arn"]})]
+    others = set(on) - {json.dumps({"Fn::GetAtt": [name, "Arn"]}) for name in (table, queue, failures)}
+    assert all(
+        action.startswith("s3:") or action == "execute-api:ManageConnections"
+        for resource in others
+        for action in on[resource]
+    )
+
+
+def test_only_the_functions_that_store_events_post_to_websocket_connections(resources: Resources) -> None:
+    posting = {
+        role["Ref"]
+        for body in of_type(resources, "AWS::IAM::Policy").values()
+        for statement in body["Properties"]["PolicyDocument"]["Statement"]
+        if "execute-api:ManageConnections" in as_list(statement["Action"])
+        for role in body["Properties"]["Roles"]
+    }
+    expected = {
+        role_of(function_named(resources, f"functions.{name}.handler")[1])
+        for name in ("websocket", "worker", "http_api", "dispatch_events")
+    }
+    assert posting == expected
+    for name in ("websocket", "worker", "http_api", "dispatch_events"):
+        _, function = function_named(resources, f"functions.{name}.handler")
+        assert settings.ENV_WEBSOCKET_ENDPOINT in function["Properties"]["Environment"]["Variables"]
+
+
+def test_no_role_scans_the_table_or_reads_every_index(resources: Resources) -> None:
+    for name, policy in of_type(resources, "AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert "dynamodb:Scan" not in as_list(statement["Action"]), name
+            assert "/index/*" not in json.dumps(statement["Resource"]), name
 
 
 def test_state_machine_role_sends_to_the_queue_and_puts_into_the_table_only(

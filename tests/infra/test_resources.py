@@ -8,6 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Match, Template
 
 from agent_runtime import settings
+from agent_runtime.adapters.aws.provision import PENDING_INDEX
 from agent_runtime.blocking import blocking_child_definition
 from infra.constructs.api import HTTP_ROUTES
 from infra.stack import HANDLERS, WEBSOCKET_HANDLER
@@ -27,7 +28,7 @@ def _table(resources: Resources) -> str:
 # --- storage ---------------------------------------------------------------------------
 
 
-def test_table_keys_ttl_pitr_and_no_index(cdk_template: Template, resources: Resources) -> None:
+def test_table_keys_ttl_pitr_and_the_pending_index(cdk_template: Template, resources: Resources) -> None:
     cdk_template.resource_count_is("AWS::DynamoDB::Table", 1)
     cdk_template.has_resource_properties(
         "AWS::DynamoDB::Table",
@@ -37,16 +38,27 @@ def test_table_keys_ttl_pitr_and_no_index(cdk_template: Template, resources: Res
                 {"AttributeName": settings.TABLE_PARTITION_KEY, "KeyType": "HASH"},
                 {"AttributeName": settings.TABLE_SORT_KEY, "KeyType": "RANGE"},
             ],
-            "AttributeDefinitions": [
-                {"AttributeName": settings.TABLE_PARTITION_KEY, "AttributeType": "S"},
-                {"AttributeName": settings.TABLE_SORT_KEY, "AttributeType": "S"},
-            ],
+            "AttributeDefinitions": Match.array_equals(
+                [
+                    {"AttributeName": settings.TABLE_PARTITION_KEY, "AttributeType": "S"},
+                    {"AttributeName": settings.TABLE_SORT_KEY, "AttributeType": "S"},
+                    {"AttributeName": settings.PENDING_SHARD_ATTRIBUTE, "AttributeType": "N"},
+                    {"AttributeName": settings.PENDING_SINCE_ATTRIBUTE, "AttributeType": "N"},
+                ]
+            ),
             "TimeToLiveSpecification": {
                 "AttributeName": settings.TABLE_TTL_ATTRIBUTE,
                 "Enabled": True,
             },
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-            "GlobalSecondaryIndexes": Match.absent(),
+            # The sweeper's sparse index: the same as `provision` creates locally.
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": PENDING_INDEX["IndexName"],
+                    "KeySchema": PENDING_INDEX["KeySchema"],
+                    "Projection": PENDING_INDEX["Projection"],
+                }
+            ],
             "LocalSecondaryIndexes": Match.absent(),
         },
     )
@@ -323,6 +335,7 @@ def test_dispatch_rule_on_the_bus_targets_the_dispatch_function(
 
 def test_sweeper_runs_every_five_minutes(cdk_template: Template, resources: Resources) -> None:
     sweeper, _ = function_named(resources, "functions.sweeper.handler")
+    assert settings.SWEEP_INTERVAL_SECONDS == 5 * 60
     cdk_template.has_resource_properties(
         "AWS::Events::Rule",
         {

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from agent_runtime import settings as names
 from agent_runtime.adapters.aws.dynamodb import DynamoDBStore
+from agent_runtime.adapters.aws.events import (
+    ApiGatewayPoster,
+    DynamoDBConnections,
+    DynamoDBEventLog,
+)
 from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.adapters.aws.sqs import SqsWakeUps
 from agent_runtime.registry import Registry, discover
 from agent_runtime.runtime import Runtime
 from agent_runtime.settings import Settings
+from agent_runtime.streaming import Broadcaster
 
 T = TypeVar("T")
 
@@ -43,12 +51,32 @@ def clients() -> Clients:
     )
 
 
+@functools.cache
+def management_client(endpoint: str) -> Any:
+    """API Gateway's management API for the WebSocket stage at `endpoint` (its
+    ``https://{api}.execute-api.{region}.amazonaws.com/{stage}`` callback URL)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
+    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, config=config)
+
+
+def broadcaster(aws: Clients, table: str, endpoint: str | None) -> Broadcaster | None:
+    """Fan-out to WebSocket connections, when the stack has a WebSocket API."""
+    if not endpoint:
+        return None
+    return Broadcaster(DynamoDBConnections(aws.dynamodb, table), ApiGatewayPoster(management_client(endpoint)))
+
+
 def aws_runtime(settings: Settings, *, registry: Registry, aws: Clients) -> Runtime:
     blobs = S3Blobs(aws.s3, settings.bucket)
     return Runtime(
         registry=registry,
         store=DynamoDBStore(aws.dynamodb, settings.table, blobs),
         wakeups=SqsWakeUps(aws.sqs, settings.queue_url),
+        events=DynamoDBEventLog(aws.dynamodb, settings.table, ttl_seconds=names.event_ttl_seconds()),
+        broadcaster=broadcaster(aws, settings.table, os.environ.get(names.ENV_WEBSOCKET_ENDPOINT)),
     )
 
 

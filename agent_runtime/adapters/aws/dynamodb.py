@@ -3,7 +3,8 @@
 Key layout (``pk``, ``sk``; both strings):
 
     pk = "I#{agent}/{id}"
-    sk = "META"                                 next_seq (admission counter), head (first unsettled)
+    sk = "META"                                 next_seq (admission counter), head (first unsettled),
+                                                pending_shard, pending_since (while work may be pending)
          "SUB#{seq:010d}"                       one ledger item per submission (SubmissionRecord)
          "RCPT#{kind}:{key}"                    receipt: hash, submission_id, accepted_at; kept for life
          "MSG#{session}#{seq:010d}#{idx:06d}"   one history message; never rewritten
@@ -19,11 +20,23 @@ Every write of an attempt carries the fence condition
 ``attempt_id = :attempt AND #status = :running`` (plus ``abort_requested = :false``
 where an abort must stop the attempt). The failure's old item (returned with
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD``) says which domain error to raise.
+
+The sweeper finds instances with idle work without a scan, through the sparse global
+secondary index ``pending`` (keys only): partition key ``pending_shard`` (number,
+``0..PENDING_SHARDS-1``, a stable hash of the instance key, so no one partition takes
+every write), sort key ``pending_since`` (number, epoch seconds). Only META items carry
+them: admission sets both (in its transaction) and so does a fenced settle that leaves
+admitted work behind it; the settle that moves the head to ``next_seq`` removes them, on
+the condition that nothing was admitted meanwhile, and so does a `claim_head` that finds
+nothing unsettled. ``pending_since`` is thus the instance's last admission or settle, and
+the sweeper asks for ``pending_since <= now - idle``. Index reads are eventually
+consistent: a wake-up too many is harmless, and none is ever missed for long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import secrets
@@ -33,6 +46,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from agent_runtime import settings
 from agent_runtime.errors import (
     AbortRequested,
     AlreadySettled,
@@ -63,6 +77,10 @@ SPILL_BYTES = 32 * 1024
 KV_MAX_BYTES = 350 * 1024
 MAX_ADMIT_RETRIES = 200
 _SEQ_MAX = "9999999999"
+_SHARD = settings.PENDING_SHARD_ATTRIBUTE
+_SINCE = settings.PENDING_SINCE_ATTRIBUTE
+#: How many (instance -> next_seq seen at claim) hints a store keeps; see `settle`.
+_CLAIM_HINTS = 4096
 
 Item = dict[str, Any]
 
@@ -77,6 +95,12 @@ def _sub(seq: int) -> str:
 
 def _msg(session: str, seq: int, idx: int) -> str:
     return f"MSG#{session}#{seq:010d}#{idx:06d}"
+
+
+def pending_shard(instance: InstanceRef) -> int:
+    """The instance's partition of the pending index: stable across processes."""
+    digest = hashlib.sha256(instance.key.encode()).digest()
+    return int.from_bytes(digest[:4], "big") % settings.PENDING_SHARDS
 
 
 def _key(instance: InstanceRef, sk: str) -> Item:
@@ -126,6 +150,9 @@ class DynamoDBStore:
         self.table = table
         self.blobs = blobs
         self.spill_bytes = spill_bytes
+        # instance key -> (sequence claimed, next_seq read by that claim): lets `settle`
+        # know whether more work was admitted without reading META again.
+        self._claimed: dict[str, tuple[int, int]] = {}
 
     # --- JSON attributes with S3 spill ---------------------------------------------
 
@@ -239,9 +266,17 @@ class DynamoDBStore:
                     "Update": {
                         "TableName": self.table,
                         "Key": _key(instance, "META"),
-                        "UpdateExpression": "SET next_seq = :next, head = if_not_exists(head, :zero)",
+                        "UpdateExpression": (
+                            f"SET next_seq = :next, head = if_not_exists(head, :zero), {_SHARD} = :shard, {_SINCE} = :now"
+                        ),
                         "ConditionExpression": "attribute_not_exists(next_seq) OR next_seq = :seq",
-                        "ExpressionAttributeValues": {":next": _n(seq + 1), ":seq": _n(seq), ":zero": _n(0)},
+                        "ExpressionAttributeValues": {
+                            ":next": _n(seq + 1),
+                            ":seq": _n(seq),
+                            ":zero": _n(0),
+                            ":shard": _n(pending_shard(instance)),
+                            ":now": _n(now),
+                        },
                     }
                 },
                 {
@@ -387,6 +422,9 @@ class DynamoDBStore:
                     ReturnValues="ALL_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )["Attributes"]
+                if len(self._claimed) >= _CLAIM_HINTS:
+                    self._claimed.clear()
+                self._claimed[instance.key] = (head, next_seq)
                 return Claim("claimed", await self._record(item), next_seq)
             except ClientError as error:
                 if _code(error) != "ConditionalCheckFailedException":
@@ -401,7 +439,43 @@ class DynamoDBStore:
                 continue
             state = {"waiting": "waiting", "running": "busy"}.get(status, "backoff")
             return Claim(state, await self._record(old), next_seq)  # type: ignore[arg-type]
+        if _SINCE in meta:
+            self._clear_pending(instance, next_seq)
         return Claim("idle", None, next_seq)
+
+    def _clear_pending(self, instance: InstanceRef, next_seq: int) -> None:
+        """Take an instance with nothing unsettled out of the pending index, unless an
+        admission came after our read of META (then it stays, with that admission's time)."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=_key(instance, "META"),
+                UpdateExpression=f"REMOVE {_SHARD}, {_SINCE}",
+                ConditionExpression="next_seq = :next",
+                ExpressionAttributeValues={":next": _n(next_seq)},
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+
+    def _head_update(self, instance: InstanceRef, seq: int, now: float, *, drained: bool) -> Item:
+        """The META update of a fenced settle of `seq`: the head moves past it. `drained`:
+        nothing was admitted after it, so the instance leaves the pending index; the
+        condition makes a concurrent admission cancel the transaction instead."""
+        if drained:
+            return {
+                "TableName": self.table,
+                "Key": _key(instance, "META"),
+                "UpdateExpression": f"SET head = :next REMOVE {_SHARD}, {_SINCE}",
+                "ConditionExpression": "next_seq = :next",
+                "ExpressionAttributeValues": {":next": _n(seq + 1)},
+            }
+        return {
+            "TableName": self.table,
+            "Key": _key(instance, "META"),
+            "UpdateExpression": f"SET head = :next, {_SHARD} = :shard, {_SINCE} = :now",
+            "ExpressionAttributeValues": {":next": _n(seq + 1), ":shard": _n(pending_shard(instance)), ":now": _n(now)},
+        }
 
     def _advance_head(self, instance: InstanceRef, head: int) -> None:
         try:
@@ -583,22 +657,27 @@ class DynamoDBStore:
                 if old is None or old["status"]["S"] == "settled":
                     raise AlreadySettled(submission_id) from None
                 raise StaleAttempt(submission_id, old.get("attempt_id", {}).get("S", "")) from None
-        # The fenced attempt runs the head: settling it moves the head past it.
-        items: list[Item] = [
-            {"Update": update},
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": _key(instance, "META"),
-                    "UpdateExpression": "SET head = :next",
-                    "ExpressionAttributeValues": {":next": _n(seq + 1)},
-                }
-            },
-        ]
+        # The fenced attempt runs the head: settling it moves the head past it. When its
+        # claim saw nothing admitted after it, the instance also leaves the pending index,
+        # on the condition that this is still true:
+        #   W: claim_head(seq 4) reads next_seq 5 ... runs
+        #   A: admit(seq 5): next_seq 6, pending_since = now
+        #   W: settle(4), drained -> META condition fails, transaction cancelled
+        #   W: settle(4) again, not drained: the instance stays pending
+        # Unconditionally, A's submission would leave the index, and nothing would re-wake
+        # the instance if A's wake-up were lost.
+        claimed = self._claimed.pop(instance.key, None)
+        drained = claimed is None or claimed[0] != seq or claimed[1] <= seq + 1
+        items: list[Item] = [{"Update": update}, {"Update": self._head_update(instance, seq, now, drained=drained)}]
         if journal is not None and messages:
             items += await self._message_puts(instance, fence.session, seq, journal.written - len(messages), messages)
         try:
-            self._transact_fenced(fence, items, honour_abort=honour_abort)
+            reasons = self._transact_fenced(fence, items, honour_abort=honour_abort)
+            if reasons and drained and reasons[1].get("Code") == "ConditionalCheckFailed":
+                items[1] = {"Update": self._head_update(instance, seq, now, drained=False)}
+                reasons = self._transact_fenced(fence, items, honour_abort=honour_abort)
+            if reasons:
+                raise LedgerError(f"settle of {submission_id} was cancelled: {reasons}")
         except StaleAttempt:
             old = self.client.get_item(TableName=self.table, Key=_key(instance, _sub(seq)), ConsistentRead=True).get("Item")
             if old is not None and old["status"]["S"] == "settled":
@@ -660,3 +739,29 @@ class DynamoDBStore:
 
     async def kv_delete(self, instance: InstanceRef, key: str) -> None:
         self.client.delete_item(TableName=self.table, Key=_key(instance, f"KV#{key}"))
+
+    # --- the sweeper's index -------------------------------------------------------
+
+    async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
+        """The oldest `limit` of each shard (one Query each, paged), merged oldest first."""
+        found: list[tuple[float, str]] = []
+        for shard in range(settings.PENDING_SHARDS):
+            taken = 0
+            kwargs: dict[str, Any] = {}
+            while taken < limit:
+                response = self.client.query(
+                    TableName=self.table,
+                    IndexName=settings.PENDING_INDEX,
+                    KeyConditionExpression="#shard = :shard AND #since <= :idle",
+                    ExpressionAttributeNames={"#shard": _SHARD, "#since": _SINCE},
+                    ExpressionAttributeValues={":shard": _n(shard), ":idle": _n(idle_since)},
+                    Limit=limit - taken,
+                    **kwargs,
+                )
+                for item in response["Items"]:
+                    found.append((float(item[_SINCE]["N"]), item["pk"]["S"][2:]))
+                taken += len(response["Items"])
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return [InstanceRef.parse(key) for _, key in sorted(found)[:limit]]

@@ -12,6 +12,20 @@ from typing import Any
 
 from agent_runtime import settings
 
+#: The sweeper's sparse index (see agent_runtime.adapters.aws.dynamodb); CDK makes the same.
+PENDING_INDEX_ATTRIBUTES: list[dict[str, str]] = [
+    {"AttributeName": settings.PENDING_SHARD_ATTRIBUTE, "AttributeType": "N"},
+    {"AttributeName": settings.PENDING_SINCE_ATTRIBUTE, "AttributeType": "N"},
+]
+PENDING_INDEX: dict[str, Any] = {
+    "IndexName": settings.PENDING_INDEX,
+    "KeySchema": [
+        {"AttributeName": settings.PENDING_SHARD_ATTRIBUTE, "KeyType": "HASH"},
+        {"AttributeName": settings.PENDING_SINCE_ATTRIBUTE, "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "KEYS_ONLY"},
+}
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -42,7 +56,9 @@ def provision(
     visibility_timeout: int = settings.QUEUE_VISIBILITY_SECONDS,
     max_receive_count: int = settings.DLQ_MAX_RECEIVE_COUNT,
 ) -> Resources:
-    """Create (or find) the table, the FIFO queue with its dead-letter queue, and the bucket."""
+    """Create (or find) the table, the FIFO queue with its dead-letter queue, and the bucket.
+
+    A table found without the pending index (made by an older version) gets it added."""
     existing = dynamodb.list_tables()["TableNames"]
     if table not in existing:
         dynamodb.create_table(
@@ -51,16 +67,26 @@ def provision(
             AttributeDefinitions=[
                 {"AttributeName": settings.TABLE_PARTITION_KEY, "AttributeType": "S"},
                 {"AttributeName": settings.TABLE_SORT_KEY, "AttributeType": "S"},
+                *PENDING_INDEX_ATTRIBUTES,
             ],
             KeySchema=[
                 {"AttributeName": settings.TABLE_PARTITION_KEY, "KeyType": "HASH"},
                 {"AttributeName": settings.TABLE_SORT_KEY, "KeyType": "RANGE"},
             ],
+            GlobalSecondaryIndexes=[PENDING_INDEX],
         )
         dynamodb.update_time_to_live(
             TableName=table,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": settings.TABLE_TTL_ATTRIBUTE},
         )
+    else:
+        indexes = dynamodb.describe_table(TableName=table)["Table"].get("GlobalSecondaryIndexes", [])
+        if not any(index["IndexName"] == settings.PENDING_INDEX for index in indexes):
+            dynamodb.update_table(
+                TableName=table,
+                AttributeDefinitions=PENDING_INDEX_ATTRIBUTES,
+                GlobalSecondaryIndexUpdates=[{"Create": PENDING_INDEX}],
+            )
     dlq_url = sqs.create_queue(
         QueueName=dlq, Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"}
     )["QueueUrl"]

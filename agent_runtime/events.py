@@ -1,0 +1,206 @@
+"""What an instance tells the world as it works: the event models of its event log.
+
+Every event carries the instance (``agent``, ``id``), the ``session`` and
+``submission_id`` it belongs to (null for instance-wide events such as ``idle``), an
+``offset`` and a timestamp ``at`` (ISO-8601 UTC with milliseconds, as on every wire
+model). Offsets increase per instance and are gap-free within one log epoch: a reader
+that has seen offset N asks for ``after=N`` and gets exactly what came next. They are
+opaque integers, not counts: a new epoch (an instance whose log expired entirely)
+continues above every offset the old one could have handed out.
+
+The names follow the agent event vocabulary users know: ``agent_start``, ``turn_start``,
+``text_delta``, ``thinking_delta``, ``tool_start``, ``tool_call``, ``turn_end``,
+``agent_end``, ``idle`` and ``error``, plus the ledger's ``submission_queued`` and
+``submission_settled``. Deltas are coalesced before they are stored (see
+`agent_runtime.streaming`), so one ``text_delta`` holds whatever the model wrote
+since the last flush.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from agent_runtime.ledger import Outcome
+from agent_runtime.messages import Usage
+
+EVENT_SCHEMA_VERSION = 1
+#: Tool arguments and results above this many characters are cut in events (the
+#: session's history keeps them whole); the event says so with ``truncated``.
+EVENT_TEXT_MAX = 8 * 1024
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: int = EVENT_SCHEMA_VERSION
+    offset: int = 0
+    at: str
+    agent: str
+    id: str
+    session: str | None = None
+    submission_id: str | None = None
+
+
+class SubmissionQueued(_Event):
+    type: Literal["submission_queued"] = "submission_queued"
+    kind: Literal["direct", "dispatch"]
+    sequence: int
+
+
+class AgentStart(_Event):
+    """An attempt began running the submission (``attempt`` counts from 1)."""
+
+    type: Literal["agent_start"] = "agent_start"
+    attempt: int
+
+
+class TurnStart(_Event):
+    type: Literal["turn_start"] = "turn_start"
+    turn: int
+
+
+class TextDelta(_Event):
+    type: Literal["text_delta"] = "text_delta"
+    turn: int
+    text: str
+
+
+class ThinkingDelta(_Event):
+    type: Literal["thinking_delta"] = "thinking_delta"
+    turn: int
+    text: str
+
+
+class ToolStart(_Event):
+    type: Literal["tool_start"] = "tool_start"
+    turn: int
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    truncated: bool = False
+
+
+class ToolCall(_Event):
+    """A tool call finished: ``result`` on success, ``error`` otherwise."""
+
+    type: Literal["tool_call"] = "tool_call"
+    turn: int
+    call_id: str
+    name: str
+    status: Literal["ok", "error", "interrupted"] = "ok"
+    result: str | None = None
+    error: str | None = None
+    truncated: bool = False
+
+
+class TurnEnd(_Event):
+    type: Literal["turn_end"] = "turn_end"
+    turn: int
+    usage: Usage = Field(default_factory=Usage)
+
+
+class AgentEnd(_Event):
+    """The submission's run ended: ``outcome`` with its ``result`` or ``error``."""
+
+    type: Literal["agent_end"] = "agent_end"
+    outcome: Outcome
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class SubmissionSettled(_Event):
+    type: Literal["submission_settled"] = "submission_settled"
+    outcome: Outcome
+
+
+class Idle(_Event):
+    """The instance has no more work for now."""
+
+    type: Literal["idle"] = "idle"
+
+
+class ErrorEvent(_Event):
+    """An attempt failed; ``retrying`` says whether the runtime will try again."""
+
+    type: Literal["error"] = "error"
+    error: dict[str, Any]
+    retrying: bool
+
+
+Event = Annotated[
+    SubmissionQueued
+    | AgentStart
+    | TurnStart
+    | TextDelta
+    | ThinkingDelta
+    | ToolStart
+    | ToolCall
+    | TurnEnd
+    | AgentEnd
+    | SubmissionSettled
+    | Idle
+    | ErrorEvent,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_LIST_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+EVENT_TYPES: tuple[str, ...] = (
+    "submission_queued",
+    "agent_start",
+    "turn_start",
+    "text_delta",
+    "thinking_delta",
+    "tool_start",
+    "tool_call",
+    "turn_end",
+    "agent_end",
+    "submission_settled",
+    "idle",
+    "error",
+)
+
+
+def with_offset(event: Event, offset: int) -> Event:
+    return event.model_copy(update={"offset": offset})
+
+
+def clip(text: str, limit: int = EVENT_TEXT_MAX) -> tuple[str, bool]:
+    """`text` cut to `limit` characters, and whether it was cut."""
+    return (text, False) if len(text) <= limit else (text[:limit], True)
+
+
+def encode_events(events: list[Event]) -> str:
+    """Compact JSON for a batch of events (the stored and the streamed form)."""
+    return EVENT_LIST_ADAPTER.dump_json(events, exclude_defaults=False).decode()
+
+
+def decode_events(data: str | bytes) -> list[Event]:
+    return EVENT_LIST_ADAPTER.validate_json(data)
+
+
+__all__ = [
+    "EVENT_ADAPTER",
+    "EVENT_SCHEMA_VERSION",
+    "EVENT_TEXT_MAX",
+    "EVENT_TYPES",
+    "AgentEnd",
+    "AgentStart",
+    "ErrorEvent",
+    "Event",
+    "Idle",
+    "SubmissionQueued",
+    "SubmissionSettled",
+    "TextDelta",
+    "ThinkingDelta",
+    "ToolCall",
+    "ToolStart",
+    "TurnEnd",
+    "TurnStart",
+    "clip",
+    "decode_events",
+    "encode_events",
+    "with_offset",
+]
