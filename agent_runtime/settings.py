@@ -68,6 +68,19 @@ EVENT_FLUSH_BYTES = 4096
 CONNECTION_TTL_SECONDS = 3 * 3600
 
 
+ENV_EVENT_FLUSH_LIVE = "AGENT_RUNTIME_EVENT_FLUSH_LIVE_SECONDS"
+ENV_EVENT_FLUSH_QUIET = "AGENT_RUNTIME_EVENT_FLUSH_QUIET_SECONDS"
+
+
+def event_flush_options() -> dict[str, float]:
+    """The flush intervals, where the environment overrides them (for `EventStream`)."""
+    options: dict[str, float] = {}
+    for name, option in ((ENV_EVENT_FLUSH_LIVE, "live_seconds"), (ENV_EVENT_FLUSH_QUIET, "quiet_seconds")):
+        if raw := os.environ.get(name):
+            options[option] = float(raw)
+    return options
+
+
 def event_ttl_seconds() -> float:
     raw = os.environ.get(ENV_EVENT_TTL)
     return float(raw) if raw else float(EVENT_TTL_SECONDS)

@@ -108,6 +108,16 @@ def test_a_lost_wakeup_is_sent_again_once_the_work_is_idle(stack: Stack) -> None
 
 
 def test_only_idle_instances_are_woken_and_counts_are_logged(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    # Whatever POWERTOOLS_LOG_LEVEL says (CI quiets it), the count line is an INFO record.
+    level = sweeper.logger.log_level
+    sweeper.logger.setLevel("INFO")
+    try:
+        _only_idle_instances_are_woken(stack, caplog)
+    finally:
+        sweeper.logger.setLevel(level)
+
+
+def _only_idle_instances_are_woken(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     run(stack.runtime.prompt("echo", "old", "a"))
     stack.clock.advance(IDLE)
     run(stack.runtime.prompt("echo", "recent", "b"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,10 @@ def end_dead_leases(dynamodb: Any, table: str) -> int:
 def recover(*, dynamodb: Any, sqs: Any, s3: Any, table: str, queue_url: str, bucket: str) -> Recovered:
     leases = end_dead_leases(dynamodb, table)
     store = DynamoDBStore(dynamodb, table, S3Blobs(s3, bucket))
-    result = asyncio.run(sweep(store, SqsWakeUps(sqs, queue_url), now=time.time(), idle_seconds=-1))
+    wakeups = SqsWakeUps(sqs, queue_url)
+    # On a thread of its own: the stack may be started from inside a running event loop.
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(asyncio.run, sweep(store, wakeups, now=time.time(), idle_seconds=-1)).result()
     return Recovered(leases=leases, woken=result.woken)
 
 

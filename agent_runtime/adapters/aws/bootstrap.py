@@ -77,6 +77,7 @@ def aws_runtime(settings: Settings, *, registry: Registry, aws: Clients) -> Runt
         wakeups=SqsWakeUps(aws.sqs, settings.queue_url),
         events=DynamoDBEventLog(aws.dynamodb, settings.table, ttl_seconds=names.event_ttl_seconds()),
         broadcaster=broadcaster(aws, settings.table, os.environ.get(names.ENV_WEBSOCKET_ENDPOINT)),
+        stream_options=names.event_flush_options(),
     )
 
 
