@@ -1,15 +1,20 @@
-"""Lambda packaging without Docker: one source asset and one dependencies layer.
+"""Lambda packaging without Docker: one source asset and two dependency layers.
 
 - `build_source` copies ``agent_runtime/``, ``functions/`` and ``agents/`` (no tests,
   caches or build output) into ``build/lambda/src-<hash>/``.
-- `build_dependencies` installs the runtime dependencies of ``pyproject.toml`` for the
-  Lambda platform (Python 3.13, arm64, binary wheels only) into
-  ``build/lambda/deps-<hash>/python/``, the layout of a Lambda layer. boto3, botocore
-  and s3transfer are left out: the Lambda runtime provides them.
+- `build_dependencies` installs the runtime dependencies of ``pyproject.toml`` that every
+  handler may import (pydantic, Powertools, httpx) for the Lambda platform (Python 3.13,
+  arm64, binary wheels only) into ``build/lambda/deps-<hash>/python/``, the layout of a
+  Lambda layer. boto3, botocore and s3transfer are left out: the Lambda runtime
+  provides them.
+- `build_model_dependencies` installs the model SDK (`MODEL_SDK`: anthropic, httpx2)
+  into ``build/lambda/model-<hash>/python/`` with only what the first layer lacks. Only
+  handlers that call a language model (the worker) get this layer: the SDK is over a
+  third of the dependencies' size, and the other functions must stay small.
 
-Both directories are named by a hash of their inputs, so a repeated synthesis with
-unchanged inputs reuses them; an interrupted build never leaves a half-filled
-directory under the final name.
+Each directory is named by a hash of its inputs, so a repeated synthesis with unchanged
+inputs reuses it; an interrupted build never leaves a half-filled directory under the
+final name.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ LAMBDA_PYTHON = "3.13"
 # Lambda's Python 3.13 runs on Amazon Linux 2023 (glibc 2.34): any of these wheels load.
 LAMBDA_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
 PROVIDED_BY_LAMBDA = frozenset({"boto3", "botocore", "s3transfer"})
+#: Needed only where a model is called: `agent_runtime.models.anthropic` imports them on
+#: the first request, so handlers that never call a model never import them.
+MODEL_SDK = frozenset({"anthropic", "httpx2"})
 
 Runner = Callable[[Sequence[str]], None]
 
@@ -128,6 +136,16 @@ def runtime_requirements(root: Path = ROOT) -> list[str]:
     return [req for req in dependencies if _requirement_name(req) not in PROVIDED_BY_LAMBDA]
 
 
+def common_requirements(root: Path = ROOT) -> list[str]:
+    """The runtime requirements every handler gets: all but the model SDK."""
+    return [req for req in runtime_requirements(root) if _requirement_name(req) not in MODEL_SDK]
+
+
+def model_requirements(root: Path = ROOT) -> list[str]:
+    """The runtime requirements only model-calling handlers get (`MODEL_SDK`)."""
+    return [req for req in runtime_requirements(root) if _requirement_name(req) in MODEL_SDK]
+
+
 def pip_command(requirements: Sequence[str], target: Path) -> list[str]:
     platforms = [arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)]
     return [
@@ -153,8 +171,9 @@ def _strip(site: Path) -> None:
 
 
 def build_dependencies(root: Path = ROOT, *, run: Runner = _run) -> Path:
-    """Install the runtime dependencies as a Lambda layer directory (``python/`` inside)."""
-    requirements = runtime_requirements(root)
+    """Install the common runtime dependencies as a Lambda layer directory (``python/``
+    inside)."""
+    requirements = common_requirements(root)
     key = _digest(
         part.encode() for part in (LAMBDA_PYTHON, *LAMBDA_PLATFORMS, *sorted(requirements))
     )
@@ -166,6 +185,46 @@ def build_dependencies(root: Path = ROOT, *, run: Runner = _run) -> Path:
         _strip(site)
 
     return _materialize(root / BUILD_DIR / f"deps-{key}", fill)
+
+
+def installed_pins(site: Path) -> list[str]:
+    """``name==version`` of every distribution installed in `site` (its ``*.dist-info``)."""
+    pins = []
+    for info in sorted(site.glob("*.dist-info")):
+        name, _, version = info.name.removesuffix(".dist-info").partition("-")
+        pins.append(f"{name}=={version}")
+    return pins
+
+
+def build_model_dependencies(root: Path = ROOT, *, run: Runner = _run) -> Path:
+    """Install the model SDK as a second layer holding only what the common layer lacks.
+
+    pip resolves the SDK together with the common layer's exact versions, so the two
+    layers agree on every shared dependency (pydantic, anyio, ...); what the common layer
+    already has is then removed. Lambda merges both layers into ``/opt/python``.
+    """
+    common = build_dependencies(root, run=run) / "python"
+    requirements = model_requirements(root)
+    key = _digest(
+        part.encode()
+        for part in (LAMBDA_PYTHON, *LAMBDA_PLATFORMS, *sorted(requirements), common.parent.name)
+    )
+
+    def fill(staging: Path) -> None:
+        site = staging / "python"
+        site.mkdir()
+        run(pip_command([*requirements, *installed_pins(common)], site))
+        _strip(site)
+        shared = {entry.name for entry in common.iterdir()}
+        for entry in site.iterdir():
+            if entry.name not in shared:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    return _materialize(root / BUILD_DIR / f"model-{key}", fill)
 
 
 def tree_size(path: Path) -> int:

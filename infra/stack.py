@@ -56,6 +56,7 @@ HANDLERS: tuple[HandlerSpec, ...] = (
         memory="worker",
         access=_ADMISSION
         | {Access.START_CHILDREN, Access.TASK_TOKENS, Access.MODEL_SECRET, Access.TIMERS},
+        calls_models=True,
     ),
     HandlerSpec(
         name="sweeper",

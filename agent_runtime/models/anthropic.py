@@ -8,6 +8,12 @@ delta has already reached the caller (after that a retry would repeat text, so i
 The API key comes from, in order: the ``api_key`` argument, ``ANTHROPIC_API_KEY``, or the
 secret named by ``AGENT_RUNTIME_MODEL_SECRET_ARN`` (an SSM parameter, written ``ssm:<name>``
 or as a parameter ARN, or a Secrets Manager secret), read once per process.
+
+The SDK itself (``anthropic``, ``httpx2``) is imported by the functions that talk to it,
+not by this module: every agent definition resolves its model string, so importing
+this module happens wherever agents are discovered (every handler), while only a
+model call needs the SDK, whose import takes far longer than a handler's. Only the
+worker's Lambda ships the SDK (see `infra.bundling`).
 """
 
 from __future__ import annotations
@@ -18,27 +24,7 @@ import json
 import os
 import random
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Literal
-
-import anthropic
-import httpx2
-from anthropic import omit
-from anthropic.types import (
-    MessageParam,
-    RawContentBlockDeltaEvent,
-    RawContentBlockStartEvent,
-    TextBlock,
-    TextBlockParam,
-    ThinkingBlock,
-    ThinkingBlockParam,
-    ToolChoiceParam,
-    ToolParam,
-    ToolResultBlockParam,
-    ToolUseBlock,
-    ToolUseBlockParam,
-)
-from anthropic.types import TextDelta as SdkTextDelta
-from anthropic.types import ThinkingDelta as SdkThinkingDelta
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from agent_runtime.errors import DefinitionError, ModelError, TransientModelError
 from agent_runtime.messages import (
@@ -63,6 +49,22 @@ from agent_runtime.models.base import (
     check_model_requests_allowed,
 )
 
+if TYPE_CHECKING:
+    import anthropic
+    from anthropic.types import (
+        MessageParam,
+        TextBlockParam,
+        ThinkingBlockParam,
+        ToolChoiceParam,
+        ToolParam,
+        ToolResultBlockParam,
+        ToolUseBlockParam,
+    )
+
+    _Block: TypeAlias = (
+        TextBlockParam | ThinkingBlockParam | ToolUseBlockParam | ToolResultBlockParam
+    )
+
 SECRET_ENV = "AGENT_RUNTIME_MODEL_SECRET_ARN"
 
 #: A server asking us to wait longer than this is not waited for inside one call: the
@@ -74,8 +76,6 @@ MAX_BACKOFF = 20.0
 # the stream began with 200 (unknown types count as 500).
 _ERROR_TYPE_STATUS = {"invalid_request_error": 400, "rate_limit_error": 429, "api_error": 500}
 _ERROR_TYPE_STATUS |= {"timeout_error": 504, "overloaded_error": 529}
-
-_Block = TextBlockParam | ThinkingBlockParam | ToolUseBlockParam | ToolResultBlockParam
 
 
 class AnthropicModel(Model):
@@ -103,6 +103,8 @@ class AnthropicModel(Model):
         self._base_url = base_url
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
+        import anthropic
+
         if self._client is None:
             if self._given_client is not None:
                 self._client = self._given_client.with_options(max_retries=0)
@@ -122,6 +124,10 @@ class AnthropicModel(Model):
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         check_model_requests_allowed(self.name)
+        import anthropic
+        import httpx2
+        from anthropic import omit
+
         client = self._get_client()
         messages = to_anthropic_messages(request.messages)
         tools: list[ToolParam] = [_tool(spec) for spec in request.tools]
@@ -224,6 +230,10 @@ def _tool_choice(request: ModelRequest) -> ToolChoiceParam:
 
 
 def _delta(event: object) -> ModelEvent | None:
+    from anthropic.types import RawContentBlockDeltaEvent, RawContentBlockStartEvent, ToolUseBlock
+    from anthropic.types import TextDelta as SdkTextDelta
+    from anthropic.types import ThinkingDelta as SdkThinkingDelta
+
     if isinstance(event, RawContentBlockStartEvent) and isinstance(
         event.content_block, ToolUseBlock
     ):
@@ -237,6 +247,8 @@ def _delta(event: object) -> ModelEvent | None:
 
 
 def _response(final: anthropic.types.Message) -> ModelResponse:
+    from anthropic.types import TextBlock, ThinkingBlock, ToolUseBlock
+
     parts: list[Part] = []
     for block in final.content:
         if isinstance(block, TextBlock):
@@ -267,6 +279,9 @@ def to_model_error(err: Exception) -> ModelError:
     """An SDK or transport failure as our error: `TransientModelError` for 408, 429, 5xx
     and 529 (or the same errors as an SSE `error` event), connection failures and
     timeouts; `ModelError` with the status in `details` for the rest."""
+    import anthropic
+    import httpx2
+
     if isinstance(err, anthropic.APIStatusError):
         status = err.status_code
         if status < 400:  # an `error` event inside a 200 stream

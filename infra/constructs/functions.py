@@ -3,6 +3,10 @@
 A function is described by a `HandlerSpec`; what its role may touch is the set of
 `Access` grants in the spec, each applied as narrowly as the service allows. Adding a
 handler is one more spec passed to `RuntimeFunctions.add`.
+
+Code: every function runs the one source asset with the common dependency layer; a
+handler that calls language models (``calls_models``) also gets the model SDK layer
+(see `infra.bundling`), which keeps the SDK out of every other function.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from aws_cdk import Duration, Stack
@@ -88,6 +93,8 @@ class HandlerSpec:
     timeout_seconds: int
     memory: Literal["api", "worker", "small"]
     access: frozenset[Access]
+    #: Calls language models (runs agents' turns): gets the model SDK layer too.
+    calls_models: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,8 @@ class RuntimeResources:
 
 class RuntimeFunctions(Construct):
     """``functions[name]``, ``roles[name]``, ``log_groups[name]``; ``code`` is the shared
-    source asset and ``dependencies`` the layer (None when bundling is off)."""
+    source asset, ``dependencies`` the common layer and ``model_dependencies`` the model
+    SDK layer, made when a handler first needs it (both None when bundling is off)."""
 
     def __init__(
         self,
@@ -125,20 +133,44 @@ class RuntimeFunctions(Construct):
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.code = lambda_.Code.from_asset(str(bundling.build_source()))
         self.dependencies: lambda_.LayerVersion | None = None
+        self.model_dependencies: lambda_.LayerVersion | None = None
         if config.bundle:
-            self.dependencies = lambda_.LayerVersion(
-                self,
+            self.dependencies = self._layer(
                 "Dependencies",
-                code=lambda_.Code.from_asset(str(bundling.build_dependencies())),
-                compatible_runtimes=[RUNTIME],
-                compatible_architectures=[ARCHITECTURE],
-                description="agent-runtime's Python dependencies (boto3 comes with Lambda)",
+                bundling.build_dependencies(),
+                "agent-runtime's common Python dependencies (boto3 comes with Lambda)",
             )
         for spec in handlers:
             self.add(spec)
 
     def __getitem__(self, name: str) -> lambda_.Function:
         return self.functions[name]
+
+    def _layer(self, construct_id: str, directory: Path, description: str) -> lambda_.LayerVersion:
+        return lambda_.LayerVersion(
+            self,
+            construct_id,
+            code=lambda_.Code.from_asset(str(directory)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description=description,
+        )
+
+    def layers(self, spec: HandlerSpec) -> list[lambda_.ILayerVersion]:
+        """The common layer, plus the model SDK layer when `spec` calls models (none
+        when bundling is off; nothing extra when the project has no model SDK)."""
+        if self.dependencies is None:
+            return []
+        if not spec.calls_models or not bundling.model_requirements():
+            return [self.dependencies]
+        if self.model_dependencies is None:
+            self.model_dependencies = self._layer(
+                "ModelDependencies",
+                bundling.build_model_dependencies(),
+                f"agent-runtime's model SDK ({', '.join(sorted(bundling.MODEL_SDK))}), "
+                "for functions that call models",
+            )
+        return [self.dependencies, self.model_dependencies]
 
     def environment(self, spec: HandlerSpec) -> dict[str, str]:
         """What every handler is told (settings names, Powertools), plus the secret's ARN
@@ -192,13 +224,13 @@ class RuntimeFunctions(Construct):
             timeout=Duration.seconds(spec.timeout_seconds),
             role=role,
             log_group=group,
-            layers=[self.dependencies] if self.dependencies else None,
+            layers=self.layers(spec) or None,
             environment=self.environment(spec),
         )
         acknowledge(
             function,
             "L1",
-            "Pinned to Python 3.13 on purpose: the dependency layer is built for CPython "
+            "Pinned to Python 3.13 on purpose: the dependency layers are built for CPython "
             "3.13 wheels (pydantic-core, jiter); moving to a newer runtime is a deliberate "
             "change of both.",
         )

@@ -1,4 +1,5 @@
-"""Lambda packaging: what goes into the source asset, the pip command, the cache."""
+"""Lambda packaging: what goes into the source asset and each layer, the pip command,
+the cache."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from infra import bundling
 def _project(root: Path) -> Path:
     files = {
         "pyproject.toml": '[project]\nname = "x"\ndependencies = ["pydantic>=2", "boto3>=1.40", '
-        '"Aws_Lambda-Powertools[tracer]>=3", "botocore"]\n',
+        '"Aws_Lambda-Powertools[tracer]>=3", "botocore", "anthropic>=2,<3", "httpx2"]\n',
         "agent_runtime/__init__.py": "",
         "agent_runtime/loop.py": "X = 1\n",
         "agent_runtime/__pycache__/loop.cpython-311.pyc": "bytecode",
@@ -63,7 +64,15 @@ def test_requirements_leave_out_what_lambda_provides(tmp_path: Path) -> None:
     assert bundling.runtime_requirements(root) == [
         "pydantic>=2",
         "Aws_Lambda-Powertools[tracer]>=3",
+        "anthropic>=2,<3",
+        "httpx2",
     ]
+
+
+def test_the_model_sdk_is_split_from_the_common_requirements(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    assert bundling.common_requirements(root) == ["pydantic>=2", "Aws_Lambda-Powertools[tracer]>=3"]
+    assert bundling.model_requirements(root) == ["anthropic>=2,<3", "httpx2"]
 
 
 def test_pip_targets_lambda_python_313_arm64_wheels_only(tmp_path: Path) -> None:
@@ -92,8 +101,45 @@ def test_dependencies_are_built_once_per_requirement_set(tmp_path: Path) -> None
     layer = bundling.build_dependencies(root, run=fake_pip)
     assert bundling.build_dependencies(root, run=fake_pip) == layer
     assert len(calls) == 1
+    assert calls[0][-2:] == ["pydantic>=2", "Aws_Lambda-Powertools[tracer]>=3"]  # no model SDK
     assert sorted(p.name for p in (layer / "python").iterdir()) == ["pydantic"]
     assert not (layer / "python" / "pydantic" / "__pycache__").exists()
+
+
+def _install(target: Path, *entries: str) -> None:
+    for entry in entries:
+        path = target / entry
+        if entry.endswith(".py"):
+            path.write_text("")
+        else:
+            path.mkdir()
+            (path / "__init__.py").write_text("")
+
+
+def test_model_layer_holds_only_what_the_common_layer_lacks(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    calls: list[Sequence[str]] = []
+
+    def fake_pip(command: Sequence[str]) -> None:
+        calls.append(command)
+        target = Path(command[command.index("--target") + 1])
+        _install(target, "pydantic", "pydantic-2.14.3.dist-info", "typing_extensions.py")
+        if "anthropic>=2,<3" in command:  # the SDK brings the common packages again
+            _install(target, "anthropic", "anthropic-2.11.0.dist-info", "httpx2", "boto3")
+
+    common = bundling.build_dependencies(root, run=fake_pip)
+    model = bundling.build_model_dependencies(root, run=fake_pip)
+    assert bundling.build_model_dependencies(root, run=fake_pip) == model
+    assert len(calls) == 2  # the common layer once, the model layer once
+    # Resolved with the common layer's exact versions, so the two layers agree.
+    assert calls[1][-3:] == ["anthropic>=2,<3", "httpx2", "pydantic==2.14.3"]
+    assert sorted(p.name for p in (model / "python").iterdir()) == [
+        "anthropic",
+        "anthropic-2.11.0.dist-info",
+        "httpx2",
+    ]
+    assert (common / "python" / "pydantic").is_dir()
+    assert model.name.startswith("model-") and common.name.startswith("deps-")
 
 
 @pytest.mark.slow
@@ -101,8 +147,17 @@ def test_dependencies_are_built_once_per_requirement_set(tmp_path: Path) -> None
     os.environ.get("AGENT_RUNTIME_TEST_PIP") != "1",
     reason="installs real wheels; set AGENT_RUNTIME_TEST_PIP=1",
 )
-def test_real_dependency_layer_imports_nothing_lambda_provides() -> None:
-    layer = bundling.build_dependencies()
-    names = {entry.name.split("-")[0].lower() for entry in (layer / "python").iterdir()}
-    assert {"pydantic", "anthropic", "aws_lambda_powertools", "httpx"} <= names
-    assert not names & bundling.PROVIDED_BY_LAMBDA
+def test_real_dependency_layers_split_the_model_sdk_and_leave_out_what_lambda_provides() -> None:
+    def names(layer: Path) -> set[str]:
+        return {entry.name.split("-")[0].lower() for entry in (layer / "python").iterdir()}
+
+    common = names(bundling.build_dependencies())
+    model = names(bundling.build_model_dependencies())
+    assert {"pydantic", "pydantic_core", "aws_lambda_powertools", "httpx"} <= common
+    assert {"anthropic", "httpx2", "jiter"} <= model
+    assert not common & {"anthropic", "httpx2"}
+    assert not common & model
+    assert not (common | model) & bundling.PROVIDED_BY_LAMBDA
+    # Every handler but the worker gets the common layer alone: it must stay small.
+    size = bundling.tree_size(bundling.build_dependencies())
+    assert size + bundling.tree_size(bundling.build_source()) <= 15_000_000

@@ -1,0 +1,59 @@
+"""What a Lambda handler loads on a cold start: never the model SDK, the client or websockets.
+
+Each handler module is imported in a fresh interpreter, then the project's agents are
+discovered as on a first invocation, with ``ANTHROPIC_API_KEY`` set so that an agent
+choosing its model by it resolves an ``anthropic/...`` one. Resolving must not import
+the SDK: only the worker's function ships it (in its own layer), and importing it takes
+several times as long as importing a handler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HANDLERS = sorted(
+    f"functions.{path.stem}" for path in (ROOT / "functions").glob("*.py") if not path.stem.startswith("_")
+)
+NEVER_LOADED = ("anthropic", "httpx2", "httpx", "websockets", "agent_runtime.client")
+
+_PROBE = """
+import json, sys
+import {module}
+at_import = sorted(name for name in {never!r} if name in sys.modules)
+from agent_runtime.definition import AgentContext
+from agent_runtime.registry import discover
+registry = discover("agents")
+model = registry.get("support-assistant").definition.configure(AgentContext(id="t-1")).model
+at_discovery = sorted(name for name in {never!r} if name in sys.modules)
+print(json.dumps({{"import": at_import, "discovery": at_discovery, "model": str(model)}}))
+"""
+
+
+@pytest.mark.parametrize("module", HANDLERS)
+def test_handler_loads_no_model_sdk_client_or_websockets(module: str) -> None:
+    env = {
+        **os.environ,
+        "ANTHROPIC_API_KEY": "sk-never-used",
+        "PYTHONPATH": str(ROOT),
+        "POWERTOOLS_SERVICE_NAME": "agent-runtime",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(module=module, never=NEVER_LOADED)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["model"].startswith("anthropic/")  # the key is set: resolved, not called
+    assert loaded["import"] == []
+    assert loaded["discovery"] == []
