@@ -145,6 +145,9 @@ class Attempt:
         self.abort = AbortSignal()
         self.context = AgentContext(id=record.ref.id, agent=record.ref.agent)
         self.stream = stream
+        #: This attempt's tool calls: started, and those whose result the store kept.
+        self._started: set[str] = set()
+        self._recorded: dict[str, ToolResultPart] = {}
 
     # --- events --------------------------------------------------------------------
 
@@ -309,6 +312,7 @@ class Attempt:
         final: tuple[ToolCallPart, BaseModel] | None = None
         for call in step.calls:
             if call.id in recorded:
+                self._recorded[call.id] = recorded[call.id]
                 results.append(recorded[call.id])
                 continue
             if call.name == FINAL_RESULT_TOOL and self.config.result is not None:
@@ -327,8 +331,10 @@ class Attempt:
                     )
                 else:
                     await self._emit(ev.ToolStart, flush=True, **_tool_start(turn, call))
+                    self._started.add(call.id)
                     part = await self._run_tool(call)
             await self.store.record_tool_result(self.fence, turn, part, now=self.clock())
+            self._recorded[call.id] = part
             results.append(part)
             if call.name != FINAL_RESULT_TOOL:
                 await self._emit(ev.ToolCall, flush=True, **_tool_call(turn, part))
@@ -406,14 +412,17 @@ class Attempt:
         if not self.journal.pending_calls or not self.history or self.history[-1].role != "assistant":
             return []
         calls = [c for c in self.history[-1].tool_calls if c.id in self.journal.pending_calls]
-        return [
-            _results_message(
-                [
-                    ToolResultPart(call_id=c.id, name=c.name, content="not run: the submission ended", is_error=True, status="interrupted")
-                    for c in calls
-                ]
-            )
-        ] if calls else []
+        return [_results_message([self._closing_result(c) for c in calls])] if calls else []
+
+    def _closing_result(self, call: ToolCallPart) -> ToolResultPart:
+        """A recorded result stands; otherwise say whether the call was running."""
+        if call.id in self._recorded:
+            return self._recorded[call.id]
+        if call.id in self._started:
+            content = "interrupted: the submission ended while this call ran; its outcome is unknown"
+        else:
+            content = "not run: the submission ended first"
+        return ToolResultPart(call_id=call.id, name=call.name, content=content, is_error=True, status="interrupted")
 
     async def _settle(self, finish: Finish) -> None:
         self.journal = self.journal.model_copy(deep=True)

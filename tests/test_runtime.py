@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import BaseModel
 
@@ -233,3 +235,30 @@ async def test_bad_history_cursor_is_invalid_input(backend: Backend, clock: Fake
     rt = runtime_with(backend, clock, echo=create_agent(model="test/echo"))
     with pytest.raises(InvalidInput):
         await rt.history("echo", "x", "default", cursor="nope")
+
+
+async def test_an_abort_between_tool_calls_keeps_recorded_results_in_history(backend: Backend, clock: FakeClock) -> None:
+    holder: dict[str, Any] = {}
+
+    @tool
+    def first() -> str:
+        """Succeeds."""
+        return "first done"
+
+    @tool
+    async def second() -> str:
+        """Asks for the abort while it runs."""
+        await holder["rt"].abort("tools", "t")
+        return "second done"
+
+    model = ScriptedModel([[ToolCall("first"), ToolCall("second"), ToolCall("first")]])
+    rt = runtime_with(backend, clock, tools=create_agent(model=model, tools=[first, second]))
+    holder["rt"] = rt
+    admitted = await rt.prompt("tools", "t", "go")
+    record = await settle(rt, clock, "tools", "t", admitted.record.id)
+    assert record.outcome is Outcome.aborted
+    page = await rt.history("tools", "t", "default")
+    results = [p for m in page.messages for p in m.message.parts if p.type == "tool_result"]
+    assert [(r.name, r.status) for r in results] == [("first", "ok"), ("second", "interrupted"), ("first", "interrupted")]
+    assert results[0].content == "first done"
+    assert "while this call ran" in results[1].content and "not run" in results[2].content

@@ -15,6 +15,8 @@ unsettled work. Both are local only: the deployed stack never scans its table.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from agent_runtime.adapters.aws.dynamodb import DynamoDBStore
 from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.adapters.aws.sqs import SqsWakeUps
 from agent_runtime.sweep import sweep
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,14 +63,47 @@ def end_dead_leases(dynamodb: Any, table: str) -> int:
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def recover(*, dynamodb: Any, sqs: Any, s3: Any, table: str, queue_url: str, bucket: str) -> Recovered:
-    leases = end_dead_leases(dynamodb, table)
+def _sweep(dynamodb: Any, sqs: Any, s3: Any, table: str, queue_url: str, bucket: str, idle_seconds: float) -> int:
     store = DynamoDBStore(dynamodb, table, S3Blobs(s3, bucket))
     wakeups = SqsWakeUps(sqs, queue_url)
     # On a thread of its own: the stack may be started from inside a running event loop.
     with ThreadPoolExecutor(1) as pool:
-        result = pool.submit(asyncio.run, sweep(store, wakeups, now=time.time(), idle_seconds=-1)).result()
-    return Recovered(leases=leases, woken=result.woken)
+        result = pool.submit(asyncio.run, sweep(store, wakeups, now=time.time(), idle_seconds=idle_seconds)).result()
+    return result.woken
 
 
-__all__ = ["Recovered", "end_dead_leases", "recover"]
+def recover(*, dynamodb: Any, sqs: Any, s3: Any, table: str, queue_url: str, bucket: str) -> Recovered:
+    leases = end_dead_leases(dynamodb, table)
+    woken = _sweep(dynamodb, sqs, s3, table, queue_url, bucket, idle_seconds=-1)
+    return Recovered(leases=leases, woken=woken)
+
+
+class Sweeper:
+    """The deployed stack's scheduled sweeper, locally: a thread that sweeps every
+    `interval` seconds (wake-ups lost while the stack runs are found as they are deployed)."""
+
+    def __init__(self, *, interval: float, idle_seconds: float, **resources: Any) -> None:
+        self.interval = interval
+        self.idle_seconds = idle_seconds
+        self.resources = resources
+        self.woken = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="local-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.woken += _sweep(**self.resources, idle_seconds=self.idle_seconds)
+            except Exception:  # moto stopping under us, or a transient error: next round
+                log.warning("local sweep failed", exc_info=True)
+
+
+__all__ = ["Recovered", "Sweeper", "end_dead_leases", "recover"]

@@ -38,7 +38,7 @@ from agent_runtime.dev.aws import LocalAws
 from agent_runtime.dev.lambda_environment import prestart
 from agent_runtime.dev.lambda_runtime import Handler, Isolation, LocalFunction
 from agent_runtime.dev.persistence import Autosaver, LocalState, RestoreSummary
-from agent_runtime.dev.recovery import Recovered, recover
+from agent_runtime.dev.recovery import Recovered, Sweeper, recover
 from agent_runtime.dev.sqs_poller import SqsPoller
 
 __all__ = [
@@ -96,6 +96,9 @@ class LocalStack:
     isolation: Isolation = "process"
     local_retry_delay: int | None = 2
     autosave_interval: float = 2.0
+    #: The local sweeper's period (None: off) and how long work must sit idle to be re-woken.
+    sweep_interval: float | None = settings.SWEEP_INTERVAL_SECONDS
+    sweep_idle_seconds: float = settings.SWEEP_IDLE_SECONDS
     stop_grace: float = 10.0
 
     aws: LocalAws = field(default_factory=LocalAws, init=False)
@@ -105,6 +108,7 @@ class LocalStack:
     poller: SqsPoller | None = field(default=None, init=False)
     state: LocalState | None = field(default=None, init=False)
     autosaver: Autosaver | None = field(default=None, init=False)
+    sweeper: Sweeper | None = field(default=None, init=False)
     restored: RestoreSummary = field(default_factory=RestoreSummary, init=False)
     #: Work the previous run left running or unwoken (see `dev.recovery`).
     recovered: Recovered = field(default_factory=lambda: Recovered(0, 0), init=False)
@@ -189,6 +193,18 @@ class LocalStack:
             if self.websocket is not None:
                 self.websocket.start()
             self.poller.start()
+            if self.sweep_interval is not None:
+                self.sweeper = Sweeper(
+                    interval=self.sweep_interval,
+                    idle_seconds=self.sweep_idle_seconds,
+                    dynamodb=self.aws.client("dynamodb"),
+                    sqs=self.aws.client("sqs"),
+                    s3=self.aws.client("s3"),
+                    table=resources.table,
+                    queue_url=resources.queue_url,
+                    bucket=resources.bucket,
+                )
+                self.sweeper.start()
             if self.state is not None:
                 tracker = self.aws.tracker
                 self.autosaver = Autosaver(
@@ -215,6 +231,8 @@ class LocalStack:
                 self.http.stop()
             if self.websocket is not None:
                 self.websocket.stop()
+            if self.sweeper is not None:
+                self.sweeper.stop()
             if self.poller is not None:
                 self.poller.stop(grace=self.stop_grace)
             if self.autosaver is not None:
@@ -223,7 +241,7 @@ class LocalStack:
                 self.state.save(dynamodb=self.aws.client("dynamodb"), s3=self.aws.client("s3"))
                 self.state.drain_queues(self.aws.client("sqs"))
         finally:
-            self.http = self.websocket = self.poller = self.autosaver = None
+            self.http = self.websocket = self.poller = self.autosaver = self.sweeper = None
             self.aws.stop()
             self.resources = None
             self._restore_environment()
