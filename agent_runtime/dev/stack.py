@@ -145,14 +145,7 @@ class LocalStack:
                     s3=self.aws.client("s3"),
                     sqs=self.aws.client("sqs"),
                 )
-                self.recovered = recover(
-                    dynamodb=self.aws.client("dynamodb"),
-                    sqs=self.aws.client("sqs"),
-                    s3=self.aws.client("s3"),
-                    table=resources.table,
-                    queue_url=resources.queue_url,
-                    bucket=resources.bucket,
-                )
+                self.recovered = recover(**self._storage(resources))
             self.phases["restore"] = time.perf_counter() - started - self.phases["aws"]
             environment = {**resources.env(), settings.ENV_AGENTS: self.agents_dir}
             if self.websocket_handler is not None:
@@ -197,12 +190,7 @@ class LocalStack:
                 self.sweeper = Sweeper(
                     interval=self.sweep_interval,
                     idle_seconds=self.sweep_idle_seconds,
-                    dynamodb=self.aws.client("dynamodb"),
-                    sqs=self.aws.client("sqs"),
-                    s3=self.aws.client("s3"),
-                    table=resources.table,
-                    queue_url=resources.queue_url,
-                    bucket=resources.bucket,
+                    **self._storage(resources),
                 )
                 self.sweeper.start()
             if self.state is not None:
@@ -251,6 +239,17 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _storage(self, resources: Resources) -> dict[str, Any]:
+        """Clients and names of the table, queue and bucket (for recovery and sweeps)."""
+        return {
+            "dynamodb": self.aws.client("dynamodb"),
+            "sqs": self.aws.client("sqs"),
+            "s3": self.aws.client("s3"),
+            "table": resources.table,
+            "queue_url": resources.queue_url,
+            "bucket": resources.bucket,
+        }
 
     def _websocket_port(self) -> int:
         if self.websocket_port is not None:
