@@ -71,7 +71,11 @@ def _prompt(client: AgentClient, name: str, instance_id: str, message: str, sess
 
     try:
         reply = client.prompt(name, instance_id, message, session=session, wait=wait)
-        if wait > 0 and reply.submission.status != "settled":
+        if wait == 0:
+            # --no-wait: the submission, even when a quick worker has settled it already.
+            print(f"{reply.submission.id} {reply.submission.status}")
+            return 0
+        if reply.submission.status != "settled":
             # Still running after the HTTP API's bound: poll the submission until it settles.
             submission = client.wait(name, instance_id, reply.submission.id, timeout=FOLLOW_SECONDS, poll=0.5)
             body = submission.model_dump(mode="json")
