@@ -10,6 +10,8 @@
    emulator, the worker in its own process): the `ticker` agent (bench/agents/ticker.py)
    stamps each token with the time it was emitted; a `websockets` client subscribed to the
    instance notes when each token arrives. Median and p90 over all tokens.
+
+AGENT_RUNTIME_EVENT_FLUSH_LIVE_SECONDS / _QUIET_SECONDS change the intervals for both.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 from moto import mock_aws
 
-from agent_runtime import ModelRequest, create_agent
+from agent_runtime import ModelRequest, create_agent, settings
 from agent_runtime.adapters.memory_events import MemoryPoster
 from agent_runtime.ids import InstanceRef
 from agent_runtime.messages import Message, TextPart, Usage
@@ -89,7 +91,7 @@ async def run_one(tokens: int, rate: float | None, watched: bool) -> tuple[Count
         if watched:
             broadcaster = Broadcaster(backend.connections, MemoryPoster())
             await backend.connections.add(Subscription("watcher", InstanceRef("talker", "t"), subscribed=True), now=time.time())
-        runtime = backend.runtime(registry, broadcaster=broadcaster)
+        runtime = backend.runtime(registry, broadcaster=broadcaster, stream_options=settings.event_flush_options())
         await runtime.prompt("talker", "t", "talk")
         counts = count_writes(backend.clients["dynamodb"])
         started = time.monotonic()
@@ -154,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-tokens", type=int, default=150)
     args = parser.parse_args(argv)
     serialize_moto_dynamodb()
+    options = settings.event_flush_options()
+    if options:
+        print(f"flush intervals from the environment: {options}")
     writes_figures(args.tokens, args.rate)
     latency_figures(args.latency_tokens, args.rate)
 
