@@ -18,7 +18,8 @@ since the last flush.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -163,6 +164,21 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 
+@overload
+def iso(timestamp: float) -> str: ...
+
+
+@overload
+def iso(timestamp: None) -> None: ...
+
+
+def iso(timestamp: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC with milliseconds (the wire's time format)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def with_offset(event: Event, offset: int) -> Event:
     return event.model_copy(update={"offset": offset})
 
@@ -202,5 +218,6 @@ __all__ = [
     "clip",
     "decode_events",
     "encode_events",
+    "iso",
     "with_offset",
 ]

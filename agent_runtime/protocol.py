@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic_core
@@ -36,7 +35,7 @@ from agent_runtime.errors import (
     PayloadTooLarge,
     SubmissionNotFound,
 )
-from agent_runtime.events import Event
+from agent_runtime.events import Event, iso
 from agent_runtime.ids import AGENT_NAME_MAX, INSTANCE_ID_MAX, KEY_MAX, SESSION_MAX
 from agent_runtime.ledger import SubmissionRecord
 from agent_runtime.messages import Part, Usage
@@ -191,10 +190,6 @@ ClientFrame = Annotated[PromptFrame | SubscribeFrame | AbortFrame | PingFrame, F
 # --- replies --------------------------------------------------------------------------
 
 
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class PromptResult(BaseModel):

@@ -52,7 +52,7 @@ from agent_runtime.ports import (
     WakeUps,
 )
 from agent_runtime.registry import Registry
-from agent_runtime.streaming import Broadcaster, EventStream, iso_now
+from agent_runtime.streaming import Broadcaster, EventStream, event_fields
 
 log = logging.getLogger("agent_runtime")
 
@@ -134,27 +134,16 @@ class Runtime:
         await self.wakeups.send(instance, reason="admit", dedupe_id=admission.record.id)
         if not admission.replayed:
             record = admission.record
-            await self._announce(
-                instance,
-                lambda f: ev.SubmissionQueued(**f, kind=record.kind, sequence=record.sequence),
-                record,
-            )
+            await self._announce(ev.SubmissionQueued, record, kind=record.kind, sequence=record.sequence)
         return admission
 
-    async def _announce(
-        self, instance: InstanceRef, make: Callable[[dict[str, Any]], ev.Event], record: SubmissionRecord | None = None
-    ) -> None:
-        """Append one event outside a run (admission, abort of queued work), and show it
-        to watchers. The ledger is the truth: a failure here is logged, not raised."""
-        fields = {
-            "at": iso_now(self.clock),
-            "agent": instance.agent,
-            "id": instance.id,
-            "session": record.session if record else None,
-            "submission_id": record.id if record else None,
-        }
+    async def _announce(self, event_type: Callable[..., ev.Event], record: SubmissionRecord, **values: Any) -> None:
+        """Append one event of `record` outside a run (admission, abort of queued work),
+        and show it to watchers. The ledger is the truth: a failure here is logged, not raised."""
+        instance = record.ref
+        event = event_type(**event_fields(instance, self.clock(), record.session, record.id), **values)
         try:
-            stored = await self.events.append(instance, [make(fields)], now=self.clock())
+            stored = await self.events.append(instance, [event], now=self.clock())
             if self.broadcaster is not None:
                 await self.broadcaster.publish(instance, stored)
         except Exception:
@@ -271,9 +260,7 @@ class Runtime:
                     continue
                 aborted.append(flagged)
                 if flagged.settled:
-                    await self._announce(
-                        instance, lambda f: ev.SubmissionSettled(**f, outcome=Outcome.aborted), flagged
-                    )
+                    await self._announce(ev.SubmissionSettled, flagged, outcome=Outcome.aborted)
             after = page[-1].sequence
 
     # --- the worker ----------------------------------------------------------------

@@ -26,11 +26,10 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from agent_runtime import settings
-from agent_runtime.events import EVENT_TEXT_MAX, AgentEnd, Event, TextDelta, ThinkingDelta
+from agent_runtime.events import EVENT_TEXT_MAX, AgentEnd, Event, TextDelta, ThinkingDelta, iso
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ports import Connections, EventLog, Poster, Subscription
 
@@ -42,8 +41,11 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 30 * 1024
 
 
-def iso_now(clock: Callable[[], float]) -> str:
-    return datetime.fromtimestamp(clock(), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def event_fields(
+    instance: InstanceRef, now: float, session: str | None = None, submission_id: str | None = None
+) -> dict[str, Any]:
+    """The fields every event carries, but its offset (the log gives that)."""
+    return {"at": iso(now), "agent": instance.agent, "id": instance.id, "session": session, "submission_id": submission_id}
 
 
 def event_frame(event: Event) -> bytes:
@@ -94,23 +96,15 @@ class Broadcaster:
     The subscribers are read after the batch is stored, with a strongly consistent
     read, every time: a subscribe that the read misses happened after the batch was
     stored, so the subscribe's replay (which reads the log after subscribing) has it.
-    Nothing falls between the two; at worst an event arrives twice. A positive
-    `refresh_seconds` trades that guarantee for fewer reads.
+    Nothing falls between the two; at worst an event arrives twice.
     """
 
-    def __init__(self, connections: Connections, poster: Poster, *, refresh_seconds: float = 0.0) -> None:
+    def __init__(self, connections: Connections, poster: Poster) -> None:
         self.connections = connections
         self.poster = poster
-        self.refresh_seconds = refresh_seconds
-        self._audience: dict[str, tuple[list[Subscription], float]] = {}
 
-    async def audience(self, instance: InstanceRef, *, fresh: bool = False) -> list[Subscription]:
-        cached = self._audience.get(instance.key)
-        if not fresh and cached is not None and time.monotonic() - cached[1] < self.refresh_seconds:
-            return cached[0]
-        subscribers = await self.connections.subscribers(instance)
-        self._audience[instance.key] = (subscribers, time.monotonic())
-        return subscribers
+    async def audience(self, instance: InstanceRef) -> list[Subscription]:
+        return await self.connections.subscribers(instance)
 
     async def publish(self, instance: InstanceRef, events: list[Event]) -> int:
         """Post `events` to the instance's subscribers; returns how many there were."""
@@ -131,8 +125,6 @@ class Broadcaster:
                 log.warning("could not post to a connection", extra={"connection_id": subscription.connection_id}, exc_info=True)
         for connection_id in gone:
             await self.connections.remove(connection_id)
-        if gone:
-            self._audience.pop(instance.key, None)
         return len(subscribers) - len(gone)
 
     async def _post_all(self, connection_id: str, frames: list[bytes]) -> bool:
@@ -178,7 +170,7 @@ class EventStream:
 
     async def __aenter__(self) -> EventStream:
         if self.broadcaster is not None:
-            self._watched = bool(await self.broadcaster.audience(self.instance, fresh=True))
+            self._watched = bool(await self.broadcaster.audience(self.instance))
         self._timer = asyncio.create_task(self._tick())
         return self
 
@@ -192,13 +184,7 @@ class EventStream:
 
     def fields(self, session: str | None = None, submission_id: str | None = None) -> dict[str, Any]:
         """The fields every event of this stream carries."""
-        return {
-            "at": iso_now(self.clock),
-            "agent": self.instance.agent,
-            "id": self.instance.id,
-            "session": session,
-            "submission_id": submission_id,
-        }
+        return event_fields(self.instance, self.clock(), session, submission_id)
 
     @property
     def interval(self) -> float:
@@ -260,4 +246,4 @@ class EventStream:
                     log.warning("event flush failed", exc_info=True)
 
 
-__all__ = ["PROTOCOL_VERSION", "Broadcaster", "EventStream", "event_frame", "frames_for", "iso_now", "result_frame", "wants"]
+__all__ = ["PROTOCOL_VERSION", "Broadcaster", "EventStream", "event_fields", "event_frame", "frames_for", "result_frame", "wants"]

@@ -37,8 +37,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter, ValidationError
 
 from agent_runtime import settings
-from agent_runtime.adapters.aws.bootstrap import clients, default_runtime, management_client, run
-from agent_runtime.adapters.aws.events import ApiGatewayPoster, DynamoDBConnections
+from agent_runtime.adapters.aws.bootstrap import broadcaster, clients, default_runtime, run
 from agent_runtime.errors import AgentNotFound, AgentRuntimeError, InvalidInput
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ports import Connections, Poster, Subscription
@@ -85,10 +84,12 @@ def set_services(services: Services | None) -> None:
 
 @functools.cache
 def _default_services(endpoint: str) -> Services:
-    table = settings.Settings.from_env().table
-    return Services(
-        default_runtime(), DynamoDBConnections(clients().dynamodb, table), ApiGatewayPoster(management_client(endpoint))
-    )
+    """The runtime's own fan-out (the stack sets its endpoint); else one for the stage
+    the event came through."""
+    rt = default_runtime()
+    fanout = rt.broadcaster or broadcaster(clients(), settings.Settings.from_env().table, endpoint)
+    assert fanout is not None
+    return Services(rt, fanout.connections, fanout.poster)
 
 
 def services(event: dict[str, Any]) -> Services:

@@ -49,7 +49,7 @@ class Socket:
     def __init__(self, backend: Backend, poster: MemoryPoster) -> None:
         self.backend = backend
         self.poster = poster
-        self.runtime = backend.runtime(registry(), broadcaster=Broadcaster(backend.connections, poster, refresh_seconds=0))
+        self.runtime = backend.runtime(registry(), broadcaster=Broadcaster(backend.connections, poster))
         websocket.set_services(websocket.Services(self.runtime, backend.connections, poster))
 
     def event(self, route: str, connection_id: str, **extra: Any) -> dict[str, Any]:
