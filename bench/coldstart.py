@@ -1,33 +1,36 @@
 """Cold-start budget of the Lambda handlers: import time and unzipped code size.
 
-    python bench/coldstart.py [--runs 7] [--no-build]
+    python bench/coldstart.py [--runs 9] [--without-bytecode]
 
 Every function the stack deploys (`infra.stack`: ``HANDLERS`` and the WebSocket handler)
 is measured, and any other module of ``functions/`` too (marked "not deployed").
 
-Import time: the wall time of ``import functions.X`` in a fresh interpreter (not
-``-X importtime``, which slows imports down), the median of ``--runs`` runs, next to
-``import boto3`` alone, which every handler pays anyway. The runs are interleaved (boto3,
-then each handler, ``--runs`` times) so that a busy machine slows all of them alike.
-Goal: at most 1.5x boto3. The heaviest packages each handler pulls in (own import time
-summed per top-level package, from one ``-X importtime`` run) are shown too.
+Import time, as deployed: the assets are built a second time for this interpreter and
+machine by the same pipeline (`infra.bundling.local_target`: the source with its
+bytecode, the layers as bytecode without sources, nothing from this virtualenv), and
+each handler is imported in a fresh isolated interpreter (``-I -S``) whose path is what
+Lambda gives it: the source, its layers, and the packages the Lambda runtime provides
+(boto3 and its dependencies, linked from this virtualenv). Reported: the wall time of
+``import functions.X`` (not ``-X importtime``, which slows imports down), the median of
+``--runs`` runs, next to ``import boto3`` alone, which every handler pays anyway. Runs
+are interleaved (boto3, then each handler, ``--runs`` times) so that a busy machine slows
+all of them alike. Goal: at most 1.5x boto3. ``--without-bytecode`` builds the replica
+with sources only, as if no bytecode were shipped (Lambda then compiles on every cold
+start). The heaviest packages per handler (own import time summed per top-level package,
+one ``-X importtime`` run) are shown too.
 
 The model SDK (``anthropic``, ``httpx2``) must load on the first model request only:
 neither at import nor when the agents are discovered (which a handler does on its
 first invocation; ``ANTHROPIC_API_KEY`` is set so that agents choosing a model by it
-pick an ``anthropic/...`` one). The "SDK" column says where it loaded, if anywhere.
+pick an ``anthropic/...`` one). The "SDK" column says where it loaded, if anywhere; for
+the functions that call models, "SDK ms" is what loading it adds to the first request.
 
-Size: what each function runs, unzipped: the source asset plus the layers it gets (the
-common dependencies; the model SDK layer for functions that call models), without
-boto3/botocore (the Lambda runtime provides them). Goal: at most 15 MB. The layers are
-built (and cached) by `infra.bundling` unless ``--no-build`` is given, which reports the
-source asset alone.
+Size: what each function runs on Lambda, unzipped: the source asset plus the layers it
+gets (the common dependencies; the model SDK layer for functions that call models), as
+`infra.bundling` builds them for Python 3.13 on arm64 (and caches them), without
+boto3/botocore (the Lambda runtime provides them). Goal: at most 15 MB.
 
 Measured with this interpreter, not Lambda's Python 3.13 on arm64: compare the ratios.
-The project's source is compiled on every run (``PYTHONDONTWRITEBYTECODE``, no
-``__pycache__``), as on Lambda, whose assets carry no bytecode; the dependencies here
-have theirs (installed by pip), the layers do not, so a cold start on Lambda also
-compiles the dependencies it imports.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,19 +54,28 @@ from infra import bundling  # noqa: E402
 IMPORT_RATIO_GOAL = 1.5
 SIZE_GOAL_MB = 15.0
 SDK = ("anthropic", "httpx2")
+#: What the Lambda Python runtime has besides the standard library (boto3 and what it
+#: imports), linked from this virtualenv into the replica's path.
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
 
 _PROBE = """
 import sys, time
+sys.path[:0] = {path!r}
 start = time.perf_counter()
 import {module}
 elapsed = time.perf_counter() - start
 at_import = any(name in sys.modules for name in {sdk!r})
 at_discovery = at_import
+sdk_seconds = 0.0
 if {discover!r}:
     from agent_runtime.registry import discover
     discover("agents")
     at_discovery = any(name in sys.modules for name in {sdk!r})
-print(elapsed, int(at_import), int(at_discovery))
+    if {calls_models!r} and not at_discovery:
+        start = time.perf_counter()
+        import anthropic
+        sdk_seconds = time.perf_counter() - start
+print(elapsed, int(at_import), int(at_discovery), sdk_seconds)
 """
 
 # What a handler module may read at import (the stack sets the same names); values are
@@ -95,6 +108,43 @@ class Probe:
     seconds: float
     sdk_at_import: bool
     sdk_at_discovery: bool
+    sdk_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Replica:
+    """The deployed layout, built for this interpreter: where each part is."""
+
+    source: Path
+    common: Path
+    model: Path | None
+    runtime: Path
+
+    def path(self, handler: Handler | None) -> list[str]:
+        """The import path of `handler`'s function (None: the runtime's packages only)."""
+        if handler is None:
+            return [str(self.runtime)]
+        layers = [self.common / "python"]
+        if handler.calls_models and self.model is not None:
+            layers.append(self.model / "python")
+        return [str(self.source), *(str(layer) for layer in layers), str(self.runtime)]
+
+
+def build_replica(*, bytecode: bool) -> Replica:
+    target = bundling.local_target(bytecode=bytecode)
+    runtime = ROOT / "build" / "bench" / "lambda-runtime"
+    runtime.mkdir(parents=True, exist_ok=True)
+    site = Path(sysconfig.get_paths()["purelib"])
+    for name in RUNTIME_PROVIDED:
+        link = runtime / name
+        if not link.exists() and (site / name).exists():
+            link.symlink_to(site / name)
+    return Replica(
+        source=bundling.build_source(bytecode_for=target.python if bytecode else None),
+        common=bundling.build_dependencies(target=target),
+        model=bundling.build_model_dependencies(target=target) if bundling.model_requirements() else None,
+        runtime=runtime,
+    )
 
 
 def handlers() -> list[Handler]:
@@ -113,34 +163,47 @@ def handlers() -> list[Handler]:
     return found
 
 
-def _probe(module: str, *, discover: bool) -> Probe:
-    code = _PROBE.format(module=module, sdk=SDK, discover=discover)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, **_ENV, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
+def _python(replica: Replica, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter isolated (no site-packages, no environment variables, no
+    bytecode written: ``-B``, as on Lambda) in the source asset's directory, as Lambda
+    does."""
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-B", *args],
+        cwd=replica.source,
+        env={"PATH": os.environ.get("PATH", ""), **_ENV},
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def _probe(replica: Replica, handler: Handler | None, *, discover: bool) -> Probe:
+    module = handler.module if handler else "boto3"
+    calls_models = handler.calls_models if handler else False
+    code = _PROBE.format(
+        path=replica.path(handler), module=module, sdk=SDK, discover=discover, calls_models=calls_models
+    )
+    result = _python(replica, "-c", code)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise RuntimeError(last)
-    seconds, at_import, at_discovery = result.stdout.strip().splitlines()[-1].split()
-    return Probe(float(seconds), at_import == "1", at_discovery == "1")
+    seconds, at_import, at_discovery, sdk_seconds = result.stdout.strip().splitlines()[-1].split()
+    return Probe(float(seconds), at_import == "1", at_discovery == "1", float(sdk_seconds))
 
 
-def import_times(modules: list[str], runs: int) -> dict[str, Probe | str]:
-    """Per module: the median seconds to import it in a fresh interpreter (and where the
-    model SDK loaded, from the first run), or the error that stopped it."""
+def import_times(replica: Replica, handlers: list[Handler | None], runs: int) -> dict[str, Probe | str]:
+    """Per handler (None: boto3 alone): the median seconds to import it in a fresh
+    interpreter (and where the model SDK loaded, from the first run), or the error that
+    stopped it."""
+    modules = {handler.module if handler else "boto3": handler for handler in handlers}
     samples: dict[str, list[Probe]] = {module: [] for module in modules}
     failed: dict[str, str] = {}
     for run in range(runs + 1):  # the first round warms the OS file cache and is dropped
-        for module in modules:
+        for module, handler in modules.items():
             if module in failed:
                 continue
             try:
-                probe = _probe(module, discover=module != "boto3" and run == 0)
+                probe = _probe(replica, handler, discover=handler is not None and run == 0)
             except RuntimeError as error:
                 failed[module] = str(error)
                 continue
@@ -150,21 +213,15 @@ def import_times(modules: list[str], runs: int) -> dict[str, Probe | str]:
         if module not in failed:
             first, timed = probes[0], probes[1:]
             median = statistics.median(probe.seconds for probe in timed)
-            results[module] = Probe(median, first.sdk_at_import, first.sdk_at_discovery)
+            results[module] = Probe(median, first.sdk_at_import, first.sdk_at_discovery, first.sdk_seconds)
     return results
 
 
-def heaviest_imports(module: str, count: int = 5) -> list[tuple[str, float]]:
+def heaviest_imports(replica: Replica, handler: Handler, count: int = 5) -> list[tuple[str, float]]:
     """Import time by top-level package (sum of each module's own time, ``-X importtime``),
     largest first, in ms."""
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        cwd=ROOT,
-        env={**os.environ, **_ENV, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    code = f"import sys; sys.path[:0] = {replica.path(handler)!r}; import {handler.module}"
+    result = _python(replica, "-X", "importtime", "-c", code)
     totals: dict[str, float] = {}
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -177,34 +234,29 @@ def heaviest_imports(module: str, count: int = 5) -> list[tuple[str, float]]:
 
 @dataclass(frozen=True)
 class Assets:
-    """Unzipped bytes of the source asset and of each layer (None: not built)."""
+    """Unzipped bytes of the source asset and of each layer as deployed (model: None when
+    the project has no model SDK)."""
 
     source: int
-    common: int | None
+    common: int
     model: int | None
 
     def parts(self, handler: Handler) -> dict[str, int]:
         """What `handler`'s function runs: the source, the common layer, and the model
         SDK layer when it calls models (the rule of `RuntimeFunctions.layers`)."""
-        parts = {"src": self.source}
-        if self.common is not None:
-            parts["deps"] = self.common
+        parts = {"src": self.source, "deps": self.common}
         if handler.calls_models and self.model is not None:
             parts["model"] = self.model
         return parts
 
 
-def asset_sizes(build: bool) -> Assets:
-    source = bundling.tree_size(bundling.build_source())
-    if not build:
-        return Assets(source, None, None)
-    common = bundling.tree_size(bundling.build_dependencies())
-    model = (
-        bundling.tree_size(bundling.build_model_dependencies())
-        if bundling.model_requirements()
-        else None
+def asset_sizes() -> Assets:
+    model = bundling.build_model_dependencies() if bundling.model_requirements() else None
+    return Assets(
+        bundling.tree_size(bundling.build_source()),
+        bundling.tree_size(bundling.build_dependencies()),
+        bundling.tree_size(model) if model else None,
     )
-    return Assets(source, common, model)
 
 
 def largest_packages(layer: Path, count: int = 5) -> str:
@@ -223,23 +275,33 @@ def _verdict(ok: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--no-build", action="store_true", help="skip the dependency layers")
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument(
+        "--without-bytecode", action="store_true", help="measure imports with sources only"
+    )
     args = parser.parse_args(argv)
 
     found = handlers()
-    assets = asset_sizes(build=not args.no_build)
-    times = import_times(["boto3", *(handler.module for handler in found)], args.runs)
+    assets = asset_sizes()
+    replica = build_replica(bytecode=not args.without_bytecode)
+    times = import_times(replica, [None, *found], args.runs)
     baseline = times["boto3"]
     if not isinstance(baseline, Probe):
         raise SystemExit(f"import boto3 failed: {baseline}")
 
-    print(f"Python {sys.version.split()[0]}, median of {args.runs} fresh interpreters (interleaved)")
+    layout = "sources only" if args.without_bytecode else "with bytecode"
+    print(
+        f"Python {sys.version.split()[0]}, deployed layout {layout}, "
+        f"median of {args.runs} fresh isolated interpreters (interleaved)"
+    )
     print(
         f"goals: import <= {IMPORT_RATIO_GOAL}x boto3; code <= {SIZE_GOAL_MB:.0f} MB unzipped "
-        "(source + layers, no boto3); model SDK loaded by neither import nor discovery\n"
+        "(source + layers for Lambda, no boto3); model SDK loaded by neither import nor discovery\n"
     )
-    header = f"{'handler':26} {'import ms':>9} {'x boto3':>8} {'goal':>5}  {'code MB':>7} {'goal':>5}  SDK    parts (MB)"
+    header = (
+        f"{'handler':26} {'import ms':>9} {'x boto3':>8} {'goal':>5}  {'code MB':>7} {'goal':>5}"
+        f"  {'SDK':5} {'SDK ms':>6}  parts (MB)"
+    )
     print(header)
     print("-" * len(header))
     print(f"{'boto3 alone':26} {baseline.seconds * 1000:9.1f} {1:8.2f}")
@@ -249,28 +311,28 @@ def main(argv: list[str] | None = None) -> int:
             name += " (not deployed)"
         parts = assets.parts(handler)
         size_mb = sum(parts.values()) / 1e6
-        size = f"{size_mb:7.1f} {_verdict(size_mb <= SIZE_GOAL_MB) if assets.common is not None else '?':>5}"
+        size = f"{size_mb:7.1f} {_verdict(size_mb <= SIZE_GOAL_MB):>5}"
         detail = " + ".join(f"{part} {bytes_ / 1e6:.1f}" for part, bytes_ in parts.items())
         probe = times[handler.module]
         if not isinstance(probe, Probe):
-            print(f"{name:26} {'error':>9} {'':8} {'':5}  {size}  {'':5}  {detail}\n{'':28}{probe}")
+            print(f"{name:26} {'error':>9} {'':8} {'':5}  {size}  {'':12}  {detail}\n{'':28}{probe}")
             continue
         ratio = probe.seconds / baseline.seconds
         sdk = "import" if probe.sdk_at_import else "disc." if probe.sdk_at_discovery else "no"
+        sdk_ms = f"{probe.sdk_seconds * 1000:6.0f}" if probe.sdk_seconds else ""
         print(
             f"{name:26} {probe.seconds * 1000:9.1f} {ratio:8.2f} {_verdict(ratio <= IMPORT_RATIO_GOAL):>5}"
-            f"  {size}  {sdk:5}  {detail}"
+            f"  {size}  {sdk:5} {sdk_ms:>6}  {detail}"
         )
 
     print("\nheaviest imports (ms, own time per top-level package, one -X importtime run):")
     for handler in found:
-        heavy = ", ".join(f"{name} {ms:.0f}" for name, ms in heaviest_imports(handler.module))
+        heavy = ", ".join(f"{name} {ms:.0f}" for name, ms in heaviest_imports(replica, handler))
         print(f"  {handler.module.removeprefix('functions.'):24} {heavy}")
-    if assets.common is not None:
-        print("\nlargest packages (MB):")
-        print(f"  {'common layer':24} {largest_packages(bundling.build_dependencies())}")
-        if assets.model is not None:
-            print(f"  {'model SDK layer':24} {largest_packages(bundling.build_model_dependencies())}")
+    print("\nlargest packages (MB, as deployed):")
+    print(f"  {'common layer':24} {largest_packages(bundling.build_dependencies())}")
+    if assets.model is not None:
+        print(f"  {'model SDK layer':24} {largest_packages(bundling.build_model_dependencies())}")
     return 0
 
 

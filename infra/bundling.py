@@ -1,16 +1,24 @@
 """Lambda packaging without Docker: one source asset and two dependency layers.
 
 - `build_source` copies ``agent_runtime/``, ``functions/`` and ``agents/`` (no tests,
-  caches or build output) into ``build/lambda/src-<hash>/``.
+  caches or build output) into ``build/lambda/src-<hash>/``, with bytecode beside the
+  sources.
 - `build_dependencies` installs the runtime dependencies of ``pyproject.toml`` that every
   handler may import (pydantic, Powertools, httpx) for the Lambda platform (Python 3.13,
   arm64, binary wheels only) into ``build/lambda/deps-<hash>/python/``, the layout of a
-  Lambda layer. boto3, botocore and s3transfer are left out: the Lambda runtime
-  provides them.
+  Lambda layer, as bytecode without the sources. boto3, botocore and s3transfer are left
+  out: the Lambda runtime provides them.
 - `build_model_dependencies` installs the model SDK (`MODEL_SDK`: anthropic, httpx2)
   into ``build/lambda/model-<hash>/python/`` with only what the first layer lacks. Only
   handlers that call a language model (the worker) get this layer: the SDK is over a
   third of the dependencies' size, and the other functions must stay small.
+
+The bytecode is compiled for Lambda's Python by `infra.bytecode` (why, and how without
+a Python 3.13 here, is told there). The same pipeline builds for another `Target`:
+`local_target` makes layers this interpreter can import, which is how the tests and
+``bench/coldstart.py --as-deployed`` check the deployed layout.
+What only installers and type checkers read (``RECORD``, SBOMs, ``.pyi`` stubs) is
+removed from the layers.
 
 Each directory is named by a hash of its inputs, so a repeated synthesis with unchanged
 inputs reuses it; an interrupted build never leaves a half-filled directory under the
@@ -28,7 +36,10 @@ import sys
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from infra.bytecode import Compiler, running_python
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = Path("build") / "lambda"
@@ -51,6 +62,33 @@ PROVIDED_BY_LAMBDA = frozenset({"boto3", "botocore", "s3transfer"})
 MODEL_SDK = frozenset({"anthropic", "httpx2"})
 
 Runner = Callable[[Sequence[str]], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the layers are built for: a CPython version, the wheel platforms (none: this
+    machine's), and whether to ship bytecode instead of sources."""
+
+    python: str
+    platforms: tuple[str, ...] = ()
+    bytecode: bool = True
+
+    @property
+    def key(self) -> str:
+        return f"python {self.python}; {' '.join(self.platforms) or 'local'}; bytecode {self.bytecode}"
+
+    def kind(self, base: str) -> str:
+        """The build directory's prefix: Lambda's builds and others are kept apart, so
+        that building one does not prune the other."""
+        return base if self == LAMBDA else f"{base}@{self.python}"
+
+
+LAMBDA = Target(LAMBDA_PYTHON, LAMBDA_PLATFORMS)
+
+
+def local_target(*, bytecode: bool = True) -> Target:
+    """This interpreter and machine: layers built for it can be imported here."""
+    return Target(running_python(), bytecode=bytecode)
 
 
 def _included(path: Path) -> bool:
@@ -99,18 +137,22 @@ def _materialize(target: Path, fill: Callable[[Path], None]) -> Path:
 
 
 def _prune(keep: Path) -> None:
-    """Remove older builds of the same kind (``src-*`` or ``deps-*``)."""
-    kind = keep.name.split("-", 1)[0]
+    """Remove older builds of the same kind (``src-*``, ``deps-*``, ``deps@3.11-*``, ...)."""
+    kind = keep.name.rsplit("-", 1)[0]
     for other in keep.parent.glob(f"{kind}-*"):
         if other != keep and other.is_dir():
             shutil.rmtree(other, ignore_errors=True)
 
 
-def build_source(root: Path = ROOT) -> Path:
-    """Copy the Python packages the handlers import into a content-addressed directory."""
+def build_source(root: Path = ROOT, *, bytecode_for: str | None = LAMBDA_PYTHON) -> Path:
+    """Copy the Python packages the handlers import into a content-addressed directory,
+    with their bytecode for Python `bytecode_for` (none when None)."""
     files = source_files(root)
     key = _digest(
-        part for path in files for part in (path.as_posix().encode(), (root / path).read_bytes())
+        [
+            (bytecode_for or "source").encode(),
+            *(part for path in files for part in (path.as_posix().encode(), (root / path).read_bytes())),
+        ]
     )
 
     def fill(staging: Path) -> None:
@@ -118,8 +160,11 @@ def build_source(root: Path = ROOT) -> Path:
             destination = staging / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / relative, destination)
+        if bytecode_for is not None:
+            Compiler(bytecode_for).compile(staging, keep_source=True)
 
-    return _materialize(root / BUILD_DIR / f"src-{key}", fill)
+    kind = "src" if bytecode_for in (None, LAMBDA_PYTHON) else f"src@{bytecode_for}"
+    return _materialize(root / BUILD_DIR / f"{kind}-{key}", fill)
 
 
 def _requirement_name(requirement: str) -> str:
@@ -146,13 +191,17 @@ def model_requirements(root: Path = ROOT) -> list[str]:
     return [req for req in runtime_requirements(root) if _requirement_name(req) in MODEL_SDK]
 
 
-def pip_command(requirements: Sequence[str], target: Path) -> list[str]:
-    platforms = [arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)]
+def pip_command(requirements: Sequence[str], directory: Path, target: Target = LAMBDA) -> list[str]:
+    selection = (
+        ["--implementation", "cp", "--python-version", target.python,
+         *(arg for platform in target.platforms for arg in ("--platform", platform))]
+        if target.platforms
+        else []
+    )  # fmt: skip
     return [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-compile",  # bytecode compiled here would be for this interpreter, not 3.13
-        "--only-binary=:all:", "--implementation", "cp", "--python-version", LAMBDA_PYTHON,
-        *platforms, "--target", str(target), *requirements,
+        "--no-compile",  # the bytecode is compiled afterwards, for the target's Python
+        "--only-binary=:all:", *selection, "--target", str(directory), *requirements,
     ]  # fmt: skip
 
 
@@ -160,31 +209,52 @@ def _run(command: Sequence[str]) -> None:
     subprocess.run(command, check=True, env={**os.environ, "PIP_NO_INPUT": "1"})
 
 
+#: Files nothing reads at run time: pip's list of installed files, software bills of
+#: materials, type stubs. Licences and ``METADATA`` stay (`importlib.metadata` reads it).
+UNUSED_AT_RUN_TIME = ("*.dist-info/RECORD", "*.dist-info/sboms", "**/*.pyi")
+
+
 def _strip(site: Path) -> None:
-    """Remove what a dependency may have pulled in that Lambda provides, and caches."""
+    """Remove what a dependency may have pulled in that Lambda provides, caches, and
+    `UNUSED_AT_RUN_TIME`."""
     for entry in site.iterdir():
         base = entry.name.split("-", 1)[0].lower()
         if base in PROVIDED_BY_LAMBDA or entry.name in {"bin", "__pycache__"}:
             shutil.rmtree(entry, ignore_errors=True)
     for cache in site.rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
+    for pattern in UNUSED_AT_RUN_TIME:
+        for path in site.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
 
 
-def build_dependencies(root: Path = ROOT, *, run: Runner = _run) -> Path:
-    """Install the common runtime dependencies as a Lambda layer directory (``python/``
-    inside)."""
+def _compile(site: Path, target: Target) -> None:
+    if target.bytecode:
+        Compiler(target.python).compile(site, keep_source=False)
+
+
+def _entry_key(name: str) -> str:
+    """A layer entry's name as installed: ``m.pyc`` (compiled, sourceless) is ``m.py``."""
+    return name[:-1] if name.endswith(".pyc") else name
+
+
+def build_dependencies(root: Path = ROOT, *, run: Runner = _run, target: Target = LAMBDA) -> Path:
+    """Install the common runtime dependencies for `target` as a Lambda layer directory
+    (``python/`` inside)."""
     requirements = common_requirements(root)
-    key = _digest(
-        part.encode() for part in (LAMBDA_PYTHON, *LAMBDA_PLATFORMS, *sorted(requirements))
-    )
+    key = _digest(part.encode() for part in (target.key, *sorted(requirements)))
 
     def fill(staging: Path) -> None:
         site = staging / "python"
         site.mkdir()
-        run(pip_command(requirements, site))
+        run(pip_command(requirements, site, target))
         _strip(site)
+        _compile(site, target)
 
-    return _materialize(root / BUILD_DIR / f"deps-{key}", fill)
+    return _materialize(root / BUILD_DIR / f"{target.kind('deps')}-{key}", fill)
 
 
 def installed_pins(site: Path) -> list[str]:
@@ -196,26 +266,28 @@ def installed_pins(site: Path) -> list[str]:
     return pins
 
 
-def build_model_dependencies(root: Path = ROOT, *, run: Runner = _run) -> Path:
+def build_model_dependencies(
+    root: Path = ROOT, *, run: Runner = _run, target: Target = LAMBDA
+) -> Path:
     """Install the model SDK as a second layer holding only what the common layer lacks.
 
     pip resolves the SDK together with the common layer's exact versions, so the two
     layers agree on every shared dependency (pydantic, anyio, ...); what the common layer
     already has is then removed. Lambda merges both layers into ``/opt/python``.
     """
-    common = build_dependencies(root, run=run) / "python"
+    common = build_dependencies(root, run=run, target=target) / "python"
     requirements = model_requirements(root)
     key = _digest(
         part.encode()
-        for part in (LAMBDA_PYTHON, *LAMBDA_PLATFORMS, *sorted(requirements), common.parent.name)
+        for part in (target.key, *sorted(requirements), common.parent.name)
     )
 
     def fill(staging: Path) -> None:
         site = staging / "python"
         site.mkdir()
-        run(pip_command([*requirements, *installed_pins(common)], site))
+        run(pip_command([*requirements, *installed_pins(common)], site, target))
         _strip(site)
-        shared = {entry.name for entry in common.iterdir()}
+        shared = {_entry_key(entry.name) for entry in common.iterdir()}
         for entry in site.iterdir():
             if entry.name not in shared:
                 continue
@@ -223,8 +295,9 @@ def build_model_dependencies(root: Path = ROOT, *, run: Runner = _run) -> Path:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+        _compile(site, target)
 
-    return _materialize(root / BUILD_DIR / f"model-{key}", fill)
+    return _materialize(root / BUILD_DIR / f"{target.kind('model')}-{key}", fill)
 
 
 def tree_size(path: Path) -> int:

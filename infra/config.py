@@ -17,7 +17,7 @@ Command-line values arrive as strings; they are parsed the same way as typed val
 | ``cors_origins``       | none                           | allowed browser origins (list or comma-separated); none = no CORS |
 | ``model_secret``       | none                           | ARN or name of the secret holding the model API key; none = the stack creates an empty one |
 | ``websocket``          | ``auto``                       | ``true``/``false``, or ``auto``: only if ``functions/websocket.py`` exists |
-| ``bundle``             | ``true``                       | ``false`` skips installing dependencies (tests: synthesis in seconds) |
+| ``bundle``             | ``true``                       | ``false`` skips installing dependencies and compiling bytecode (tests: synthesis in seconds) |
 """
 
 from __future__ import annotations

@@ -131,7 +131,9 @@ class RuntimeFunctions(Construct):
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
-        self.code = lambda_.Code.from_asset(str(bundling.build_source()))
+        # Without bundling (tests, quick checks) the sources go as they are: no bytecode.
+        bytecode_for = bundling.LAMBDA_PYTHON if config.bundle else None
+        self.code = lambda_.Code.from_asset(str(bundling.build_source(bytecode_for=bytecode_for)))
         self.dependencies: lambda_.LayerVersion | None = None
         self.model_dependencies: lambda_.LayerVersion | None = None
         if config.bundle:

@@ -4,6 +4,8 @@ the cache."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,9 +36,12 @@ def _project(root: Path) -> Path:
     return root
 
 
+LOCAL = bundling.local_target()
+
+
 def test_source_asset_has_the_packages_and_no_tests_or_caches(tmp_path: Path) -> None:
     root = _project(tmp_path)
-    asset = bundling.build_source(root)
+    asset = bundling.build_source(root, bytecode_for=None)
     copied = sorted(p.relative_to(asset).as_posix() for p in asset.rglob("*") if p.is_file())
     assert copied == [
         "agent_runtime/__init__.py",
@@ -50,13 +55,24 @@ def test_source_asset_has_the_packages_and_no_tests_or_caches(tmp_path: Path) ->
 
 def test_source_asset_is_cached_by_content(tmp_path: Path) -> None:
     root = _project(tmp_path)
-    first = bundling.build_source(root)
-    assert bundling.build_source(root) == first
+    first = bundling.build_source(root, bytecode_for=None)
+    assert bundling.build_source(root, bytecode_for=None) == first
     (root / "agent_runtime" / "loop.py").write_text("X = 2\n")
-    second = bundling.build_source(root)
+    second = bundling.build_source(root, bytecode_for=None)
     assert second != first
     assert not first.exists()  # the stale build is pruned
     assert (second / "agent_runtime" / "loop.py").read_text() == "X = 2\n"
+
+
+def test_source_asset_carries_its_bytecode_beside_the_sources(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    plain = bundling.build_source(root, bytecode_for=None)
+    asset = bundling.build_source(root, bytecode_for=LOCAL.python)
+    assert asset != plain and plain.exists()  # one build per Python: neither prunes the other
+    tag = sys.implementation.cache_tag
+    assert (asset / "agent_runtime" / "loop.py").is_file()  # tracebacks keep their text
+    assert (asset / "agent_runtime" / "__pycache__" / f"loop.{tag}.pyc").is_file()
+    assert (asset / "functions" / "__pycache__" / f"worker.{tag}.pyc").is_file()
 
 
 def test_requirements_leave_out_what_lambda_provides(tmp_path: Path) -> None:
@@ -73,6 +89,12 @@ def test_the_model_sdk_is_split_from_the_common_requirements(tmp_path: Path) -> 
     root = _project(tmp_path)
     assert bundling.common_requirements(root) == ["pydantic>=2", "Aws_Lambda-Powertools[tracer]>=3"]
     assert bundling.model_requirements(root) == ["anthropic>=2,<3", "httpx2"]
+
+
+def test_pip_for_this_machine_selects_no_platform(tmp_path: Path) -> None:
+    command = bundling.pip_command(["pydantic>=2"], tmp_path, LOCAL)
+    assert "--platform" not in command and "--python-version" not in command
+    assert "--only-binary=:all:" in command and "--no-compile" in command
 
 
 def test_pip_targets_lambda_python_313_arm64_wheels_only(tmp_path: Path) -> None:
@@ -98,12 +120,51 @@ def test_dependencies_are_built_once_per_requirement_set(tmp_path: Path) -> None
         (target / "boto3").mkdir()  # pulled in by something: removed
         (target / "pydantic" / "__pycache__").mkdir()
 
-    layer = bundling.build_dependencies(root, run=fake_pip)
-    assert bundling.build_dependencies(root, run=fake_pip) == layer
+    layer = bundling.build_dependencies(root, run=fake_pip, target=LOCAL)
+    assert bundling.build_dependencies(root, run=fake_pip, target=LOCAL) == layer
     assert len(calls) == 1
     assert calls[0][-2:] == ["pydantic>=2", "Aws_Lambda-Powertools[tracer]>=3"]  # no model SDK
     assert sorted(p.name for p in (layer / "python").iterdir()) == ["pydantic"]
     assert not (layer / "python" / "pydantic" / "__pycache__").exists()
+
+
+def test_dependency_layers_ship_bytecode_without_sources_or_install_records(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+
+    def fake_pip(command: Sequence[str]) -> None:
+        site = Path(command[command.index("--target") + 1])
+        files = {
+            "pydantic/__init__.py": "from pydantic.main import VALUE\n",
+            "pydantic/main.py": "VALUE = 42\n",
+            "pydantic/main.pyi": "VALUE: int\n",
+            "pydantic/py.typed": "",
+            "pydantic-2.14.3.dist-info/METADATA": "Name: pydantic\nVersion: 2.14.3\n",
+            "pydantic-2.14.3.dist-info/RECORD": "pydantic/__init__.py,,\n",
+            "pydantic-2.14.3.dist-info/licenses/LICENSE": "MIT",
+            "pydantic-2.14.3.dist-info/sboms/pydantic.cyclonedx.json": "{}",
+            "typing_extensions.py": "X = 1\n",
+        }
+        for name, text in files.items():
+            (site / name).parent.mkdir(parents=True, exist_ok=True)
+            (site / name).write_text(text)
+
+    site = bundling.build_dependencies(root, run=fake_pip, target=LOCAL) / "python"
+    shipped = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
+    assert shipped == [
+        "pydantic-2.14.3.dist-info/METADATA",
+        "pydantic-2.14.3.dist-info/licenses/LICENSE",
+        "pydantic/__init__.pyc",
+        "pydantic/main.pyc",
+        "pydantic/py.typed",
+        "typing_extensions.pyc",
+    ]
+    # What Lambda does: import from the layer, with nothing else on the path.
+    probe = "import pydantic, typing_extensions; print(pydantic.VALUE, pydantic.__file__.endswith('.pyc'))"
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {probe}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert result.stdout.split() == ["42", "True"]
 
 
 def _install(target: Path, *entries: str) -> None:
@@ -127,19 +188,22 @@ def test_model_layer_holds_only_what_the_common_layer_lacks(tmp_path: Path) -> N
         if "anthropic>=2,<3" in command:  # the SDK brings the common packages again
             _install(target, "anthropic", "anthropic-2.11.0.dist-info", "httpx2", "boto3")
 
-    common = bundling.build_dependencies(root, run=fake_pip)
-    model = bundling.build_model_dependencies(root, run=fake_pip)
-    assert bundling.build_model_dependencies(root, run=fake_pip) == model
+    common = bundling.build_dependencies(root, run=fake_pip, target=LOCAL)
+    model = bundling.build_model_dependencies(root, run=fake_pip, target=LOCAL)
+    assert bundling.build_model_dependencies(root, run=fake_pip, target=LOCAL) == model
     assert len(calls) == 2  # the common layer once, the model layer once
     # Resolved with the common layer's exact versions, so the two layers agree.
     assert calls[1][-3:] == ["anthropic>=2,<3", "httpx2", "pydantic==2.14.3"]
+    # typing_extensions is compiled in the common layer (typing_extensions.pyc): still
+    # recognized as the same module, so the model layer leaves it out.
     assert sorted(p.name for p in (model / "python").iterdir()) == [
         "anthropic",
         "anthropic-2.11.0.dist-info",
         "httpx2",
     ]
     assert (common / "python" / "pydantic").is_dir()
-    assert model.name.startswith("model-") and common.name.startswith("deps-")
+    assert (common / "python" / "typing_extensions.pyc").is_file()
+    assert model.name.startswith(f"model@{LOCAL.python}-") and common.name.startswith(f"deps@{LOCAL.python}-")
 
 
 @pytest.mark.slow

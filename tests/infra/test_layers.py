@@ -33,6 +33,8 @@ def bundled(tmp_path_factory: pytest.TempPathFactory) -> Resources:
     root = tmp_path_factory.mktemp("layers")
     common, model = _layer_dir(root, "common"), _layer_dir(root, "model")
     with pytest.MonkeyPatch.context() as patch:
+        source = bundling.build_source(bytecode_for=None)
+        patch.setattr(bundling, "build_source", lambda **_: source)
         patch.setattr(bundling, "build_dependencies", lambda: common)
         patch.setattr(bundling, "build_model_dependencies", lambda: model)
         _, stack = build_app({"bundle": True, "websocket": True}, outdir=str(root / "cdk.out"))
