@@ -61,7 +61,7 @@ class Journal(BaseModel):
     turn: int = 0
     phase: Phase | None = None
     written: int = 0  # history messages this submission has written
-    pending_calls: list[str] = Field(default_factory=list)
+    pending_calls: list[str] = []  # copied per instance (see `models.base.ModelRequest`)
     repairs: int = 0
     usage: Usage = Field(default_factory=Usage)
 
