@@ -30,6 +30,9 @@ from agent_runtime.errors import Conflict, InvalidInput, NotFound
 from agent_runtime.protocol import DispatchEventDetail, parse_detail
 from agent_runtime.runtime import Runtime
 from agent_runtime.settings import DISPATCH_DETAIL_TYPE
+from functions import imports_done
+
+imports_done()
 
 logger = Logger()
 _runtime: Runtime | None = None

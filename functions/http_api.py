@@ -65,6 +65,9 @@ from agent_runtime.routing import (
     json_response,
 )
 from agent_runtime.runtime import Runtime
+from functions import imports_done
+
+imports_done()
 
 API_VERSION = "1.0.0"
 

@@ -20,6 +20,9 @@ from agent_runtime.adapters.aws.bootstrap import default_runtime, run
 from agent_runtime.errors import AgentRuntimeError
 from agent_runtime.runtime import Runtime
 from agent_runtime.sweep import sweep
+from functions import imports_done
+
+imports_done()
 
 logger = Logger()
 _runtime: Runtime | None = None

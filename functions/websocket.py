@@ -54,6 +54,9 @@ from agent_runtime.protocol import (
 from agent_runtime.routing import Headers, RouteRequest, RouteResponse, handle, json_response
 from agent_runtime.runtime import Runtime
 from agent_runtime.streaming import frames_for
+from functions import imports_done
+
+imports_done()
 
 logger = Logger()
 

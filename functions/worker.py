@@ -22,6 +22,9 @@ from agent_runtime.adapters.aws.sqs import parse_wakeup
 from agent_runtime.errors import NotClaimable
 from agent_runtime.runtime import Runtime
 from agent_runtime.settings import WORKER_SAFETY_MARGIN_MS
+from functions import imports_done
+
+imports_done()
 
 logger = Logger()
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)

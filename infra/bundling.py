@@ -4,7 +4,7 @@
   caches or build output) into ``build/lambda/src-<hash>/``, with bytecode beside the
   sources.
 - `build_dependencies` installs the runtime dependencies of ``pyproject.toml`` that every
-  handler may import (pydantic, Powertools, httpx) for the Lambda platform (Python 3.13,
+  handler may import (pydantic, Powertools) for the Lambda platform (Python 3.13,
   arm64, binary wheels only) into ``build/lambda/deps-<hash>/python/``, the layout of a
   Lambda layer, as bytecode without the sources. boto3, botocore and s3transfer are left
   out: the Lambda runtime provides them.
@@ -57,6 +57,9 @@ LAMBDA_PYTHON = "3.13"
 # Lambda's Python 3.13 runs on Amazon Linux 2023 (glibc 2.34): any of these wheels load.
 LAMBDA_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
 PROVIDED_BY_LAMBDA = frozenset({"boto3", "botocore", "s3transfer"})
+#: Dependencies of the command line and the client SDK that no handler imports
+#: (`tests/test_handler_imports.py` checks): not shipped to Lambda.
+NOT_FOR_LAMBDA = frozenset({"httpx"})
 #: Needed only where a model is called: `agent_runtime.models.anthropic` imports them on
 #: the first request, so handlers that never call a model never import them.
 MODEL_SDK = frozenset({"anthropic", "httpx2"})
@@ -175,10 +178,12 @@ def _requirement_name(requirement: str) -> str:
 
 
 def runtime_requirements(root: Path = ROOT) -> list[str]:
-    """``[project].dependencies`` minus what the Lambda runtime already has."""
+    """``[project].dependencies`` minus what the Lambda runtime already has and what no
+    handler imports."""
     with (root / "pyproject.toml").open("rb") as file:
         dependencies: list[str] = tomllib.load(file)["project"]["dependencies"]
-    return [req for req in dependencies if _requirement_name(req) not in PROVIDED_BY_LAMBDA]
+    left_out = PROVIDED_BY_LAMBDA | NOT_FOR_LAMBDA
+    return [req for req in dependencies if _requirement_name(req) not in left_out]
 
 
 def common_requirements(root: Path = ROOT) -> list[str]:

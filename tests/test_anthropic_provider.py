@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -417,3 +419,28 @@ def test_api_key_is_read_once_from_ssm_or_secrets_manager(monkeypatch: pytest.Mo
 
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-env-wins")
         assert resolve_api_key() == "sk-env-wins"
+
+
+def test_the_sdk_loads_on_the_first_request_without_collections_meanwhile() -> None:
+    """Most of a cold worker's first request is importing the SDK: no garbage collection
+    runs during it, and the collector runs again afterwards."""
+    probe = """
+import gc, os, sys
+from agent_runtime.models import anthropic as provider
+assert "anthropic" not in sys.modules
+during = []  # collections started while the SDK's modules were executing
+
+def in_sdk():
+    frame = sys._getframe(1)
+    while frame is not None:
+        if f"{os.sep}anthropic{os.sep}" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+gc.callbacks.append(lambda phase, info: during.append(info["generation"]) if phase == "start" and in_sdk() else None)
+provider._import_sdk()
+print("anthropic" in sys.modules, "httpx2" in sys.modules, during, gc.isenabled())
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True", "True", "[]", "True"]

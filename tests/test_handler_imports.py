@@ -24,15 +24,16 @@ HANDLERS = sorted(
 NEVER_LOADED = ("anthropic", "httpx2", "httpx", "websockets", "agent_runtime.client")
 
 _PROBE = """
-import json, sys
+import gc, json, sys
 import {module}
+collector = {{"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}}
 at_import = sorted(name for name in {never!r} if name in sys.modules)
 from agent_runtime.definition import AgentContext
 from agent_runtime.registry import discover
 registry = discover("agents")
 model = registry.get("support-assistant").definition.configure(AgentContext(id="t-1")).model
 at_discovery = sorted(name for name in {never!r} if name in sys.modules)
-print(json.dumps({{"import": at_import, "discovery": at_discovery, "model": str(model)}}))
+print(json.dumps({{"import": at_import, "discovery": at_discovery, "model": str(model), "gc": collector}}))
 """
 
 
@@ -57,3 +58,7 @@ def test_handler_loads_no_model_sdk_client_or_websockets(module: str) -> None:
     assert loaded["model"].startswith("anthropic/")  # the key is set: resolved, not called
     assert loaded["import"] == []
     assert loaded["discovery"] == []
+    # The collector, paused for the imports (`functions.__init__`), runs again, and what
+    # the imports made is frozen out of its way.
+    assert loaded["gc"]["enabled"] is True
+    assert loaded["gc"]["frozen"] > 10_000

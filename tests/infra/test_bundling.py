@@ -16,7 +16,7 @@ from infra import bundling
 
 def _project(root: Path) -> Path:
     files = {
-        "pyproject.toml": '[project]\nname = "x"\ndependencies = ["pydantic>=2", "boto3>=1.40", '
+        "pyproject.toml": '[project]\nname = "x"\ndependencies = ["pydantic>=2", "boto3>=1.40", "httpx>=0.28", '
         '"Aws_Lambda-Powertools[tracer]>=3", "botocore", "anthropic>=2,<3", "httpx2"]\n',
         "agent_runtime/__init__.py": "",
         "agent_runtime/loop.py": "X = 1\n",
