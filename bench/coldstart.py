@@ -38,9 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,17 +48,14 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "16,18,20")
 
 from infra import bundling  # noqa: E402
+from infra.replica import Replica, build  # noqa: E402
 
 IMPORT_RATIO_GOAL = 1.5
 SIZE_GOAL_MB = 15.0
 SDK = ("anthropic", "httpx2")
-#: What the Lambda Python runtime has besides the standard library (boto3 and what it
-#: imports), linked from this virtualenv into the replica's path.
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
 
 _PROBE = """
 import sys, time
-sys.path[:0] = {path!r}
 start = time.perf_counter()
 import {module}
 elapsed = time.perf_counter() - start
@@ -111,42 +106,6 @@ class Probe:
     sdk_seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class Replica:
-    """The deployed layout, built for this interpreter: where each part is."""
-
-    source: Path
-    common: Path
-    model: Path | None
-    runtime: Path
-
-    def path(self, handler: Handler | None) -> list[str]:
-        """The import path of `handler`'s function (None: the runtime's packages only)."""
-        if handler is None:
-            return [str(self.runtime)]
-        layers = [self.common / "python"]
-        if handler.calls_models and self.model is not None:
-            layers.append(self.model / "python")
-        return [str(self.source), *(str(layer) for layer in layers), str(self.runtime)]
-
-
-def build_replica(*, bytecode: bool) -> Replica:
-    target = bundling.local_target(bytecode=bytecode)
-    runtime = ROOT / "build" / "bench" / "lambda-runtime"
-    runtime.mkdir(parents=True, exist_ok=True)
-    site = Path(sysconfig.get_paths()["purelib"])
-    for name in RUNTIME_PROVIDED:
-        link = runtime / name
-        if not link.exists() and (site / name).exists():
-            link.symlink_to(site / name)
-    return Replica(
-        source=bundling.build_source(bytecode_for=target.python if bytecode else None),
-        common=bundling.build_dependencies(target=target),
-        model=bundling.build_model_dependencies(target=target) if bundling.model_requirements() else None,
-        runtime=runtime,
-    )
-
-
 def handlers() -> list[Handler]:
     """The stack's functions, then any module of ``functions/`` the stack does not deploy."""
     from infra.stack import HANDLERS, WEBSOCKET_HANDLER
@@ -163,27 +122,15 @@ def handlers() -> list[Handler]:
     return found
 
 
-def _python(replica: Replica, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run this interpreter isolated (no site-packages, no environment variables, no
-    bytecode written: ``-B``, as on Lambda) in the source asset's directory, as Lambda
-    does."""
-    return subprocess.run(
-        [sys.executable, "-I", "-S", "-B", *args],
-        cwd=replica.source,
-        env={"PATH": os.environ.get("PATH", ""), **_ENV},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def _path(replica: Replica, handler: Handler | None) -> list[str]:
+    return replica.path(calls_models=handler.calls_models if handler else None)
 
 
 def _probe(replica: Replica, handler: Handler | None, *, discover: bool) -> Probe:
     module = handler.module if handler else "boto3"
     calls_models = handler.calls_models if handler else False
-    code = _PROBE.format(
-        path=replica.path(handler), module=module, sdk=SDK, discover=discover, calls_models=calls_models
-    )
-    result = _python(replica, "-c", code)
+    code = _PROBE.format(module=module, sdk=SDK, discover=discover, calls_models=calls_models)
+    result = replica.python(code, _path(replica, handler), env=_ENV)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise RuntimeError(last)
@@ -220,8 +167,9 @@ def import_times(replica: Replica, handlers: list[Handler | None], runs: int) ->
 def heaviest_imports(replica: Replica, handler: Handler, count: int = 5) -> list[tuple[str, float]]:
     """Import time by top-level package (sum of each module's own time, ``-X importtime``),
     largest first, in ms."""
-    code = f"import sys; sys.path[:0] = {replica.path(handler)!r}; import {handler.module}"
-    result = _python(replica, "-X", "importtime", "-c", code)
+    result = replica.python(
+        f"import {handler.module}", _path(replica, handler), env=_ENV, options=("-X", "importtime")
+    )
     totals: dict[str, float] = {}
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -283,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
     found = handlers()
     assets = asset_sizes()
-    replica = build_replica(bytecode=not args.without_bytecode)
+    replica = build(bytecode=not args.without_bytecode)
     times = import_times(replica, [None, *found], args.runs)
     baseline = times["boto3"]
     if not isinstance(baseline, Probe):
