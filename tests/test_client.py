@@ -4,7 +4,7 @@ HTTP: `httpx.MockTransport` turns each request into an API Gateway payload 2.0 e
 calls `functions.http_api.handler` with it, on the memory backend, so the clients are
 checked against the routes, models and error mapping they will meet, with no socket. A
 worker beside the API drains each woken instance on the handler's event loop (as in
-`tests/test_http_api.py`): submissions settle while the handler runs, during a prompt's
+`tests/http/`): submissions settle while the handler runs, during a prompt's
 `wait` or the polls of `wait()`.
 
 WebSocket: a small server on loopback plays the server side of the protocol from a list of
