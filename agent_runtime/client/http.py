@@ -1,0 +1,286 @@
+"""The HTTP clients: `AgentClient` (blocking) and `AsyncAgentClient` (asyncio, plus `connect`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from agent_runtime.client.calls import (
+    T,
+    _abort,
+    _Call,
+    _dispatch,
+    _events,
+    _headers,
+    _history,
+    _next_delay,
+    _prompt,
+    _submission,
+)
+from agent_runtime.client.connection import Connection
+from agent_runtime.protocol import (
+    DEFAULT_SESSION,
+    MAX_WAIT_SECONDS,
+    AbortResponse,
+    DispatchReceipt,
+    EventsPage,
+    HistoryMessage,
+    HistoryPage,
+    PromptResponse,
+    Submission,
+)
+
+ENV_WS_URL = "AGENT_RUNTIME_WS_URL"
+#: API Gateway gives an integration 30 s: a request waiting 25 s is answered by then.
+DEFAULT_TIMEOUT = httpx.Timeout(35.0, connect=5.0)
+
+
+# --- the synchronous client -----------------------------------------------------------------
+
+
+class AgentClient:
+    """A blocking client of the HTTP API. ``with AgentClient(url, token) as client: ...``
+
+    `timeout` applies to every request; one that the server may hold (a prompt's `wait`,
+    an events long poll) gets a read timeout covering it. `transport` replaces the network
+    (``httpx.MockTransport`` in tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        ws_url: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.ws_url = ws_url or os.environ.get(ENV_WS_URL) or None
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._http = httpx.Client(base_url=self.base_url, headers=_headers(token), timeout=self._timeout, transport=transport)
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, call: _Call[T]) -> T:
+        response = self._http.request(
+            call.method, call.path, params=call.params, json=call.body, headers=call.headers, timeout=call.timeout(self._timeout)
+        )
+        return call.result(response)
+
+    def prompt(
+        self,
+        name: str,
+        id: str,
+        message: str,
+        *,
+        session: str = DEFAULT_SESSION,
+        wait: float = MAX_WAIT_SECONDS,
+        idempotency_key: str | None = None,
+    ) -> PromptResponse:
+        """Prompt an instance and wait up to `wait` seconds (at most 25) for the answer.
+
+        Settled in time: ``submission.status == "settled"``, with `result` when the
+        outcome is ``completed`` (else ``submission.error``). Otherwise only `submission`:
+        follow it with `wait`. The same `idempotency_key` and message return the first
+        submission, so a retry after a network failure is safe.
+        """
+        return self._send(_prompt(name, id, message, session, wait, idempotency_key))
+
+    def dispatch(
+        self, name: str, id: str, input: Any, *, session: str = DEFAULT_SESSION, dispatch_id: str | None = None
+    ) -> DispatchReceipt:
+        """Queue any JSON `input` for the instance without waiting. The same `dispatch_id`
+        and input return the first receipt; other input with it raises `Conflict`."""
+        return self._send(_dispatch(name, id, input, session, dispatch_id))
+
+    def submission(self, name: str, id: str, submission_id: str) -> Submission:
+        return self._send(_submission(name, id, submission_id))
+
+    def wait(self, name: str, id: str, submission_id: str, timeout: float = 60.0, *, poll: float = 0.2) -> Submission:
+        """Poll the submission until it settles or `timeout` seconds pass; returns the
+        latest read either way (check ``status``)."""
+        deadline = time.monotonic() + timeout
+        delay = poll
+        while True:
+            submission = self.submission(name, id, submission_id)
+            left = deadline - time.monotonic()
+            if submission.status == "settled" or left <= 0:
+                return submission
+            time.sleep(min(delay, left))
+            delay = _next_delay(delay)
+
+    def history(
+        self, name: str, id: str, session: str = DEFAULT_SESSION, *, limit: int = 100, cursor: str | None = None
+    ) -> HistoryPage:
+        """One page of a session's messages, oldest first; pass `next_cursor` on."""
+        return self._send(_history(name, id, session, limit, cursor))
+
+    def iter_history(self, name: str, id: str, session: str = DEFAULT_SESSION, *, limit: int = 100) -> Iterator[HistoryMessage]:
+        """Every message of a session, oldest first, reading `limit` per request."""
+        cursor: str | None = None
+        while True:
+            page = self.history(name, id, session, limit=limit, cursor=cursor)
+            yield from page.messages
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def events(self, name: str, id: str, *, after: int = 0, limit: int = 100, wait: float = 0) -> EventsPage:
+        """The instance's events after offset `after`; with `wait`, the server holds the
+        request up to that many seconds for one to land. Pass `last` as the next `after`."""
+        return self._send(_events(name, id, after, limit, wait))
+
+    def abort(self, name: str, id: str, *, queued: bool = False) -> AbortResponse:
+        """Ask the running submission to stop (and the queued ones, with `queued`)."""
+        return self._send(_abort(name, id, queued))
+
+
+# --- the asynchronous client ----------------------------------------------------------------
+
+
+class AsyncAgentClient:
+    """`AgentClient` for asyncio, plus `connect` for the WebSocket surface."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        ws_url: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.ws_url = ws_url or os.environ.get(ENV_WS_URL) or None
+        self.token = token
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=_headers(token), timeout=self._timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncAgentClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, call: _Call[T]) -> T:
+        response = await self._http.request(
+            call.method, call.path, params=call.params, json=call.body, headers=call.headers, timeout=call.timeout(self._timeout)
+        )
+        return call.result(response)
+
+    async def prompt(
+        self,
+        name: str,
+        id: str,
+        message: str,
+        *,
+        session: str = DEFAULT_SESSION,
+        wait: float = MAX_WAIT_SECONDS,
+        idempotency_key: str | None = None,
+    ) -> PromptResponse:
+        """See `AgentClient.prompt`."""
+        return await self._send(_prompt(name, id, message, session, wait, idempotency_key))
+
+    async def dispatch(
+        self, name: str, id: str, input: Any, *, session: str = DEFAULT_SESSION, dispatch_id: str | None = None
+    ) -> DispatchReceipt:
+        """See `AgentClient.dispatch`."""
+        return await self._send(_dispatch(name, id, input, session, dispatch_id))
+
+    async def submission(self, name: str, id: str, submission_id: str) -> Submission:
+        return await self._send(_submission(name, id, submission_id))
+
+    async def wait(self, name: str, id: str, submission_id: str, timeout: float = 60.0, *, poll: float = 0.2) -> Submission:  # noqa: ASYNC109
+        """See `AgentClient.wait`."""
+        deadline = time.monotonic() + timeout
+        delay = poll
+        while True:
+            submission = await self.submission(name, id, submission_id)
+            left = deadline - time.monotonic()
+            if submission.status == "settled" or left <= 0:
+                return submission
+            await asyncio.sleep(min(delay, left))
+            delay = _next_delay(delay)
+
+    async def history(
+        self, name: str, id: str, session: str = DEFAULT_SESSION, *, limit: int = 100, cursor: str | None = None
+    ) -> HistoryPage:
+        """See `AgentClient.history`."""
+        return await self._send(_history(name, id, session, limit, cursor))
+
+    async def iter_history(
+        self, name: str, id: str, session: str = DEFAULT_SESSION, *, limit: int = 100
+    ) -> AsyncIterator[HistoryMessage]:
+        """See `AgentClient.iter_history`."""
+        cursor: str | None = None
+        while True:
+            page = await self.history(name, id, session, limit=limit, cursor=cursor)
+            for message in page.messages:
+                yield message
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def events(self, name: str, id: str, *, after: int = 0, limit: int = 100, wait: float = 0) -> EventsPage:
+        """See `AgentClient.events`."""
+        return await self._send(_events(name, id, after, limit, wait))
+
+    async def abort(self, name: str, id: str, *, queued: bool = False) -> AbortResponse:
+        """See `AgentClient.abort`."""
+        return await self._send(_abort(name, id, queued))
+
+    def connect(
+        self,
+        name: str,
+        id: str,
+        *,
+        session: str | None = None,
+        after: int | None = None,
+        reconnect_attempts: int = 10,
+        open_timeout: float = 10.0,
+    ) -> Connection:
+        """A live connection to one instance: ``async with client.connect(...) as conn``.
+
+        It yields the instance's events (only `session`'s and instance-wide ones, when
+        given) after offset `after`, or from now when None. A dropped connection is
+        reopened up to `reconnect_attempts` times in a row, with backoff; the first
+        opening is not retried, so a refusal (`Unauthorized`, `NotFound`) or an
+        unreachable server shows at once.
+        """
+        url = self.ws_url
+        if not url:
+            raise ValueError(f"no WebSocket URL: pass ws_url= or set {ENV_WS_URL} (the stack's WebSocketUrl output)")
+        query = {"agent": name, "id": id, **({"token": self.token} if self.token is not None else {})}
+        full = f"{url}{'&' if '?' in url else '?'}{urlencode(query)}"
+        return Connection(
+            self,
+            full,
+            name=name,
+            instance_id=id,
+            session=session,
+            after=after,
+            reconnect_attempts=reconnect_attempts,
+            open_timeout=open_timeout,
+        )
+
+
+__all__ = ["DEFAULT_TIMEOUT", "ENV_WS_URL", "AgentClient", "AsyncAgentClient"]
