@@ -31,7 +31,7 @@ LOCAL_QUEUE = "agent-runtime-wakeups.fifo"
 LOCAL_DLQ = "agent-runtime-wakeups-dlq.fifo"
 LOCAL_BUCKET = "agent-runtime-local"
 
-# DynamoDB key schema (see agent_runtime.adapters.aws.dynamodb for the item layout).
+# DynamoDB key schema (see agent_runtime.adapters.aws.dynamodb_items for the item layout).
 TABLE_PARTITION_KEY = "pk"
 TABLE_SORT_KEY = "sk"
 TABLE_TTL_ATTRIBUTE = "expires_at"

@@ -1,20 +1,10 @@
 """The instance store on one DynamoDB table; partition key = instance.
 
-Key layout (``pk``, ``sk``; both strings):
-
-    pk = "I#{agent}/{id}"
-    sk = "META"                                 next_seq (admission counter), head (first unsettled),
-                                                pending_shard, pending_since (while work may be pending)
-         "SUB#{seq:010d}"                       one ledger item per submission (SubmissionRecord)
-         "RCPT#{kind}:{key}"                    receipt: hash, submission_id, accepted_at; kept for life
-         "MSG#{session}#{seq:010d}#{idx:06d}"   one history message; never rewritten
-         "TR#{seq:010d}#{turn:04d}#{call_id}"   one recorded tool result
-         "KV#{key}"                             a kv value
-
-History keys sort by (submission sequence, index within the submission): submissions
-of an instance run one at a time in sequence order, so that is conversation order,
-and appending needs neither a counter nor a read. JSON attributes over `SPILL_BYTES`
-go to S3 (``instances/{agent}/{id}/...``) and the item keeps ``<name>_ref``.
+The item layout (keys, attributes, JSON over `SPILL_BYTES` spilled to S3) is described
+in `agent_runtime.adapters.aws.dynamodb_items`, with `Items`, the codec that turns
+records and messages into items and back. This module holds the ledger's writes, top to
+bottom; the reads (submissions, history, tool results, the pending index) are in
+`agent_runtime.adapters.aws.dynamodb_reads`, and `DynamoDBStore` inherits them.
 
 Every write of an attempt carries the fence condition
 ``attempt_id = :attempt AND #status = :running`` (plus ``abort_requested = :false``
@@ -36,17 +26,31 @@ consistent: a wake-up too many is harmless, and none is ever missed for long.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import random
 import secrets
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from agent_runtime import settings
+from agent_runtime.adapters.aws.dynamodb_items import (
+    _SHARD,
+    _SINCE,
+    SPILL_BYTES,
+    Item,
+    Items,
+    _cancel_reasons,
+    _code,
+    _int,
+    _key,
+    _n,
+    _old_item,
+    _s,
+    _sub,
+    pending_shard,
+)
+from agent_runtime.adapters.aws.dynamodb_reads import StoreReads
 from agent_runtime.errors import (
     AbortRequested,
     AlreadySettled,
@@ -57,174 +61,39 @@ from agent_runtime.errors import (
 )
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import (
-    RECORD_SCHEMA_VERSION,
     Admission,
     Claim,
     Draft,
     Fence,
     Journal,
     Outcome,
-    Status,
     SubmissionRecord,
     sequence_of,
     submission_id_for,
 )
 from agent_runtime.messages import Message, ToolResultPart
-from agent_runtime.ports import BlobStore, HistoryPage, StoredMessage, parse_cursor
+from agent_runtime.ports import BlobStore
 
-#: JSON attributes larger than this go to S3 (items stay far below DynamoDB's 400 KB).
-SPILL_BYTES = 32 * 1024
+__all__ = ["KV_MAX_BYTES", "MAX_ADMIT_RETRIES", "SPILL_BYTES", "DynamoDBStore", "pending_shard"]
+
 KV_MAX_BYTES = 350 * 1024
 MAX_ADMIT_RETRIES = 200
-_SEQ_MAX = "9999999999"
-_SHARD = settings.PENDING_SHARD_ATTRIBUTE
-_SINCE = settings.PENDING_SINCE_ATTRIBUTE
 #: How many (instance -> next_seq seen at claim) hints a store keeps; see `settle`.
 _CLAIM_HINTS = 4096
 
-Item = dict[str, Any]
 
-
-def _pk(instance: InstanceRef) -> str:
-    return f"I#{instance.key}"
-
-
-def _sub(seq: int) -> str:
-    return f"SUB#{seq:010d}"
-
-
-def _msg(session: str, seq: int, idx: int) -> str:
-    return f"MSG#{session}#{seq:010d}#{idx:06d}"
-
-
-def pending_shard(instance: InstanceRef) -> int:
-    """The instance's partition of the pending index: stable across processes."""
-    digest = hashlib.sha256(instance.key.encode()).digest()
-    return int.from_bytes(digest[:4], "big") % settings.PENDING_SHARDS
-
-
-def _key(instance: InstanceRef, sk: str) -> Item:
-    return {"pk": {"S": _pk(instance)}, "sk": {"S": sk}}
-
-
-def _s(value: str) -> Item:
-    return {"S": value}
-
-
-def _n(value: float | int) -> Item:
-    return {"N": str(Decimal(str(value)))}
-
-
-def _num(item: Item, name: str) -> float | None:
-    return float(item[name]["N"]) if name in item else None
-
-
-def _int(item: Item, name: str, default: int = 0) -> int:
-    return int(item[name]["N"]) if name in item else default
-
-
-def _str(item: Item, name: str) -> str | None:
-    return item[name]["S"] if name in item else None
-
-
-def _cancel_reasons(error: ClientError) -> list[dict[str, Any]]:
-    reasons: Any = error.response.get("CancellationReasons") or []
-    return list(reasons)
-
-
-def _old_item(error: ClientError) -> Item | None:
-    """The item as it was when a condition failed (ReturnValuesOnConditionCheckFailure)."""
-    item: Any = error.response.get("Item")
-    return dict(item) if item else None
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-class DynamoDBStore:
+class DynamoDBStore(StoreReads):
     """`InstanceStore` on DynamoDB (+ S3 for big attributes). Clients are passed in."""
 
     def __init__(self, client: Any, table: str, blobs: BlobStore, *, spill_bytes: int = SPILL_BYTES) -> None:
         self.client = client
         self.table = table
-        self.blobs = blobs
-        self.spill_bytes = spill_bytes
+        self.items = Items(blobs, spill_bytes=spill_bytes)
         # instance key -> (sequence claimed, next_seq read by that claim): lets `settle`
         # know whether more work was admitted without reading META again.
         self._claimed: dict[str, tuple[int, int]] = {}
 
-    # --- JSON attributes with S3 spill ---------------------------------------------
-
-    async def _json_attr(self, instance: InstanceRef, name: str, value: Any, blob_key: str) -> tuple[str, Item]:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        if len(text.encode()) <= self.spill_bytes:
-            return name, _s(text)
-        key = f"instances/{instance.key}/{blob_key}"
-        await self.blobs.put(key, text.encode())
-        return f"{name}_ref", _s(key)
-
-    async def _load_json(self, item: Item, name: str) -> Any:
-        if name in item:
-            return json.loads(item[name]["S"])
-        if f"{name}_ref" in item:
-            return json.loads(await self.blobs.get(item[f"{name}_ref"]["S"]))
-        return None
-
-    # --- records -------------------------------------------------------------------
-
-    async def _record(self, item: Item) -> SubmissionRecord:
-        journal = await self._load_json(item, "journal")
-        status = item["status"]["S"]
-        outcome = _str(item, "outcome")
-        return SubmissionRecord(
-            v=_int(item, "v"),
-            id=item["id"]["S"],
-            instance=item["pk"]["S"][2:],
-            sequence=_int(item, "sequence"),
-            kind=item["kind"]["S"],
-            session=item["session"]["S"],
-            payload=await self._load_json(item, "payload"),
-            status=Status(status),
-            outcome=Outcome(outcome) if outcome else None,
-            result=await self._load_json(item, "result"),
-            error=await self._load_json(item, "error"),
-            accepted_at=_num(item, "accepted_at") or 0.0,
-            started_at=_num(item, "started_at"),
-            settled_at=_num(item, "settled_at"),
-            claims=_int(item, "claims"),
-            yields=_int(item, "yields"),
-            attempt_id=_str(item, "attempt_id"),
-            lease_until=_num(item, "lease_until"),
-            not_before=_num(item, "not_before"),
-            max_attempts=_int(item, "max_attempts", 10),
-            timeout_s=_num(item, "timeout_s") or 3600.0,
-            abort_requested=bool(item.get("abort_requested", {}).get("BOOL", False)),
-            receipt_key=_str(item, "receipt_key"),
-            journal=Journal.model_validate(journal) if journal else Journal(),
-        )
-
-    async def _ledger_item(self, instance: InstanceRef, record: SubmissionRecord, payload_blob: str) -> Item:
-        name, payload = await self._json_attr(instance, "payload", record.payload, payload_blob)
-        item: Item = {
-            **_key(instance, _sub(record.sequence)),
-            "v": _n(RECORD_SCHEMA_VERSION),
-            "id": _s(record.id),
-            "sequence": _n(record.sequence),
-            "kind": _s(record.kind),
-            "session": _s(record.session),
-            name: payload,
-            "status": _s(record.status.value),
-            "accepted_at": _n(record.accepted_at),
-            "claims": _n(0),
-            "yields": _n(0),
-            "max_attempts": _n(record.max_attempts),
-            "timeout_s": _n(record.timeout_s),
-            "abort_requested": {"BOOL": False},
-        }
-        if record.receipt_key:
-            item["receipt_key"] = _s(record.receipt_key)
-        return item
+    # --- fencing -------------------------------------------------------------------
 
     def _fence_error(self, fence: Fence, old: Item | None, *, honour_abort: bool) -> LedgerError:
         held = old is not None and old.get("attempt_id", {}).get("S") == fence.attempt_id and old["status"]["S"] == "running"
@@ -282,7 +151,7 @@ class DynamoDBStore:
                 {
                     "Put": {
                         "TableName": self.table,
-                        "Item": await self._ledger_item(instance, record, payload_blob),
+                        "Item": await self.items.ledger_item(instance, record, payload_blob),
                         "ConditionExpression": "attribute_not_exists(sk)",
                     }
                 },
@@ -329,63 +198,6 @@ class DynamoDBStore:
         assert record is not None
         return Admission(record, replayed=True)
 
-    # --- reads ---------------------------------------------------------------------
-
-    async def get(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None:
-        item = self.client.get_item(
-            TableName=self.table, Key=_key(instance, _sub(sequence_of(submission_id))), ConsistentRead=True
-        ).get("Item")
-        if item is None or item["id"]["S"] != submission_id:
-            return None
-        return await self._record(item)
-
-    async def list_submissions(
-        self, instance: InstanceRef, *, after: int = -1, limit: int = 100
-    ) -> list[SubmissionRecord]:
-        response = self.client.query(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
-            ExpressionAttributeValues={":pk": _s(_pk(instance)), ":lo": _s(_sub(after + 1)), ":hi": _s(f"SUB#{_SEQ_MAX}")},
-            Limit=limit,
-            ConsistentRead=True,
-        )
-        return [await self._record(item) for item in response["Items"]]
-
-    async def history(
-        self, instance: InstanceRef, session: str, *, limit: int = 100, cursor: str | None = None
-    ) -> HistoryPage:
-        prefix = f"MSG#{session}#"
-        kwargs: dict[str, Any] = {}
-        if cursor is not None:
-            seq, idx = parse_cursor(cursor)
-            kwargs["ExclusiveStartKey"] = _key(instance, _msg(session, seq, idx))
-        response = self.client.query(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(prefix)},
-            Limit=limit + 1,
-            ConsistentRead=True,
-            **kwargs,
-        )
-        stored: list[StoredMessage] = []
-        for item in response["Items"][:limit]:
-            # sk = MSG#{session}#{seq}#{idx}; sessions contain no '#'.
-            _, _, seq_text, idx_text = item["sk"]["S"].split("#")
-            message = Message.model_validate(await self._load_json(item, "m"))
-            stored.append(StoredMessage(int(seq_text), int(idx_text), message))
-        more = len(response["Items"]) > limit
-        return HistoryPage(stored, stored[-1].cursor if more and stored else None)
-
-    async def tool_results(self, instance: InstanceRef, sequence: int, turn: int) -> dict[str, ToolResultPart]:
-        response = self.client.query(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(f"TR#{sequence:010d}#{turn:04d}#")},
-            ConsistentRead=True,
-        )
-        results = [ToolResultPart.model_validate(await self._load_json(item, "r")) for item in response["Items"]]
-        return {r.call_id: r for r in results}
-
     # --- attempts ------------------------------------------------------------------
 
     async def claim_head(
@@ -425,7 +237,7 @@ class DynamoDBStore:
                 if len(self._claimed) >= _CLAIM_HINTS:
                     self._claimed.clear()
                 self._claimed[instance.key] = (head, next_seq)
-                return Claim("claimed", await self._record(item), next_seq)
+                return Claim("claimed", await self.items.record(item), next_seq)
             except ClientError as error:
                 if _code(error) != "ConditionalCheckFailedException":
                     raise
@@ -438,7 +250,7 @@ class DynamoDBStore:
                 head += 1
                 continue
             state = {"waiting": "waiting", "running": "busy"}.get(status, "backoff")
-            return Claim(state, await self._record(old), next_seq)  # type: ignore[arg-type]
+            return Claim(state, await self.items.record(old), next_seq)  # type: ignore[arg-type]
         if _SINCE in meta:
             self._clear_pending(instance, next_seq)
         return Claim("idle", None, next_seq)
@@ -491,12 +303,8 @@ class DynamoDBStore:
                 raise
 
     async def _message_puts(self, instance: InstanceRef, session: str, seq: int, start: int, messages: Iterable[Message]) -> list[Item]:
-        puts = []
-        for offset, message in enumerate(messages):
-            idx = start + offset
-            name, value = await self._json_attr(instance, "m", message.model_dump(mode="json"), f"history/{session}/{seq:010d}-{idx:06d}.json")
-            puts.append({"Put": {"TableName": self.table, "Item": {**_key(instance, _msg(session, seq, idx)), name: value}}})
-        return puts
+        items = await self.items.messages(instance, session, seq, start, messages)
+        return [{"Put": {"TableName": self.table, "Item": item}} for item in items]
 
     def _transact_fenced(self, fence: Fence, items: list[Item], *, honour_abort: bool) -> list[dict[str, Any]]:
         """Run a transaction whose first item carries the fence; map a fence failure."""
@@ -521,7 +329,7 @@ class DynamoDBStore:
         messages: list[Message] | None = None,
     ) -> None:
         condition, values = self._fence_condition(fence, honour_abort=True)
-        name, journal_attr = await self._json_attr(fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json")
+        name, journal_attr = await self.items.json_attr(fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json")
         update: Item = {
             "TableName": self.table,
             "Key": _key(fence.instance, _sub(fence.sequence)),
@@ -548,7 +356,7 @@ class DynamoDBStore:
 
     async def record_tool_result(self, fence: Fence, turn: int, result: ToolResultPart, *, now: float) -> None:
         condition, values = self._fence_condition(fence, honour_abort=True)
-        name, value = await self._json_attr(
+        name, value = await self.items.json_attr(
             fence.instance, "r", result.model_dump(mode="json"), f"tools/{fence.sequence:010d}-{turn:04d}-{result.call_id}.json"
         )
         self._transact_fenced(
@@ -587,7 +395,7 @@ class DynamoDBStore:
             sets.append("not_before = :not_before")
             values[":not_before"] = _n(not_before)
         if error is not None:
-            name, attr = await self._json_attr(fence.instance, "error", error, f"errors/{fence.sequence:010d}.json")
+            name, attr = await self.items.json_attr(fence.instance, "error", error, f"errors/{fence.sequence:010d}.json")
             sets.append("#error = :error")
             names["#error"] = name
             values[":error"] = attr
@@ -626,7 +434,7 @@ class DynamoDBStore:
         values: Item = {":settled": _s("settled"), ":outcome": _s(outcome.value), ":now": _n(now), ":id": _s(submission_id)}
         for attr, value in (("result", result), ("error", error), ("journal", journal.model_dump(mode="json") if journal else None)):
             if value is not None:
-                name, encoded = await self._json_attr(instance, attr, value, f"{attr}s/{seq:010d}.json")
+                name, encoded = await self.items.json_attr(instance, attr, value, f"{attr}s/{seq:010d}.json")
                 sets.append(f"#{attr} = :{attr}")
                 names[f"#{attr}"] = name
                 values[f":{attr}"] = encoded
@@ -705,7 +513,7 @@ class DynamoDBStore:
                 },
                 ReturnValues="ALL_NEW",
             )["Attributes"]
-            return await self._record(item)
+            return await self.items.record(item)
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
@@ -723,7 +531,7 @@ class DynamoDBStore:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
             raise AlreadySettled(submission_id) from None
-        return await self._record(item)
+        return await self.items.record(item)
 
     # --- kv ------------------------------------------------------------------------
 
@@ -739,29 +547,3 @@ class DynamoDBStore:
 
     async def kv_delete(self, instance: InstanceRef, key: str) -> None:
         self.client.delete_item(TableName=self.table, Key=_key(instance, f"KV#{key}"))
-
-    # --- the sweeper's index -------------------------------------------------------
-
-    async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
-        """The oldest `limit` of each shard (one Query each, paged), merged oldest first."""
-        found: list[tuple[float, str]] = []
-        for shard in range(settings.PENDING_SHARDS):
-            taken = 0
-            kwargs: dict[str, Any] = {}
-            while taken < limit:
-                response = self.client.query(
-                    TableName=self.table,
-                    IndexName=settings.PENDING_INDEX,
-                    KeyConditionExpression="#shard = :shard AND #since <= :idle",
-                    ExpressionAttributeNames={"#shard": _SHARD, "#since": _SINCE},
-                    ExpressionAttributeValues={":shard": _n(shard), ":idle": _n(idle_since)},
-                    Limit=limit - taken,
-                    **kwargs,
-                )
-                for item in response["Items"]:
-                    found.append((float(item[_SINCE]["N"]), item["pk"]["S"][2:]))
-                taken += len(response["Items"])
-                if "LastEvaluatedKey" not in response:
-                    break
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return [InstanceRef.parse(key) for _, key in sorted(found)[:limit]]
