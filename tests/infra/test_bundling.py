@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from aws_cdk import aws_lambda as lambda_
 
 from infra import bundling
+from infra.constructs.functions import ARCHITECTURE, RUNTIME
 
 
 def _project(root: Path) -> Path:
@@ -95,6 +97,13 @@ def test_pip_for_this_machine_selects_no_platform(tmp_path: Path) -> None:
     command = bundling.pip_command(["pydantic>=2"], tmp_path, LOCAL)
     assert "--platform" not in command and "--python-version" not in command
     assert "--only-binary=:all:" in command and "--no-compile" in command
+
+
+def test_what_is_built_matches_the_functions_runtime_and_architecture() -> None:
+    """Sourceless bytecode for another Python than the functions' would not even import."""
+    assert RUNTIME.name == f"python{bundling.LAMBDA_PYTHON}"
+    assert ARCHITECTURE == lambda_.Architecture.ARM_64
+    assert all(platform.endswith("_aarch64") for platform in bundling.LAMBDA_PLATFORMS)
 
 
 def test_pip_targets_lambda_python_313_arm64_wheels_only(tmp_path: Path) -> None:
