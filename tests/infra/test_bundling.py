@@ -102,7 +102,7 @@ def test_pip_for_this_machine_selects_no_platform(tmp_path: Path) -> None:
 def test_what_is_built_matches_the_functions_runtime_and_architecture() -> None:
     """Sourceless bytecode for another Python than the functions' would not even import."""
     assert RUNTIME.name == f"python{bundling.LAMBDA_PYTHON}"
-    assert ARCHITECTURE == lambda_.Architecture.ARM_64
+    assert ARCHITECTURE.name == lambda_.Architecture.ARM_64.name == "arm64"
     assert all(platform.endswith("_aarch64") for platform in bundling.LAMBDA_PLATFORMS)
 
 
