@@ -8,19 +8,27 @@ result is never recomputed, and a call whose outcome is unknown gets a synthetic
 ``interrupted`` result unless its tool is idempotent. Each step returns the next
 step; `max_turns`, the submission's timeout, the invocation's deadline and abort
 requests are checked at every boundary. No recursion, no unbounded loop.
+
+An abort also reaches an attempt between boundaries: while a model call or a tool runs,
+the attempt polls the submission's abort flag (`abort_poll_seconds`). A model stream is
+then cancelled at once (nothing of the unfinished reply is kept); a running tool is told
+through its context's abort signal and no further tool of the turn starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from agent_runtime import events as ev
+from agent_runtime import settings
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AbortRequested, AgentRuntimeError
 from agent_runtime.ledger import Fence, Outcome, Phase, SubmissionRecord
@@ -113,6 +121,9 @@ def input_message(record: SubmissionRecord) -> Message:
     return Message.user(text)
 
 
+log = logging.getLogger("agent_runtime")
+
+
 class Attempt:
     """Runs one claimed submission until it settles, yields, or the attempt fails."""
 
@@ -129,6 +140,7 @@ class Attempt:
         invocation_deadline: float,
         checkpoint: Checkpoint | None = None,
         stream: EventStream | None = None,
+        abort_poll_seconds: float = settings.ABORT_POLL_SECONDS,
     ) -> None:
         assert record.attempt_id is not None
         self.store = store
@@ -143,11 +155,13 @@ class Attempt:
         self.fence = Fence.of(record)
         self.journal = record.journal.model_copy(deep=True)
         self.abort = AbortSignal()
+        self.abort_poll_seconds = abort_poll_seconds
         self.context = AgentContext(id=record.ref.id, agent=record.ref.agent)
         self.stream = stream
-        #: This attempt's tool calls: started, and those whose result the store kept.
+        #: This attempt's tool calls: started, and those with a known result (kept by the
+        #: store, or returned by the tool here even if an abort then refused to record it).
         self._started: set[str] = set()
-        self._recorded: dict[str, ToolResultPart] = {}
+        self._results: dict[str, ToolResultPart] = {}
 
     # --- events --------------------------------------------------------------------
 
@@ -277,16 +291,56 @@ class Attempt:
     async def _stream(self, request: ModelRequest) -> ModelResponse:
         deadline = min(self.record.deadline or float("inf"), self.invocation_deadline)
         timeout = max(0.001, deadline - self.clock())
-        async with asyncio.timeout(timeout if timeout != float("inf") else None):
-            turn = self.journal.turn
-            async for event in self.model.stream(request):
-                if isinstance(event, ResponseDone):
-                    return event.response
-                if isinstance(event, TextDelta) and event.text:
-                    await self._emit(ev.TextDelta, turn=turn, text=event.text)
-                elif isinstance(event, ThinkingDelta) and event.thinking:
-                    await self._emit(ev.ThinkingDelta, turn=turn, text=event.thinking)
+        async with asyncio.timeout(timeout if timeout != float("inf") else None), self._watching_abort():
+            reply = asyncio.ensure_future(self._read_stream(request))
+            aborted = asyncio.ensure_future(self.abort.wait())
+            try:
+                await asyncio.wait((reply, aborted), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                aborted.cancel()
+                if not reply.done():  # aborted, or this step was cancelled: stop the stream
+                    reply.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reply
+            if not reply.done() or reply.cancelled():
+                raise AbortRequested(self.record.id)
+            return reply.result()
+
+    async def _read_stream(self, request: ModelRequest) -> ModelResponse:
+        turn = self.journal.turn
+        async for event in self.model.stream(request):
+            if isinstance(event, ResponseDone):
+                return event.response
+            if isinstance(event, TextDelta) and event.text:
+                await self._emit(ev.TextDelta, turn=turn, text=event.text)
+            elif isinstance(event, ThinkingDelta) and event.thinking:
+                await self._emit(ev.ThinkingDelta, turn=turn, text=event.thinking)
         raise AgentRuntimeError(f"model {self.model.name} ended its stream without a response")
+
+    @contextlib.asynccontextmanager
+    async def _watching_abort(self) -> AsyncIterator[None]:
+        """For the block's duration, poll the submission's abort flag and set `abort`."""
+        if self.abort_poll_seconds <= 0 or self.abort.aborted:
+            yield
+            return
+        poller = asyncio.ensure_future(self._poll_abort())
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+    async def _poll_abort(self) -> None:
+        while not self.abort.aborted:
+            await asyncio.sleep(self.abort_poll_seconds)
+            try:
+                requested = await self.store.abort_requested(self.fence.instance, self.record.id)
+            except Exception:  # a failed read is retried next interval; boundaries still check
+                log.warning("reading the abort flag of %s failed", self.record.id, exc_info=True)
+                continue
+            if requested:
+                self.abort.abort("aborted on request")
 
     def _final_from_text(self, message: Message, *, record: bool = False) -> Step:
         closing = [message] if record else []
@@ -306,13 +360,19 @@ class Attempt:
         return Commit([*closing, Message.user(instruction, synthetic=True)])
 
     async def _run_tools(self, step: RunTools) -> Step:
+        async with self._watching_abort():
+            return await self._run_tool_calls(step)
+
+    async def _run_tool_calls(self, step: RunTools) -> Step:
         turn = self.journal.turn
         recorded = await self.store.tool_results(self.fence.instance, self.fence.sequence, turn) if step.recovering else {}
         results: list[ToolResultPart] = []
         final: tuple[ToolCallPart, BaseModel] | None = None
         for call in step.calls:
+            if self.abort.aborted:  # the calls left get "not run" results when it settles
+                raise AbortRequested(self.record.id)
             if call.id in recorded:
-                self._recorded[call.id] = recorded[call.id]
+                self._results[call.id] = recorded[call.id]
                 results.append(recorded[call.id])
                 continue
             if call.name == FINAL_RESULT_TOOL and self.config.result is not None:
@@ -333,8 +393,8 @@ class Attempt:
                     await self._emit(ev.ToolStart, flush=True, **_tool_start(turn, call))
                     self._started.add(call.id)
                     part = await self._run_tool(call)
+            self._results[call.id] = part
             await self.store.record_tool_result(self.fence, turn, part, now=self.clock())
-            self._recorded[call.id] = part
             results.append(part)
             if call.name != FINAL_RESULT_TOOL:
                 await self._emit(ev.ToolCall, flush=True, **_tool_call(turn, part))
@@ -415,9 +475,9 @@ class Attempt:
         return [_results_message([self._closing_result(c) for c in calls])] if calls else []
 
     def _closing_result(self, call: ToolCallPart) -> ToolResultPart:
-        """A recorded result stands; otherwise say whether the call was running."""
-        if call.id in self._recorded:
-            return self._recorded[call.id]
+        """A known result stands; otherwise say whether the call was running."""
+        if call.id in self._results:
+            return self._results[call.id]
         if call.id in self._started:
             content = "interrupted: the submission ended while this call ran; its outcome is unknown"
         else:

@@ -65,6 +65,11 @@ class InstanceStore(Protocol):
 
     async def get(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None: ...
 
+    async def abort_requested(self, instance: InstanceRef, submission_id: str) -> bool:
+        """Whether an abort of the submission was requested: a strongly consistent read
+        of that one flag, which a running attempt polls while a model call or a tool runs."""
+        ...
+
     async def claim_head(
         self, instance: InstanceRef, *, attempt_id: str, now: float, lease_seconds: float
     ) -> Claim:

@@ -91,6 +91,7 @@ class Runtime:
         events: EventLog | None = None,
         broadcaster: Broadcaster | None = None,
         stream_options: dict[str, Any] | None = None,
+        abort_poll_seconds: float | None = None,
     ) -> None:
         self.registry = registry
         self.events: EventLog = events if events is not None else MemoryEventLog()
@@ -103,6 +104,7 @@ class Runtime:
         self.checkpoint = checkpoint
         self.env = env
         self.sleep = sleep
+        self.abort_poll_seconds = settings.abort_poll_seconds() if abort_poll_seconds is None else abort_poll_seconds
         self._models: dict[str, Model] = {}
         self._histories: dict[tuple[str, str], _CachedHistory] = {}
 
@@ -341,6 +343,7 @@ class Runtime:
                 invocation_deadline=deadline,
                 checkpoint=self.checkpoint,
                 stream=stream,
+                abort_poll_seconds=self.abort_poll_seconds,
             )
             settled = await attempt.run()
             if settled:

@@ -86,6 +86,19 @@ def event_ttl_seconds() -> float:
     return float(raw) if raw else float(EVENT_TTL_SECONDS)
 
 
+# While a model call or a tool runs, the attempt reads its submission's abort flag this
+# often, so an abort stops a long stream (and tells a long tool) within about this long;
+# at step boundaries the fenced writes see it anyway. One strongly consistent read of one
+# attribute per poll, and none for calls shorter than one interval. 0 turns polling off.
+ABORT_POLL_SECONDS = 1.0
+ENV_ABORT_POLL = "AGENT_RUNTIME_ABORT_POLL_SECONDS"
+
+
+def abort_poll_seconds() -> float:
+    raw = os.environ.get(ENV_ABORT_POLL)
+    return float(raw) if raw else ABORT_POLL_SECONDS
+
+
 # Worker timing. The lease must outlive one worker step; the queue's visibility timeout
 # must be at least the worker's timeout so a live worker's message is not redelivered.
 WORKER_TIMEOUT_SECONDS = 900

@@ -259,6 +259,8 @@ async def test_an_abort_between_tool_calls_keeps_recorded_results_in_history(bac
     assert record.outcome is Outcome.aborted
     page = await rt.history("tools", "t", "default")
     results = [p for m in page.messages for p in m.message.parts if p.type == "tool_result"]
-    assert [(r.name, r.status) for r in results] == [("first", "ok"), ("second", "interrupted"), ("first", "interrupted")]
-    assert results[0].content == "first done"
-    assert "while this call ran" in results[1].content and "not run" in results[2].content
+    # The tool that asked for the abort finished: its result stands, though the abort
+    # kept the store from recording it; the call after it never ran.
+    assert [(r.name, r.status) for r in results] == [("first", "ok"), ("second", "ok"), ("first", "interrupted")]
+    assert [r.content for r in results[:2]] == ["first done", "second done"]
+    assert "not run" in results[2].content

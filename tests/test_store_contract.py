@@ -133,8 +133,11 @@ async def test_abort_flag_stops_a_running_attempt(backend: Backend, clock: FakeC
     record = (await backend.store.admit(INST, draft("x"), now=clock())).record
     c = await claim(backend, clock)
     assert c.record
+    assert await backend.store.abort_requested(INST, record.id) is False
     flagged = await backend.store.request_abort(INST, record.id, now=clock())
     assert flagged.abort_requested and flagged.status is Status.running
+    assert await backend.store.abort_requested(INST, record.id) is True  # what the attempt polls
+    assert await backend.store.abort_requested(INST, "sub-0000000099-abcdefgh") is False
     with pytest.raises(AbortRequested):
         await backend.store.checkpoint(Fence.of(c.record), Journal(), now=clock(), lease_seconds=60)
     await backend.store.settle(INST, record.id, Outcome.aborted, now=clock(), fence=Fence.of(c.record))

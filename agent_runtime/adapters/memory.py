@@ -103,6 +103,10 @@ class MemoryStore:
             record = next((r for r in self._i(instance).ledger.values() if r.id == submission_id), None)
             return _copy(record) if record else None
 
+    async def abort_requested(self, instance: InstanceRef, submission_id: str) -> bool:
+        record = await self.get(instance, submission_id)
+        return record is not None and record.abort_requested
+
     async def claim_head(
         self, instance: InstanceRef, *, attempt_id: str, now: float, lease_seconds: float
     ) -> Claim:

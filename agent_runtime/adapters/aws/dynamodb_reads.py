@@ -44,6 +44,17 @@ class StoreReads:
             return None
         return await self.items.record(item)
 
+    async def abort_requested(self, instance: InstanceRef, submission_id: str) -> bool:
+        item = self.client.get_item(
+            TableName=self.table,
+            Key=_key(instance, _sub(sequence_of(submission_id))),
+            ConsistentRead=True,
+            ProjectionExpression="id, abort_requested",
+        ).get("Item")
+        if item is None or item["id"]["S"] != submission_id:
+            return False
+        return bool(item.get("abort_requested", {}).get("BOOL", False))
+
     async def list_submissions(
         self, instance: InstanceRef, *, after: int = -1, limit: int = 100
     ) -> list[SubmissionRecord]:

@@ -1,0 +1,121 @@
+"""An abort reaches a running attempt between its boundaries, on both adapters: a model
+stream is cancelled within about one poll, a running tool is told through its context,
+and the tool calls not yet started do not run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from agent_runtime.definition import create_agent
+from agent_runtime.ids import InstanceRef
+from agent_runtime.ledger import Outcome
+from agent_runtime.models.base import Model, ModelEvent, ModelRequest, TextDelta
+from agent_runtime.models.test import ScriptedModel, ToolCall
+from agent_runtime.registry import Registry
+from agent_runtime.runtime import Runtime
+from agent_runtime.testing.backends import Backend, FakeClock
+from agent_runtime.tools import ToolContext, tool
+
+pytestmark = pytest.mark.asyncio
+
+POLL = 0.02
+
+
+class EndlessModel(Model):
+    """Streams text until its consumer stops reading."""
+
+    name = "test/endless"
+
+    def __init__(self) -> None:
+        self.streaming = asyncio.Event()  # set once a few deltas went out
+        self.closed = False
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        try:
+            for count in range(1, 1_000_000):
+                await asyncio.sleep(0.005)
+                if count == 3:
+                    self.streaming.set()
+                yield TextDelta(text="more ")
+        finally:
+            self.closed = True
+
+
+def _runtime(backend: Backend, clock: FakeClock, name: str, **config: object) -> Runtime:
+    registry = Registry()
+    registry.add(name, create_agent(**config))
+    return backend.runtime(registry, clock=clock, lease_seconds=30, sleep=clock.sleep, abort_poll_seconds=POLL)
+
+
+async def test_an_abort_cancels_a_model_stream_in_flight(backend: Backend, clock: FakeClock) -> None:
+    model = EndlessModel()
+    rt = _runtime(backend, clock, "talker", model=model)
+    admitted = await rt.prompt("talker", "x", "talk forever")
+    drain = asyncio.ensure_future(rt.drain(InstanceRef("talker", "x"), deadline=clock() + 10_000))
+    async with asyncio.timeout(5):
+        await model.streaming.wait()
+
+    await rt.abort("talker", "x")
+    async with asyncio.timeout(20 * POLL + 1):  # about one poll, with room for a slow machine
+        await drain
+
+    assert model.closed  # the stream was cancelled, not left running
+    record = await rt.submission("talker", "x", admitted.record.id)
+    assert record.outcome is Outcome.aborted and record.error and record.error["type"] == "aborted"
+    page = await rt.history("talker", "x", "default")
+    # The unfinished reply is not kept: history holds the input alone.
+    assert [m.message.role for m in page.messages] == ["user"]
+
+
+async def test_a_running_tool_is_told_and_the_calls_after_it_do_not_run(backend: Backend, clock: FakeClock) -> None:
+    calls: list[str] = []
+    running = asyncio.Event()
+
+    @tool
+    async def long_job(ctx: ToolContext, step: str) -> str:
+        """Works until its submission is aborted."""
+        calls.append(step)
+        running.set()
+        await asyncio.wait_for(ctx.abort.wait(), timeout=5)
+        return f"{step} stopped: {ctx.abort.reason}"
+
+    model = ScriptedModel([[ToolCall("long_job", {"step": "one"}), ToolCall("long_job", {"step": "two"})]])
+    rt = _runtime(backend, clock, "worker-agent", model=model, tools=[long_job])
+    admitted = await rt.prompt("worker-agent", "x", "go")
+    drain = asyncio.ensure_future(rt.drain(InstanceRef("worker-agent", "x"), deadline=clock() + 10_000))
+    async with asyncio.timeout(5):
+        await running.wait()
+
+    await rt.abort("worker-agent", "x")
+    async with asyncio.timeout(20 * POLL + 1):
+        await drain
+
+    assert calls == ["one"]  # the second call never started
+    record = await rt.submission("worker-agent", "x", admitted.record.id)
+    assert record.outcome is Outcome.aborted
+    page = await rt.history("worker-agent", "x", "default")
+    results = [p for m in page.messages for p in m.message.parts if p.type == "tool_result"]
+    # The told tool's own answer stands; the call after it never ran.
+    assert [r.status for r in results] == ["ok", "interrupted"]
+    assert results[0].content == "one stopped: aborted on request"
+    assert "not run" in results[1].content
+
+
+async def test_a_short_call_reads_no_abort_flag(backend: Backend, clock: FakeClock) -> None:
+    """Polling starts one interval into a call: quick turns cost no extra read."""
+    reads: list[str] = []
+    original = backend.store.abort_requested
+
+    async def counted(instance: InstanceRef, submission_id: str) -> bool:
+        reads.append(submission_id)
+        return await original(instance, submission_id)
+
+    backend.store.abort_requested = counted  # type: ignore[method-assign]
+    rt = _runtime(backend, clock, "echo", model="test/echo")
+    admitted = await rt.prompt("echo", "x", "hello")
+    await rt.drain(InstanceRef("echo", "x"), deadline=clock() + 10_000)
+    assert (await rt.submission("echo", "x", admitted.record.id)).outcome is Outcome.completed
+    assert reads == []
