@@ -162,6 +162,8 @@ class Attempt:
         #: store, or returned by the tool here even if an abort then refused to record it).
         self._started: set[str] = set()
         self._results: dict[str, ToolResultPart] = {}
+        #: How the submission ended, once this attempt settled it.
+        self.ending: Finish | None = None
 
     # --- events --------------------------------------------------------------------
 
@@ -504,6 +506,7 @@ class Attempt:
             messages=finish.closing,
             honour_abort=finish.outcome is Outcome.completed,
         )
+        self.ending = finish
         self.history.extend(finish.closing)
         await self._emit(ev.AgentEnd, outcome=finish.outcome, result=result, error=finish.error)
         # Flushed by the drain: with the next claim, or together with `idle`.

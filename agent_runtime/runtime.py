@@ -14,7 +14,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agent_runtime import events as ev
@@ -41,7 +41,7 @@ from agent_runtime.ledger import (
     sequence_of,
 )
 from agent_runtime.loop import Attempt, Checkpoint
-from agent_runtime.messages import Message
+from agent_runtime.messages import Message, Usage
 from agent_runtime.models.base import Model, resolve_model
 from agent_runtime.ports import (
     EventLog,
@@ -65,15 +65,54 @@ HISTORY_CACHE_SESSIONS = 64
 
 
 @dataclass(frozen=True)
+class Settlement:
+    """A submission a drain settled, as metrics and logs report it."""
+
+    agent: str
+    submission_id: str
+    kind: str
+    outcome: Outcome
+    error_type: str | None
+    attempts: int
+    accepted_at: float
+    started_at: float | None
+    settled_at: float
+    #: Token usage of the whole submission (None when it ended without running).
+    usage: Usage | None = None
+
+    @classmethod
+    def of(
+        cls, record: SubmissionRecord, outcome: Outcome, error: dict[str, Any] | None, *, now: float, usage: Usage | None = None
+    ) -> Settlement:
+        return cls(
+            agent=record.ref.agent,
+            submission_id=record.id,
+            kind=record.kind,
+            outcome=outcome,
+            error_type=str(error["type"]) if error and "type" in error else None,
+            attempts=record.attempts,
+            accepted_at=record.accepted_at,
+            started_at=record.started_at,
+            settled_at=now,
+            usage=usage,
+        )
+
+
+@dataclass(frozen=True)
 class DrainResult:
     """What a worker did for one instance.
 
     `idle`: nothing left. `more`: work remains (out of time, or a retry is due later):
     send a continuation wake-up. `busy`: another live attempt holds the head.
+    `settlements`: the submissions it settled, in order.
     """
 
     state: Literal["idle", "more", "busy"]
-    settled: int = 0
+    settlements: tuple[Settlement, ...] = field(default=())
+
+    @property
+    def settled(self) -> int:
+        return len(self.settlements)
 
 
 class Runtime:
@@ -277,32 +316,33 @@ class Runtime:
         return result
 
     async def _drain(self, instance: InstanceRef, deadline: float, stream: EventStream) -> DrainResult:
-        settled = 0
+        settled: list[Settlement] = []
         while self.clock() < deadline:
             claim = await self.store.claim_head(
                 instance, attempt_id=new_attempt_id(), now=self.clock(), lease_seconds=self.lease_seconds
             )
             if claim.state in ("idle", "waiting"):
-                return DrainResult("idle", settled)
+                return DrainResult("idle", tuple(settled))
             if claim.state == "busy":
-                return DrainResult("busy", settled)
+                return DrainResult("busy", tuple(settled))
             assert claim.record is not None
             if claim.state == "backoff":
                 wait = (claim.record.not_before or 0) - self.clock()
                 if self.clock() + wait >= deadline:
-                    return DrainResult("more", settled)
+                    return DrainResult("more", tuple(settled))
                 await self.sleep(max(0.0, wait))
                 continue
             record = claim.record
-            if await self._run(record, deadline, stream):
-                settled += 1
+            settlement = await self._run(record, deadline, stream)
+            if settlement is not None:
+                settled.append(settlement)
                 if record.sequence + 1 >= claim.next_sequence:
                     # Anything admitted after our read has its own wake-up queued.
-                    return DrainResult("idle", settled)
+                    return DrainResult("idle", tuple(settled))
             # The settled run's last events go out now; when the drain ends they go
             # out with `idle` instead, in one write.
             await stream.flush()
-        return DrainResult("more", settled)
+        return DrainResult("more", tuple(settled))
 
     def _unrunnable(self, record: SubmissionRecord) -> tuple[Outcome, dict[str, Any]] | None:
         """Why a just-claimed submission must end without running: abort, time, budget."""
@@ -318,8 +358,8 @@ class Runtime:
             }
         return None
 
-    async def _run(self, record: SubmissionRecord, deadline: float, stream: EventStream) -> bool:
-        """One attempt; True when it settled the submission."""
+    async def _run(self, record: SubmissionRecord, deadline: float, stream: EventStream) -> Settlement | None:
+        """One attempt; what it settled, if it settled the submission."""
         fence = Fence.of(record)
         ending = self._unrunnable(record)
         if ending is not None:
@@ -327,9 +367,9 @@ class Runtime:
             try:
                 await self.store.settle(record.ref, record.id, outcome, now=self.clock(), fence=fence, error=error)
             except (StaleAttempt, AlreadySettled):
-                return False
+                return None
             await self._ended(stream, record, outcome, error)
-            return True
+            return Settlement.of(record, outcome, error, now=self.clock())
         try:
             config = self.config(record.ref)
             attempt = Attempt(
@@ -345,16 +385,18 @@ class Runtime:
                 stream=stream,
                 abort_poll_seconds=self.abort_poll_seconds,
             )
-            settled = await attempt.run()
-            if settled:
-                self._settled_history(attempt)
-            else:
+            if not await attempt.run():
                 self._histories.pop((record.instance, record.session), None)
-            return settled
+                return None
+            self._settled_history(attempt)
+            assert attempt.ending is not None
+            return Settlement.of(
+                record, attempt.ending.outcome, attempt.ending.error, now=self.clock(), usage=attempt.journal.usage
+            )
         except (StaleAttempt, AlreadySettled):
             log.warning("attempt lost its lease", extra={"submission_id": record.id})
             self._histories.pop((record.instance, record.session), None)
-            return False
+            return None
         except Exception as exc:
             self._histories.pop((record.instance, record.session), None)
             return await self._fail_attempt(fence, record, exc, stream)
@@ -366,7 +408,9 @@ class Runtime:
         await stream.emit(ev.AgentEnd(**fields, outcome=outcome, error=error))
         await stream.emit(ev.SubmissionSettled(**fields, outcome=outcome))
 
-    async def _fail_attempt(self, fence: Fence, record: SubmissionRecord, exc: Exception, stream: EventStream) -> bool:
+    async def _fail_attempt(
+        self, fence: Fence, record: SubmissionRecord, exc: Exception, stream: EventStream
+    ) -> Settlement | None:
         error = {"type": getattr(exc, "type", type(exc).__name__), "message": str(exc)[:2000]}
         log.warning("attempt failed", extra={"submission_id": record.id, "attempt": record.attempts, "error": error})
         now = self.clock()
@@ -378,13 +422,13 @@ class Runtime:
                 error = {"type": "retries_exhausted", "message": f"gave up after {record.attempts} attempts", "last_error": error}
                 await self.store.settle(record.ref, record.id, Outcome.failed, now=now, fence=fence, error=error)
                 await self._ended(stream, record, Outcome.failed, error)
-                return True
+                return Settlement.of(record, Outcome.failed, error, now=now)
             backoff = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (record.attempts - 1))
             not_before = now + backoff * random.uniform(0.5, 1.0)
             await self.store.release(fence, now=now, resume=False, not_before=not_before, error=error)
         except (StaleAttempt, AlreadySettled):
             pass
-        return False
+        return None
 
     async def _history(self, record: SubmissionRecord) -> list[Message]:
         """The session's history for the model.
@@ -434,4 +478,4 @@ class _CachedHistory:
     through: int
 
 
-__all__ = ["DEFAULT_SESSION", "DrainResult", "Runtime"]
+__all__ = ["DEFAULT_SESSION", "DrainResult", "Runtime", "Settlement"]

@@ -99,6 +99,13 @@ def abort_poll_seconds() -> float:
     return float(raw) if raw else ABORT_POLL_SECONDS
 
 
+# The worker reports each settled submission as CloudWatch metrics (embedded metric
+# format, written to its log: no API call) in this namespace, with the dimension
+# ``service`` (``POWERTOOLS_SERVICE_NAME``). ``POWERTOOLS_METRICS_NAMESPACE`` overrides it.
+METRICS_NAMESPACE = "AgentRuntime"
+SERVICE_NAME = "agent-runtime"
+
+
 # Worker timing. The lease must outlive one worker step; the queue's visibility timeout
 # must be at least the worker's timeout so a live worker's message is not redelivered.
 WORKER_TIMEOUT_SECONDS = 900

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agent_runtime import settings
+
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
@@ -50,6 +52,11 @@ class StackConfig(BaseModel):
     model_secret: str | None = None
     websocket: bool | Literal["auto"] = "auto"
     bundle: bool = True
+
+    @property
+    def metrics_namespace(self) -> str:
+        """Where the worker's submission metrics go: one namespace per stage."""
+        return f"{settings.METRICS_NAMESPACE}/{self.stage}"
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -30,7 +30,7 @@ from infra.constructs.functions import (
     RuntimeFunctions,
     RuntimeResources,
 )
-from infra.constructs.monitoring import Alarms
+from infra.constructs.monitoring import Alarms, Dashboard
 from infra.constructs.secrets import ModelSecret
 from infra.constructs.storage import Storage
 from infra.constructs.wakeups import Wakeups
@@ -147,6 +147,16 @@ class AgentRuntimeStack(Stack):
             dispatch_failures=self.events.dispatch_failures,
             worker=self.functions["worker"],
         )
+        self.dashboard = Dashboard(
+            self,
+            "Dashboard",
+            namespace=self.config.metrics_namespace,
+            service=settings.SERVICE_NAME,
+            queue=self.wakeups.queue,
+            dead_letter_queue=self.wakeups.dead_letter_queue,
+            worker=self.functions["worker"],
+            alarms=self.alarms.alarms,
+        )
 
         self.websocket: WebSocketSurface | None = None
         if websocket_enabled(self.config):
@@ -163,6 +173,7 @@ class AgentRuntimeStack(Stack):
         )
         self._output("EventBusName", self.events.bus.event_bus_name, "Dispatch event bus")
         self._output("ModelSecretArn", self.model_secret.secret.secret_arn, "Model API key")
+        self._output("DashboardName", self.dashboard.dashboard.dashboard_name, "CloudWatch dashboard")
 
     def add_websocket(self, spec: HandlerSpec = WEBSOCKET_HANDLER) -> WebSocketSurface:
         """The WebSocket surface: its function, API and stage ``live``, the right to post

@@ -147,7 +147,11 @@ class LocalStack:
                 )
                 self.recovered = recover(**self._storage(resources))
             self.phases["restore"] = time.perf_counter() - started - self.phases["aws"]
-            environment = {**resources.env(), settings.ENV_AGENTS: self.agents_dir}
+            environment = {
+                **resources.env(),
+                settings.ENV_AGENTS: self.agents_dir,
+                "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,  # as the stack sets it
+            }
             if self.websocket_handler is not None:
                 self.websocket = WebSocketApiEmulator(
                     self.websocket_handler,

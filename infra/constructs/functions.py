@@ -36,7 +36,7 @@ from infra.config import StackConfig
 from infra.constructs.common import log_group
 from infra.nag import acknowledge, finding_resource
 
-SERVICE_NAME = "agent-runtime"
+SERVICE_NAME = settings.SERVICE_NAME
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
@@ -182,6 +182,7 @@ class RuntimeFunctions(Construct):
         env = {
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_LOG_LEVEL": self._config.log_level,
+            "POWERTOOLS_METRICS_NAMESPACE": self._config.metrics_namespace,
             settings.ENV_TABLE: res.table.table_name,
             settings.ENV_QUEUE_URL: res.queue.queue_url,
             settings.ENV_BUCKET: res.bucket.bucket_name,

@@ -86,3 +86,76 @@ class Alarms(Construct):
             self.worker_throttles,
             self.oldest_wakeup,
         ]
+
+
+class Dashboard(Construct):
+    """``dashboard``: one CloudWatch dashboard for the operators. Submissions by outcome,
+    their latency and tokens (the worker's metrics, `functions.worker.report`), the
+    worker function, the wake-up queues, and the alarms' states."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        namespace: str,
+        service: str,
+        queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
+        worker: lambda_.IFunction,
+        alarms: list[cloudwatch.Alarm],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        five = Duration.minutes(5)
+
+        def submissions(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=namespace,
+                metric_name=name,
+                dimensions_map={"service": service},
+                statistic=statistic,
+                period=five,
+                label=label or name,
+            )
+
+        def graph(title: str, *metrics: cloudwatch.IMetric) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=title, left=list(metrics), width=8, height=6)
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        self.dashboard.add_widgets(
+            graph(
+                "Submissions settled",
+                submissions("SubmissionsCompleted", label="completed"),
+                submissions("SubmissionsFailed", label="failed"),
+                submissions("SubmissionsAborted", label="aborted"),
+            ),
+            graph(
+                "Submission latency (s)",
+                submissions("SubmissionSeconds", "p50", "accepted to settled, p50"),
+                submissions("SubmissionSeconds", "p90", "accepted to settled, p90"),
+                submissions("QueueSeconds", "p90", "accepted to started, p90"),
+            ),
+            graph(
+                "Model tokens",
+                submissions("InputTokens", label="input"),
+                submissions("OutputTokens", label="output"),
+            ),
+        )
+        self.dashboard.add_widgets(
+            graph(
+                "Worker",
+                worker.metric_invocations(period=five, statistic="Sum"),
+                worker.metric_errors(period=five, statistic="Sum"),
+                worker.metric_throttles(period=five, statistic="Sum"),
+            ),
+            graph("Worker duration (ms)", worker.metric_duration(period=five, statistic="p90")),
+            graph(
+                "Wake-ups",
+                queue.metric_approximate_number_of_messages_visible(period=five, statistic="Maximum"),
+                queue.metric_approximate_age_of_oldest_message(period=five, statistic="Maximum"),
+                dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=five, statistic="Maximum", label="dead letters"
+                ),
+            ),
+        )
+        self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=alarms, width=24))

@@ -183,6 +183,7 @@ def test_function_environment(resources: Resources) -> None:
         env = function["Properties"]["Environment"]["Variables"]
         assert env["POWERTOOLS_SERVICE_NAME"] == "agent-runtime"
         assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AgentRuntime/dev"
         assert env[settings.ENV_TABLE] == {"Ref": table}
         assert env[settings.ENV_QUEUE_URL] == {"Ref": queue}
         assert settings.ENV_BUCKET in env
@@ -287,6 +288,7 @@ def test_outputs(template: dict[str, Any]) -> None:
         "QueueUrl",
         "BucketName",
         "StateMachineArn",
+        "DashboardName",
     }
 
 
@@ -381,3 +383,13 @@ def test_alarms(resources: Resources) -> None:
     )
     for alarm in alarms:
         assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_dashboard_shows_the_workers_submission_metrics_and_the_alarms(resources: Resources) -> None:
+    (body,) = [d["Properties"]["DashboardBody"] for d in of_type(resources, "AWS::CloudWatch::Dashboard").values()]
+    text = json.dumps(body)  # a Fn::Join of literal parts and the resources' names
+    for metric in ("SubmissionsCompleted", "SubmissionsFailed", "SubmissionsAborted", "SubmissionSeconds", "QueueSeconds", "InputTokens", "OutputTokens"):
+        assert f'\\"AgentRuntime/dev\\",\\"{metric}\\",\\"service\\",\\"agent-runtime\\"' in text, metric
+    assert "ApproximateAgeOfOldestMessage" in text and "Throttles" in text
+    alarms = list(of_type(resources, "AWS::CloudWatch::Alarm"))
+    assert alarms and all(alarm in text for alarm in alarms)  # the alarm status widget lists each
