@@ -119,3 +119,33 @@ async def test_a_short_call_reads_no_abort_flag(backend: Backend, clock: FakeClo
     await rt.drain(InstanceRef("echo", "x"), deadline=clock() + 10_000)
     assert (await rt.submission("echo", "x", admitted.record.id)).outcome is Outcome.completed
     assert reads == []
+
+
+async def test_an_abort_closes_a_real_model_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the anthropic SDK and a socket: the reply would stream for 10 s; an abort
+    ends the submission within about a poll, without a second request."""
+    from agent_runtime.models.anthropic import AnthropicModel
+    from agent_runtime.models.base import allow_model_requests
+    from agent_runtime.testing.backends import memory_backend
+    from agent_runtime.testing.fake_anthropic import FakeAnthropic, FakeAnthropicServer
+
+    fake = FakeAnthropic(["word " * 200], api_key="sk-test")
+    clock = FakeClock()
+    backend = memory_backend()
+    with allow_model_requests(True), FakeAnthropicServer(fake, event_delay=0.05) as server:
+        model = AnthropicModel("claude-haiku-4-5", api_key="sk-test", base_url=server.base_url)
+        rt = _runtime(backend, clock, "talker", model=model)
+        admitted = await rt.prompt("talker", "x", "talk")
+        drain = asyncio.ensure_future(rt.drain(InstanceRef("talker", "x"), deadline=clock() + 10_000))
+        await asyncio.sleep(0.5)  # a few deltas in
+        started = asyncio.get_running_loop().time()
+        await rt.abort("talker", "x")
+        async with asyncio.timeout(5):
+            await drain
+        took = asyncio.get_running_loop().time() - started
+        await model.aclose()
+
+    assert took < 1.0  # not the 10 s the reply would have taken
+    record = await rt.submission("talker", "x", admitted.record.id)
+    assert record.outcome is Outcome.aborted
+    assert len(fake.requests) == 1  # one request, cancelled; no retry after the abort
