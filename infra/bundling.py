@@ -52,6 +52,13 @@ EXCLUDED_DIRS = frozenset(
     }
 )  # fmt: skip
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+#: Parts of `agent_runtime` no handler imports (`tests/test_handler_imports.py` checks):
+#: the local stack, the test fakes, the client SDK and the command line. Left out of the
+#: source asset; `tests/infra/test_deployed_layout.py` runs every handler without them.
+NOT_IN_LAMBDA_SOURCE = (
+    "agent_runtime/dev", "agent_runtime/testing", "agent_runtime/client",
+    "agent_runtime/cli.py", "agent_runtime/__main__.py",
+)  # fmt: skip
 
 LAMBDA_PYTHON = "3.13"
 # Lambda's Python 3.13 runs on Amazon Linux 2023 (glibc 2.34): any of these wheels load.
@@ -95,6 +102,9 @@ def local_target(*, bytecode: bool = True) -> Target:
 
 
 def _included(path: Path) -> bool:
+    posix = path.as_posix()
+    if any(posix == part or posix.startswith(part + "/") for part in NOT_IN_LAMBDA_SOURCE):
+        return False
     return not (set(path.parts) & EXCLUDED_DIRS) and not path.name.endswith(EXCLUDED_SUFFIXES)
 
 

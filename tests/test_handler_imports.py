@@ -21,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 HANDLERS = sorted(
     f"functions.{path.stem}" for path in (ROOT / "functions").glob("*.py") if not path.stem.startswith("_")
 )
-NEVER_LOADED = ("anthropic", "httpx2", "httpx", "websockets", "agent_runtime.client")
+# The model SDK and what only the command line, the client SDK, the local stack and the
+# tests use (`infra.bundling.NOT_IN_LAMBDA_SOURCE` leaves the last ones out of Lambda).
+NEVER_LOADED = (
+    "anthropic", "httpx2", "httpx", "websockets",
+    "agent_runtime.client", "agent_runtime.cli", "agent_runtime.dev", "agent_runtime.testing",
+)  # fmt: skip
 
 _PROBE = """
 import gc, json, sys

@@ -24,6 +24,10 @@ def _project(root: Path) -> Path:
         "agent_runtime/loop.py": "X = 1\n",
         "agent_runtime/__pycache__/loop.cpython-311.pyc": "bytecode",
         "agent_runtime/testing/__init__.py": "",
+        "agent_runtime/dev/stack.py": "",
+        "agent_runtime/client/__init__.py": "",
+        "agent_runtime/cli.py": "",
+        "agent_runtime/models/test.py": "",
         "functions/worker.py": "def handler(event, context): ...\n",
         "functions/tests/test_worker.py": "",
         "agents/support_assistant.py": "agent = None\n",
@@ -45,10 +49,11 @@ def test_source_asset_has_the_packages_and_no_tests_or_caches(tmp_path: Path) ->
     root = _project(tmp_path)
     asset = bundling.build_source(root, bytecode_for=None)
     copied = sorted(p.relative_to(asset).as_posix() for p in asset.rglob("*") if p.is_file())
+    # No local stack, test fakes, client SDK or command line: no handler imports them.
     assert copied == [
         "agent_runtime/__init__.py",
         "agent_runtime/loop.py",
-        "agent_runtime/testing/__init__.py",
+        "agent_runtime/models/test.py",
         "agents/support_assistant.py",
         "functions/worker.py",
     ]
