@@ -151,6 +151,31 @@ async def test_a_client_back_with_its_last_offset_gets_exactly_what_it_missed(st
     assert any(isinstance(e, TextDelta) for e in rest)
 
 
+async def test_an_abort_frame_stops_a_reply_while_it_streams(stack: LocalStack, instance: str) -> None:
+    """The worker (another process) notices the abort while the model still streams: the
+    run ends about a poll later (1 s), not after the 40 words' 10 s."""
+    long_message = " ".join(["word"] * 40)
+    async with sdk(stack) as client, client.connect("streamer", instance) as conn:
+        submission = await conn.prompt(long_message)
+        seen: list[Event] = []
+        async with asyncio.timeout(DEADLINE):
+            async for event in conn:
+                seen.append(event)
+                if sum(isinstance(e, TextDelta) for e in seen) >= 2:
+                    break
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        assert await conn.abort() == [submission.id]
+        rest = await until_end(conn, submission.id)
+        took = loop.time() - asked
+
+    end = rest[-1]
+    assert isinstance(end, AgentEnd) and end.outcome.value == "aborted"
+    assert took < 5.0, f"the abort took {took:.1f} s"
+    streamed = text_of(seen + rest, submission.id)
+    assert streamed and len(streamed) < len(f"said: {long_message}")
+
+
 async def test_two_clients_on_one_instance_both_receive(stack: LocalStack, instance: str) -> None:
     async with sdk(stack) as client, client.connect("streamer", instance) as a, client.connect("streamer", instance) as b:
         submission = await a.prompt("two watchers")
