@@ -273,6 +273,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  {size}  {sdk:5} {sdk_ms:>6}  {detail}"
         )
 
+    each = {"source": assets.source, "common layer": assets.common}
+    if assets.model is not None:
+        each["model SDK layer"] = assets.model
+    print(
+        "\nassets, each as CDK uploads it (MB): "
+        + ", ".join(f"{name} {size / 1e6:.1f} {_verdict(size / 1e6 <= SIZE_GOAL_MB)}" for name, size in each.items())
+    )
+
     print("\nheaviest imports (ms, own time per top-level package, one -X importtime run):")
     for handler in found:
         heavy = ", ".join(f"{name} {ms:.0f}" for name, ms in heaviest_imports(replica, handler))
