@@ -34,11 +34,16 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Backend, Runtime]]
     registry = Registry()
     registry.add("echo", create_agent(model="test/echo"))
     registry.add("broken", create_agent(model=FunctionModel(broken), durability=Durability(retry=1)))
+    level = worker.logger.log_level  # CI runs with POWERTOOLS_LOG_LEVEL=ERROR
+    worker.logger.setLevel("INFO")
     with mock_aws():
         backend = moto_backend(visibility_timeout=30)
         runtime = backend.runtime(registry)
         monkeypatch.setattr(worker, "runtime", lambda: runtime)
-        yield backend, runtime
+        try:
+            yield backend, runtime
+        finally:
+            worker.logger.setLevel(level)
 
 
 def _emf(out: str) -> list[dict[str, Any]]:
