@@ -16,6 +16,9 @@ Command-line values arrive as strings; they are parsed the same way as typed val
 | ``small_memory_mb``    | ``256``                        | sweeper and EventBridge dispatch                         |
 | ``cors_origins``       | none                           | allowed browser origins (list or comma-separated); none = no CORS |
 | ``model_secret``       | none                           | ARN or name of the secret holding the model API key; none = the stack creates an empty one |
+| ``api_rate_limit``     | ``100``                        | requests per second each API stage (HTTP, WebSocket) accepts, steady; more get 429 |
+| ``api_burst_limit``    | ``200``                        | requests each API stage accepts in a burst               |
+| ``worker_concurrency`` | ``50``                         | most worker invocations the queue runs at once (2 to 1000): bounds parallel model calls; ``0`` = no bound |
 | ``websocket``          | ``auto``                       | ``true``/``false``, or ``auto``: only if ``functions/websocket.py`` exists |
 | ``bundle``             | ``true``                       | ``false`` skips installing dependencies and compiling bytecode (tests: synthesis in seconds) |
 """
@@ -49,9 +52,19 @@ class StackConfig(BaseModel):
     worker_memory_mb: int = Field(default=1024, ge=128, le=10240)
     small_memory_mb: int = Field(default=256, ge=128, le=10240)
     cors_origins: tuple[str, ...] = ()
+    api_rate_limit: float = Field(default=100, gt=0)
+    api_burst_limit: int = Field(default=200, ge=0, le=5000)
+    worker_concurrency: int = Field(default=50, ge=0, le=1000)
     model_secret: str | None = None
     websocket: bool | Literal["auto"] = "auto"
     bundle: bool = True
+
+    @field_validator("worker_concurrency")
+    @classmethod
+    def _concurrency(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("must be 0 (no bound) or from 2 to 1000: SQS event sources run at least 2")
+        return value
 
     @property
     def metrics_namespace(self) -> str:

@@ -135,7 +135,7 @@ class AgentRuntimeStack(Stack):
             ),
             handlers=HANDLERS,
         )
-        self.wakeups.add_consumer(self.functions["worker"])
+        self.wakeups.add_consumer(self.functions["worker"], max_concurrency=self.config.worker_concurrency)
         self.events.route_dispatch_to(self.functions["dispatch_events"])
         self.events.sweep_with(self.functions["sweeper"])
         self.api = Api(self, "Api", config=self.config, http_handler=self.functions["http_api"])

@@ -85,6 +85,7 @@ class Api(Construct):
             stage_name="$default",
             auto_deploy=True,
             access_log_settings=_AccessLogs(self.http_access_logs, _ACCESS_LOG_FIELDS),
+            throttle=_throttle(config),
         )
         integration = integrations.HttpLambdaIntegration("Handler", http_handler)
         for method, path in HTTP_ROUTES:
@@ -100,6 +101,11 @@ class Api(Construct):
             raise ValueError("the WebSocket API already exists")
         self.websocket = WebSocketSurface(self, "WebSocket", config=self._config, handler=handler)
         return self.websocket
+
+
+def _throttle(config: StackConfig) -> apigwv2.ThrottleSettings:
+    """The stage's request rate limits: a flood of prompts gets 429s, not a bill."""
+    return apigwv2.ThrottleSettings(rate_limit=config.api_rate_limit, burst_limit=config.api_burst_limit)
 
 
 class WebSocketSurface(Construct):
@@ -136,6 +142,7 @@ class WebSocketSurface(Construct):
             stage_name=WEBSOCKET_STAGE,
             auto_deploy=True,
             access_log_settings=_AccessLogs(self.access_logs, _WEBSOCKET_LOG_FIELDS),
+            throttle=_throttle(config),
         )
         acknowledge(self.api, "APIG4", _AUTH_IN_APP)
         self.url = self.stage.url

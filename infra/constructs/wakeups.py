@@ -51,11 +51,16 @@ class Wakeups(Construct):
             ),
         )
 
-    def add_consumer(self, function: lambda_.IFunction) -> None:
+    def add_consumer(self, function: lambda_.IFunction, *, max_concurrency: int = 0) -> None:
         """Deliver wake-ups to `function` in batches with per-message failure reporting
-        (the worker returns ``batchItemFailures``; the rest of the batch is deleted)."""
+        (the worker returns ``batchItemFailures``; the rest of the batch is deleted), at
+        most `max_concurrency` invocations at a time (0: as many as the queue needs).
+        Wake-ups beyond it wait in the queue, in order per instance."""
         function.add_event_source(
             sources.SqsEventSource(
-                self.queue, batch_size=WORKER_BATCH_SIZE, report_batch_item_failures=True
+                self.queue,
+                batch_size=WORKER_BATCH_SIZE,
+                report_batch_item_failures=True,
+                max_concurrency=max_concurrency or None,
             )
         )

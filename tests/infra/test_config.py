@@ -30,6 +30,7 @@ def test_defaults() -> None:
     assert config.cors_origins == ()
     assert config.model_secret is None
     assert config.bundle is True
+    assert (config.api_rate_limit, config.api_burst_limit, config.worker_concurrency) == (100, 200, 50)
 
 
 def test_command_line_strings_are_parsed() -> None:
@@ -43,9 +44,12 @@ def test_command_line_strings_are_parsed() -> None:
                 "bundle": "false",
                 "websocket": "auto",
                 "model_secret": "",
+                "worker_concurrency": "0",
+                "api_rate_limit": "12.5",
             }
         )
     )
+    assert config.worker_concurrency == 0 and config.api_rate_limit == 12.5
     assert config.log_retention_days == 90
     assert config.worker_memory_mb == 2048
     assert config.cors_origins == ("https://a.example.com", "https://b.example.com")
@@ -62,6 +66,9 @@ def test_command_line_strings_are_parsed() -> None:
         {"stage": "staging"},
         {"cors_origins": "example.com"},
         {"unknown_key": 1},
+        {"worker_concurrency": 1},
+        {"worker_concurrency": 1001},
+        {"api_rate_limit": 0},
     ],
 )
 def test_rejected(values: dict[str, Any]) -> None:

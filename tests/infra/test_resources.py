@@ -208,9 +208,22 @@ def test_worker_timeout_and_fifo_event_source(cdk_template: Template, resources:
             "EventSourceArn": {"Fn::GetAtt": [queue, "Arn"]},
             "BatchSize": 10,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            # At most this many workers at once: parallel model calls are bounded.
+            "ScalingConfig": {"MaximumConcurrency": 50},
         },
     )
     cdk_template.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
+
+
+def test_both_api_stages_are_throttled(cdk_template: Template) -> None:
+    cdk_template.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {"StageName": "$default", "DefaultRouteSettings": {"ThrottlingRateLimit": 100, "ThrottlingBurstLimit": 200}},
+    )
+    cdk_template.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {"StageName": "live", "DefaultRouteSettings": {"ThrottlingRateLimit": 100, "ThrottlingBurstLimit": 200}},
+    )
 
 
 def test_log_groups_have_retention(resources: Resources) -> None:
