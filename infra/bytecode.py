@@ -8,8 +8,9 @@ Bytecode is specific to a CPython minor version, so it is made by CPython
 anyway). A build machine needs neither Docker nor a second Python.
 
 The bytecode is unchecked-hash (PEP 552): Python loads it without comparing it to the
-source's modification time, which Lambda's unzipped assets do not keep (CDK zips with
-fixed timestamps), and without reading the source. Deployed code never changes, so
+source's modification time, which an unzipped asset need not keep (a zip entry's time
+has a two-second resolution, and asset zips may normalise it), and without reading the
+source. Deployed code never changes, so
 nothing can go stale.
 
 Two layouts (`Compiler.compile`):
