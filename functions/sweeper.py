@@ -35,7 +35,8 @@ def set_runtime(runtime: Runtime | None) -> None:
 
 
 def runtime() -> Runtime:
-    return _runtime if _runtime is not None else default_runtime()
+    # The sweeper runs no agent: it needs no discovery, and a broken agent cannot stop it.
+    return _runtime if _runtime is not None else default_runtime(agents=False)
 
 
 class SweepIncomplete(AgentRuntimeError):

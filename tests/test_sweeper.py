@@ -192,3 +192,29 @@ def test_the_sweep_is_bounded_by_its_limit(stack: Stack, monkeypatch: pytest.Mon
     monkeypatch.setattr(settings, "SWEEP_LIMIT", 2)
     assert sweep() == {"pending": 2, "woken": 2}
     assert [w["instance"] for w in stack.take_wakeups()] == ["echo/T-0", "echo/T-1"], "oldest first"
+
+
+def test_the_deployed_sweeper_runs_no_agent_code(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler's own runtime discovers no agents: an agent module that fails to
+    import does not stop the sweep that re-wakes everyone else's work."""
+    import time
+
+    from agent_runtime.adapters.aws import bootstrap
+
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "broken.py").write_text("raise RuntimeError('this agent module is broken')\n")
+    with mock_aws():
+        backend = moto_backend(visibility_timeout=30)
+        assert backend.resources
+        for name, value in {**backend.resources.env(), settings.ENV_AGENTS: str(agents)}.items():
+            monkeypatch.setenv(name, value)
+        an_hour_ago = FakeClock(time.time() - 3600)
+        admitting = backend.runtime(registry(), clock=an_hour_ago)
+        run(admitting.prompt("echo", "T-9", "hello"))
+        backend.clients["sqs"].purge_queue(QueueUrl=backend.resources.queue_url)  # the wake-up is lost
+        bootstrap.default_runtime.cache_clear()
+        try:
+            assert sweep() == {"pending": 1, "woken": 1}
+        finally:
+            bootstrap.default_runtime.cache_clear()

@@ -82,10 +82,13 @@ def aws_runtime(settings: Settings, *, registry: Registry, aws: Clients) -> Runt
 
 
 @functools.cache
-def default_runtime() -> Runtime:
-    """The runtime a Lambda handler uses: settings from the environment, agents discovered."""
+def default_runtime(*, agents: bool = True) -> Runtime:
+    """The runtime a Lambda handler uses: settings from the environment, agents discovered.
+    ``agents=False`` skips the discovery, for handlers that only move stored work along
+    (the sweeper): an agent module that fails to import cannot stop them."""
     settings = Settings.from_env()
-    return aws_runtime(settings, registry=discover(settings.agents), aws=clients())
+    registry = discover(settings.agents) if agents else Registry()
+    return aws_runtime(settings, registry=registry, aws=clients())
 
 
 @functools.cache
