@@ -36,8 +36,6 @@ from agent_runtime.adapters.aws.bootstrap import run
 from agent_runtime.client import AgentClient, AsyncAgentClient
 from agent_runtime.definition import create_agent
 from agent_runtime.events import SubmissionQueued, TextDelta
-from agent_runtime.ids import InstanceRef
-from agent_runtime.ports import WakeUps
 from agent_runtime.registry import Registry
 from agent_runtime.routing import RouteRequest, RouteResponse
 from agent_runtime.runtime import Runtime
@@ -45,6 +43,7 @@ from agent_runtime.testing.backends import memory_backend
 from agent_runtime.testing.events import http_event
 from agent_runtime.testing.lambda_events import LambdaContext
 from functions import http_api
+from tests.http.harness import BackgroundWorker
 
 BASE_URL = "https://api.example.test"
 
@@ -68,39 +67,11 @@ def registry() -> Registry:
     return agents
 
 
-class Worker:
-    """Drains each woken instance as a task on the handler's loop; `paused` holds them."""
-
-    def __init__(self, wakeups: WakeUps) -> None:
-        self.wakeups = wakeups
-        self.runtime: Runtime | None = None
-        self.paused = False
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def send(self, instance: InstanceRef, *, reason: str, dedupe_id: str) -> None:
-        await self.wakeups.send(instance, reason=reason, dedupe_id=dedupe_id)
-        if not self.paused:
-            task = asyncio.get_running_loop().create_task(self._drain(instance))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    async def _drain(self, instance: InstanceRef) -> None:
-        assert self.runtime is not None
-        for _ in range(1000):
-            if (await self.runtime.drain(instance, deadline=self.runtime.clock() + 60)).state == "idle":
-                return
-            await asyncio.sleep(0.01)
-
-    async def join(self) -> None:
-        while self.tasks:
-            await asyncio.gather(*self.tasks)
-
-
 @dataclass
 class Api:
     """The HTTP handler as an httpx transport; `requests` keeps what reached it."""
 
-    worker: Worker
+    worker: BackgroundWorker
     requests: list[httpx.Request] = field(default_factory=list)
     # The handler runs its coroutines on one event loop, which one thread at a time may drive.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -129,7 +100,7 @@ class Api:
 @pytest.fixture
 def api() -> Iterator[Api]:
     backend = memory_backend()
-    worker = Worker(backend.wakeups)
+    worker = BackgroundWorker(backend.wakeups)
     worker.runtime = Runtime(registry=registry(), store=backend.store, wakeups=worker, events=backend.events)
     http_api.set_runtime(worker.runtime)
     try:

@@ -39,16 +39,6 @@ __all__ = ["LOCAL_REGION", "ChangeTracker", "LocalAws", "LocalAwsError"]
 LOCAL_REGION = "us-east-1"
 _DUMMY_KEY = "local"
 
-_ENV_SET = (
-    "AWS_ENDPOINT_URL",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "MOTO_PORT",
-    "NO_PROXY",
-    "no_proxy",
-)
 # Settings that would send boto3 elsewhere or to other credentials: removed while we run.
 _ENV_CLEARED = (
     "AWS_SESSION_TOKEN",
@@ -112,6 +102,35 @@ def _service_of(environ: dict[str, Any]) -> str:
     return match.group(1) if match else "unknown"
 
 
+class EnvironmentChanges:
+    """Changes to ``os.environ`` that `restore` undoes: each variable goes back to the
+    value it had before its first change (or away, if it had none)."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, str | None] = {}
+
+    def _save(self, name: str) -> None:
+        self._saved.setdefault(name, os.environ.get(name))
+
+    def set(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._save(name)
+            os.environ[name] = value
+
+    def unset(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            self._save(name)
+            os.environ.pop(name, None)
+
+    def restore(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved.clear()
+
+
 @dataclass
 class LocalAws:
     """moto on loopback plus the provisioned resources. Use `start()` / `stop()` or `with`."""
@@ -122,7 +141,7 @@ class LocalAws:
     resources: Resources | None = field(default=None, init=False)
     tracker: ChangeTracker | None = field(default=None, init=False)
     _server: Any = field(default=None, init=False, repr=False)
-    _saved_env: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
+    _env: EnvironmentChanges = field(default_factory=EnvironmentChanges, init=False, repr=False)
     _endpoint: str = field(default="", init=False, repr=False)
     _session: Any = field(default=None, init=False, repr=False)
     _clients: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
@@ -192,7 +211,7 @@ class LocalAws:
                 self._reset_moto()
             self._stop_server()
             self._server = None
-        self._restore_environment()
+        self._env.restore()
         self._endpoint = ""
         with self._clients_lock:
             self._clients.clear()
@@ -239,20 +258,9 @@ class LocalAws:
         no_proxy = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
         loopback = ",".join(h for h in ("127.0.0.1", "localhost") if h not in no_proxy.split(","))
         values["NO_PROXY"] = values["no_proxy"] = ",".join(p for p in (no_proxy, loopback) if p)
-        per_service = [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL_")]
-        for name in (*_ENV_SET, *_ENV_CLEARED, *per_service):
-            self._saved_env.setdefault(name, os.environ.get(name))
-        for name in (*_ENV_CLEARED, *per_service):
-            os.environ.pop(name, None)
-        os.environ.update(values)
-
-    def _restore_environment(self) -> None:
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
+        per_service = tuple(name for name in os.environ if name.startswith("AWS_ENDPOINT_URL_"))
+        self._env.unset((*_ENV_CLEARED, *per_service))
+        self._env.set(values)
 
 
 def _install_tracker(server: Any) -> ChangeTracker | None:

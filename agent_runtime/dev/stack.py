@@ -34,7 +34,7 @@ from agent_runtime import settings
 from agent_runtime.adapters.aws.provision import Resources
 from agent_runtime.dev.apigw_http import API_GATEWAY_TIMEOUT, HttpApiEmulator
 from agent_runtime.dev.apigw_websocket import WebSocketApiEmulator
-from agent_runtime.dev.aws import LocalAws
+from agent_runtime.dev.aws import EnvironmentChanges, LocalAws
 from agent_runtime.dev.lambda_environment import prestart
 from agent_runtime.dev.lambda_runtime import Handler, Isolation, LocalFunction
 from agent_runtime.dev.persistence import Autosaver, LocalState, RestoreSummary
@@ -114,7 +114,7 @@ class LocalStack:
     recovered: Recovered = field(default_factory=lambda: Recovered(0, 0), init=False)
     ready_seconds: float = field(default=0.0, init=False)
     phases: dict[str, float] = field(default_factory=dict, init=False)
-    _saved_env: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
+    _env: EnvironmentChanges = field(default_factory=EnvironmentChanges, init=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -161,7 +161,7 @@ class LocalStack:
                 )
                 self.websocket.bind()  # the handlers' environment needs its endpoint
                 environment[settings.ENV_WEBSOCKET_ENDPOINT] = self.websocket.callback_url
-            self._set_environment(environment)
+            self._env.set(environment)
             self.http = HttpApiEmulator(
                 self.http_handler,
                 port=self.port,
@@ -236,7 +236,7 @@ class LocalStack:
             self.http = self.websocket = self.poller = self.autosaver = self.sweeper = None
             self.aws.stop()
             self.resources = None
-            self._restore_environment()
+            self._env.restore()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -259,19 +259,6 @@ class LocalStack:
         if self.websocket_port is not None:
             return self.websocket_port
         return self.port + 1 if self.port else 0
-
-    def _set_environment(self, values: dict[str, str]) -> None:
-        for name, value in values.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
-
-    def _restore_environment(self) -> None:
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
 
 
 def _warm(*functions: LocalFunction) -> None:
