@@ -4,6 +4,7 @@
     ├── UserError                          the application developer's mistake, at definition time
     │   ├── DefinitionError                a bad create_agent / define_agent_profile field
     │   └── ToolDefinitionError            a bad @tool (signature, name)
+    ├── AgentDefinitionError               an agent's init(ctx) failed at run time: fails the submission at once
     ├── InvalidInput                       a caller's bad input (name, id, payload): 400-class
     │   └── PayloadTooLarge                over a documented limit: 413
     ├── NotFound                           unknown agent, instance or submission: 404
@@ -55,6 +56,19 @@ class DefinitionError(UserError):
 
 class ToolDefinitionError(UserError):
     type = "tool_definition_error"
+
+
+class AgentDefinitionError(AgentRuntimeError):
+    """An agent's `init(ctx)` returned a bad configuration, or raised, for one instance at
+    run time (import-time mistakes raise `DefinitionError`). Retrying cannot help: the
+    submission fails at once, naming the agent and the field."""
+
+    type = "agent_definition_error"
+
+    def __init__(self, agent: str, field: str, message: str) -> None:
+        super().__init__(f"agent {agent!r}: {message}", details={"agent": agent, "field": field})
+        self.agent = agent
+        self.field = field
 
 
 class InvalidInput(AgentRuntimeError):

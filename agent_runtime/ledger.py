@@ -92,9 +92,13 @@ class SubmissionRecord(BaseModel):
     attempt_id: str | None = None
     lease_until: float | None = None
     not_before: float | None = None  # retry backoff after a failed attempt
-    max_attempts: int = 10
-    timeout_s: float = 3600.0
+    #: Fixed at admission only when the caller gave them; None: the agent's durability,
+    #: read by the worker when it runs the submission (see `Budget`).
+    max_attempts: int | None = None
+    timeout_s: float | None = None
     abort_requested: bool = False
+    #: What a `waiting` submission waits on (see `Attempts.suspend`).
+    waiting_on: str | None = None
     receipt_key: str | None = None
     journal: Journal = Field(default_factory=Journal)
 
@@ -119,10 +123,6 @@ class SubmissionRecord(BaseModel):
     @property
     def attempts(self) -> int:
         return self.claims - self.yields
-
-    @property
-    def deadline(self) -> float | None:
-        return None if self.started_at is None else self.started_at + self.timeout_s
 
     @property
     def settled(self) -> bool:
@@ -154,8 +154,8 @@ class Draft(BaseModel):
     payload: Any
     receipt_key: str | None = None
     receipt_hash: str | None = None
-    max_attempts: int = 10
-    timeout_s: float = 3600.0
+    max_attempts: int | None = None
+    timeout_s: float | None = None
 
 
 class Receipt(BaseModel):
@@ -167,6 +167,25 @@ class Receipt(BaseModel):
     hash: str
     submission_id: str
     accepted_at: float
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many attempts a submission gets and how long it may take from its first start:
+    the record's own values when admission fixed them, else the agent's durability."""
+
+    max_attempts: int
+    timeout_s: float
+
+    @classmethod
+    def of(cls, record: SubmissionRecord, *, retry: int, timeout: float) -> Budget:
+        return cls(
+            record.max_attempts if record.max_attempts is not None else retry,
+            record.timeout_s if record.timeout_s is not None else timeout,
+        )
+
+    def deadline(self, record: SubmissionRecord) -> float | None:
+        return None if record.started_at is None else record.started_at + self.timeout_s
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,11 @@
-"""The ports the core knows storage through. Adapters: `adapters.memory` (reference
-semantics) and `adapters.aws` (DynamoDB, SQS FIFO, S3). One contract suite
-(`agent_runtime.testing.contract`) runs on both.
+"""The ports the core knows storage through, each small. Adapters: `adapters.memory`
+(reference semantics) and `adapters.aws` (DynamoDB, SQS FIFO, S3). One contract suite
+(`agent_runtime.testing.contract`) runs on both, and on any adapter a user writes.
+
+    Ledger        admission and reads (the service)       Attempts     claims .. settle (the worker)
+    ToolResults   per-call results of a turn              History      session messages, paged
+    KV            the instance's key-value store          WakeUps      "instance X has work"
+    BlobStore     big attributes                          EventLog, Connections, Poster: events
 """
 
 from __future__ import annotations
@@ -47,12 +52,11 @@ class HistoryPage:
     next_cursor: str | None
 
 
-class InstanceStore(Protocol):
-    """Ledger, receipts, history, journal and kv of instances.
+class Ledger(Protocol):
+    """Admission and reads of an instance's submissions: what the service needs.
 
-    Every method is atomic. Methods taking a `Fence` raise `StaleAttempt` when the
-    attempt no longer holds the submission and `AbortRequested` when the submission
-    was asked to stop; both leave nothing written.
+    Every method is atomic. Settling is not here: it belongs to `Attempts.settle`, the
+    one terminal write (see `agent_runtime.loop.settle`).
     """
 
     async def admit(self, instance: InstanceRef, draft: Draft, *, now: float) -> Admission:
@@ -65,17 +69,50 @@ class InstanceStore(Protocol):
 
     async def get(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None: ...
 
+    async def list_submissions(
+        self, instance: InstanceRef, *, after: int = -1, limit: int = 100
+    ) -> list[SubmissionRecord]: ...
+
+    async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
+        """Flag an unsettled submission (`AlreadySettled` otherwise); returns it flagged.
+        A running attempt sees the flag at its next boundary or poll; a queued one is
+        settled by whoever ends it through `Attempts.settle`."""
+        ...
+
     async def abort_requested(self, instance: InstanceRef, submission_id: str) -> bool:
         """Whether an abort of the submission was requested: a strongly consistent read
         of that one flag, which a running attempt polls while a model call or a tool runs."""
         ...
+
+    async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
+        """Instances that may have work to run and have made no progress since `idle_since`:
+        oldest first, at most `limit`. For the sweeper, which re-wakes them.
+
+        An instance is pending from an admission until a fenced settle moves its head past
+        the last admitted submission, or `claim_head` finds nothing unsettled. Its time is
+        that of its last admission or fenced settle. An instance whose remaining work
+        settled another way (an abort of queued submissions) stays listed until its next
+        `claim_head`: a wake-up too many, never one too few.
+        """
+        ...
+
+
+class Attempts(Protocol):
+    """The life of a submission after admission: claims, fenced checkpoints, hand-backs,
+    suspension and the one terminal write.
+
+    Methods taking a `Fence` raise `StaleAttempt` when the attempt no longer holds the
+    submission and `AbortRequested` when the submission was asked to stop (where the
+    docstring says so); both leave nothing written.
+    """
 
     async def claim_head(
         self, instance: InstanceRef, *, attempt_id: str, now: float, lease_seconds: float
     ) -> Claim:
         """Find the earliest unsettled submission (moving the head past settled ones)
         and start an attempt on it if it is claimable: queued and past its backoff,
-        or running with an expired lease (a crashed attempt)."""
+        or running with an expired lease (a crashed attempt). A lease that ends exactly
+        at `now` still holds."""
         ...
 
     async def checkpoint(
@@ -87,21 +124,29 @@ class InstanceStore(Protocol):
         lease_seconds: float,
         messages: list[Message] | None = None,
     ) -> None:
-        """Fenced: append `messages` to the session's history (at indexes continuing
-        `journal.written - len(messages)`), write the journal and renew the lease."""
+        """Fenced, abort honoured: append `messages` to the session's history (at indexes
+        continuing `journal.written - len(messages)`), write the journal, renew the lease."""
         ...
-
-    async def record_tool_result(self, fence: Fence, turn: int, result: ToolResultPart, *, now: float) -> None:
-        """Fenced: keep one tool call's result. The first result for a call id wins."""
-        ...
-
-    async def tool_results(self, instance: InstanceRef, sequence: int, turn: int) -> dict[str, ToolResultPart]: ...
 
     async def release(
         self, fence: Fence, *, now: float, resume: bool, not_before: float | None, error: dict[str, Any] | None
     ) -> None:
-        """Fenced: give the submission back to the queue. `resume=True` (out of
-        invocation time) gives the attempt back; otherwise it was a failed attempt."""
+        """Fenced, abort not honoured: give the submission back to the queue. `resume=True`
+        (out of invocation time) gives the attempt back; otherwise it was a failed attempt."""
+        ...
+
+    async def suspend(self, fence: Fence, journal: Journal, *, reason: str, now: float) -> None:
+        """Fenced, abort honoured: the submission becomes `waiting` on `reason` with its
+        journal, holding its instance's head but no attempt (the attempt is given back).
+        Nothing claims it until `resume` with the same reason."""
+        ...
+
+    async def resume(
+        self, instance: InstanceRef, submission_id: str, *, reason: str, now: float, result: ToolResultPart | None = None
+    ) -> bool:
+        """A submission waiting on `reason` becomes queued again, and `result` (the answer
+        the wait was for) is kept as the tool result of its current turn, together. False
+        when it is not waiting on `reason` (resumed before, settled, or never suspended)."""
         ...
 
     async def settle(
@@ -120,38 +165,48 @@ class InstanceStore(Protocol):
     ) -> None:
         """The first terminal write wins. With a fence, only that attempt may settle
         (an abort request does not stop it) and the head moves past it; without
-        one (abort of a queued submission) only an unsettled, unleased submission
-        may be settled. With `honour_abort`, an abort request makes a fenced settle
-        raise `AbortRequested` instead. Raises `AlreadySettled` or `StaleAttempt`."""
+        one (abort of a queued or waiting submission) only an unsettled submission no
+        live attempt holds may be settled. With `honour_abort`, an abort request makes a
+        fenced settle raise `AbortRequested` instead. Raises `AlreadySettled` or
+        `StaleAttempt`. Called from one place only: `agent_runtime.loop.settle`."""
         ...
 
-    async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
-        """Flag the submission; a queued one settles `aborted` at once."""
+
+class ToolResults(Protocol):
+    """Each tool call's result, kept apart from the history until its turn commits."""
+
+    async def record(self, fence: Fence, turn: int, result: ToolResultPart, *, now: float) -> None:
+        """Fenced, abort honoured: keep one call's result. The first result for a call id wins."""
         ...
 
-    async def list_submissions(
-        self, instance: InstanceRef, *, after: int = -1, limit: int = 100
-    ) -> list[SubmissionRecord]: ...
+    async def of_turn(self, instance: InstanceRef, sequence: int, turn: int) -> dict[str, ToolResultPart]: ...
 
-    async def history(
+
+class History(Protocol):
+    """The sessions' messages, appended by `Attempts.checkpoint` and `settle`, never rewritten."""
+
+    async def page(
         self, instance: InstanceRef, session: str, *, limit: int = 100, cursor: str | None = None
     ) -> HistoryPage: ...
 
-    async def kv_get(self, instance: InstanceRef, key: str) -> Any: ...
-    async def kv_put(self, instance: InstanceRef, key: str, value: Any) -> None: ...
-    async def kv_delete(self, instance: InstanceRef, key: str) -> None: ...
 
-    async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
-        """Instances that may have work to run and have made no progress since `idle_since`:
-        oldest first, at most `limit`. For the sweeper, which re-wakes them.
+class KV(Protocol):
+    """The instance's key-value store."""
 
-        An instance is pending from an admission until a fenced settle moves its head past
-        the last admitted submission, or `claim_head` finds nothing unsettled. Its time is
-        that of its last admission or fenced settle. An instance whose remaining work
-        settled another way (an abort of queued submissions) stays listed until its next
-        `claim_head`: a wake-up too many, never one too few.
-        """
-        ...
+    async def get(self, instance: InstanceRef, key: str) -> Any: ...
+    async def put(self, instance: InstanceRef, key: str, value: Any) -> None: ...
+    async def delete(self, instance: InstanceRef, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The instance-store ports of one backend, over the same table."""
+
+    ledger: Ledger
+    attempts: Attempts
+    tool_results: ToolResults
+    history: History
+    kv: KV
 
 
 class WakeUps(Protocol):

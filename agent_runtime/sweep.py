@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from agent_runtime import settings
 from agent_runtime.ids import InstanceRef
-from agent_runtime.ports import InstanceStore, WakeUps
+from agent_runtime.ports import Ledger, WakeUps
 
 log = logging.getLogger("agent_runtime")
 
@@ -43,7 +43,7 @@ def sweep_dedupe_id(instance: InstanceRef, window: int) -> str:
 
 
 async def sweep(
-    store: InstanceStore,
+    ledger: Ledger,
     wakeups: WakeUps,
     *,
     now: float,
@@ -55,7 +55,7 @@ async def sweep(
     instances pending since `now - idle_seconds` or earlier. A failed send is logged and
     counted; the others are still sent (the next sweep tries the failed ones again)."""
     window = int(now // interval_seconds)
-    pending = await store.pending_instances(idle_since=now - idle_seconds, limit=limit)
+    pending = await ledger.pending_instances(idle_since=now - idle_seconds, limit=limit)
     woken = failed = 0
     for instance in pending:
         try:

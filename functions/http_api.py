@@ -7,10 +7,11 @@
     POST /agents/{name}/{id}/abort                        the running submission; ?queued=true, queued ones too
     GET  /openapi.json, GET /health
 
-Every /agents route checks name and id (400), finds the agent (404 when unknown or when its
-module has no `route` hook: such an agent is not exposed), refuses a body over 1 MiB (413),
-then runs the agent's hook. Only the hook's `call_next()` parses the request and calls the
-runtime, so a hook that answers itself admits nothing (see `agent_runtime.routing`).
+Every /agents route refuses a body over 1 MiB (413), then `agent_runtime.endpoints.serve`
+checks name and id (400), finds the agent (404 when unknown or when its module has no
+`route` hook: such an agent is not exposed) and runs the agent's hook. Only the hook's
+`call_next()` runs the route's endpoint (`agent_runtime.endpoints`), which parses the
+request and calls the service, so a hook that answers itself admits nothing.
 
 A prompt that settles within `wait` answers 200 whatever its outcome: a failed or aborted
 submission carries `outcome` and `error`, and the reply has no `result`. Errors are
@@ -35,8 +36,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
+from agent_runtime import endpoints
 from agent_runtime.adapters.aws.bootstrap import default_runtime, run
-from agent_runtime.errors import AgentNotFound, NotFound, PayloadTooLarge
+from agent_runtime.errors import NotFound, PayloadTooLarge
 from agent_runtime.protocol import (
     MAX_BODY_BYTES,
     AbortQuery,
@@ -53,18 +55,9 @@ from agent_runtime.protocol import (
     PromptResponse,
     Submission,
     error_response,
-    parse_body,
-    parse_query,
 )
-from agent_runtime.routing import (
-    Endpoint,
-    Headers,
-    RouteRequest,
-    RouteResponse,
-    handle,
-    json_response,
-)
-from agent_runtime.runtime import Runtime
+from agent_runtime.routing import Headers, RouteRequest
+from agent_runtime.service import Service
 from functions import imports_done
 
 imports_done()
@@ -73,21 +66,17 @@ API_VERSION = "1.0.0"
 
 logger = Logger()
 app = APIGatewayHttpResolver()
-_runtime: Runtime | None = None
+_service: Service | None = None
 
 
-def set_runtime(runtime: Runtime | None) -> None:
-    """Serve with `runtime` instead of `default_runtime()` (tests, the local stack); None resets."""
-    global _runtime
-    _runtime = runtime
+def set_runtime(service: Service | None) -> None:
+    """Serve with `service` instead of `default_runtime()` (tests, the local stack); None resets."""
+    global _service
+    _service = service
 
 
-def runtime() -> Runtime:
-    return _runtime if _runtime is not None else default_runtime()
-
-
-def _location(name: str, instance_id: str, submission_id: str) -> dict[str, str]:
-    return {"location": f"/agents/{name}/{instance_id}/submissions/{submission_id}"}
+def service() -> Service:
+    return _service if _service is not None else default_runtime()
 
 
 # --- OpenAPI: replies from each route's `responses=`, requests from `_REQUESTS` -------------
@@ -198,14 +187,9 @@ def _route_request(params: dict[str, str]) -> RouteRequest:
     )
 
 
-def _serve(endpoint: Endpoint, **params: str) -> Response[Any]:
-    """Check the address, find the agent's hook, and let it answer the request."""
-    name, rt = params["name"], runtime()
-    rt.instance(name, params["id"])  # 400 for a bad name or id, 404 for an unknown agent
-    hook = rt.registry.get(name).route
-    if hook is None:  # not exposed over HTTP: indistinguishable from an unknown agent
-        raise AgentNotFound(f"no agent named {name!r}", details={"name": name})
-    reply = run(handle(hook, _route_request(params), endpoint))
+def _serve(endpoint: endpoints.Endpoint, **params: str) -> Response[Any]:
+    """Run `endpoint` behind the agent's route hook; format its answer."""
+    reply = run(endpoints.serve(service(), _route_request(params), endpoint))
     return Response(status_code=reply.status, body=reply.body, headers=reply.headers)
 
 
@@ -220,17 +204,7 @@ def _serve(endpoint: Endpoint, **params: str) -> Response[Any]:
     ),
 )
 def prompt(name: str, id: str) -> Response[Any]:
-    async def endpoint(req: RouteRequest) -> RouteResponse:
-        body, rt = parse_body(PromptRequest, req.body), runtime()
-        key = req.headers.get("idempotency-key")
-        admitted = await rt.prompt(name, id, body.message, session=body.session, idempotency_key=key)
-        record = await rt.wait(name, id, admitted.record.id, timeout=body.wait)
-        submission = Submission.from_record(record)
-        if record.settled:
-            return json_response(PromptResponse(submission=submission, result=submission.result))
-        return json_response(PromptResponse(submission=submission), status=202, headers=_location(name, id, record.id))
-
-    return _serve(endpoint, name=name, id=id)
+    return _serve(endpoints.prompt, name=name, id=id)
 
 
 @app.get(
@@ -239,10 +213,7 @@ def prompt(name: str, id: str) -> Response[Any]:
     responses=_responses({200: _json(Submission, "The submission")}),
 )
 def submission(name: str, id: str, submission_id: str) -> Response[Any]:
-    async def endpoint(req: RouteRequest) -> RouteResponse:
-        return json_response(Submission.from_record(await runtime().submission(name, id, submission_id)))
-
-    return _serve(endpoint, name=name, id=id, submission_id=submission_id)
+    return _serve(endpoints.submission, name=name, id=id, submission_id=submission_id)
 
 
 @app.post(
@@ -253,13 +224,7 @@ def submission(name: str, id: str, submission_id: str) -> Response[Any]:
     ),
 )
 def dispatch(name: str, id: str) -> Response[Any]:
-    async def endpoint(req: RouteRequest) -> RouteResponse:
-        body = parse_body(DispatchRequest, req.body)
-        admitted = await runtime().dispatch(name, id, body.input, session=body.session, dispatch_id=body.dispatch_id)
-        receipt = DispatchReceipt.from_record(admitted.record)
-        return json_response(receipt, status=202, headers=_location(name, id, receipt.submission_id))
-
-    return _serve(endpoint, name=name, id=id)
+    return _serve(endpoints.dispatch, name=name, id=id)
 
 
 @app.get(
@@ -268,12 +233,7 @@ def dispatch(name: str, id: str) -> Response[Any]:
     responses=_responses({200: _json(HistoryPage, "One page of messages, oldest first")}),
 )
 def messages(name: str, id: str, session: str) -> Response[Any]:
-    async def endpoint(req: RouteRequest) -> RouteResponse:
-        query = parse_query(HistoryQuery, req.query)
-        page = await runtime().history(name, id, session, limit=query.limit, cursor=query.cursor)
-        return json_response(HistoryPage.from_page(page))
-
-    return _serve(endpoint, name=name, id=id, session=session)
+    return _serve(endpoints.messages, name=name, id=id, session=session)
 
 
 @app.get(
@@ -282,12 +242,7 @@ def messages(name: str, id: str, session: str) -> Response[Any]:
     responses=_responses({200: _json(EventsPage, "Events after `after`, oldest first")}),
 )
 def events(name: str, id: str) -> Response[Any]:
-    async def endpoint(req: RouteRequest) -> RouteResponse:
-        query = parse_query(EventsQuery, req.query)
-        page = await runtime().events_after(name, id, after=query.after, limit=query.limit, wait=query.wait)
-        return json_response(EventsPage.from_page(page))
-
-    return _serve(endpoint, name=name, id=id)
+    return _serve(endpoints.events, name=name, id=id)
 
 
 @app.post(
@@ -296,11 +251,7 @@ def events(name: str, id: str) -> Response[Any]:
     responses=_responses({200: _json(AbortResponse, "The submissions asked to abort")}),
 )
 def abort(name: str, id: str) -> Response[Any]:
-    async def endpoint(req: RouteRequest) -> RouteResponse:
-        aborted = await runtime().abort(name, id, queued=parse_query(AbortQuery, req.query).queued)
-        return json_response(AbortResponse(aborted=[Submission.from_record(r) for r in aborted]))
-
-    return _serve(endpoint, name=name, id=id)
+    return _serve(endpoints.abort, name=name, id=id)
 
 
 # --- the rest ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Sweeper Lambda: on an EventBridge schedule, re-wake instances whose work sits idle.
 
 The schedule's event carries nothing we need. One run queries the table's pending index
-(`InstanceStore.pending_instances`, never a scan) and sends each instance idle longer than
+(`Ledger.pending_instances`, never a scan) and sends each instance idle longer than
 `settings.SWEEP_IDLE_SECONDS` one wake-up, deduplicated per sweep window (see
 `agent_runtime.sweep`). Its role may query that index and send to the wake-up queue only.
 A run in which a send failed raises after trying every instance, so it shows in the
@@ -50,7 +50,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     rt = runtime()
     result = run(
         sweep(
-            rt.store,
+            rt.stores.ledger,
             rt.wakeups,
             now=rt.clock(),
             idle_seconds=settings.SWEEP_IDLE_SECONDS,

@@ -27,8 +27,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from agent_runtime.adapters.aws.bootstrap import default_runtime, run
 from agent_runtime.adapters.aws.sqs import parse_wakeup
 from agent_runtime.errors import NotClaimable
-from agent_runtime.runtime import Runtime, Settlement
+from agent_runtime.loop import Settlement
 from agent_runtime.settings import METRICS_NAMESPACE, SERVICE_NAME, WORKER_SAFETY_MARGIN_MS
+from agent_runtime.worker import Worker
 from functions import imports_done
 
 imports_done()
@@ -42,8 +43,8 @@ metrics = Metrics(
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 
-def runtime() -> Runtime:
-    """The runtime of this container (tests replace it)."""
+def runtime() -> Worker:
+    """The worker of this container (tests replace it)."""
     return default_runtime()
 
 
@@ -56,7 +57,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     for settlement in result.settlements:
         report(settlement)
     if result.state == "more":
-        run(rt.wakeups.send(instance, reason="continue", dedupe_id=f"continue-{secrets.token_hex(8)}"))
+        run(rt.continue_later(instance, dedupe_id=f"continue-{secrets.token_hex(8)}"))
     elif result.state == "busy":
         raise NotClaimable(f"{instance} is held by a live attempt; retry after its lease")
 

@@ -107,13 +107,13 @@ async def test_a_running_tool_is_told_and_the_calls_after_it_do_not_run(backend:
 async def test_a_short_call_reads_no_abort_flag(backend: Backend, clock: FakeClock) -> None:
     """Polling starts one interval into a call: quick turns cost no extra read."""
     reads: list[str] = []
-    original = backend.store.abort_requested
+    original = backend.stores.ledger.abort_requested
 
     async def counted(instance: InstanceRef, submission_id: str) -> bool:
         reads.append(submission_id)
         return await original(instance, submission_id)
 
-    backend.store.abort_requested = counted  # type: ignore[method-assign]
+    backend.stores.ledger.abort_requested = counted  # type: ignore[method-assign]
     rt = _runtime(backend, clock, "echo", model="test/echo")
     admitted = await rt.prompt("echo", "x", "hello")
     await rt.drain(InstanceRef("echo", "x"), deadline=clock() + 10_000)

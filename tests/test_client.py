@@ -101,7 +101,7 @@ class Api:
 def api() -> Iterator[Api]:
     backend = memory_backend()
     worker = BackgroundWorker(backend.wakeups)
-    worker.runtime = Runtime(registry=registry(), store=backend.store, wakeups=worker, events=backend.events)
+    worker.runtime = Runtime(registry=registry(), stores=backend.stores, wakeups=worker, events=backend.events)
     http_api.set_runtime(worker.runtime)
     try:
         yield Api(worker)

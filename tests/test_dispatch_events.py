@@ -39,7 +39,7 @@ class Stack:
         return self.backend.clients["sqs"]
 
     def submissions(self, instance: InstanceRef = TICKET) -> list[Any]:
-        return run(self.runtime.store.list_submissions(instance))
+        return run(self.runtime.stores.ledger.list_submissions(instance))
 
     def queued_wakeups(self) -> int:
         assert self.backend.resources
@@ -149,7 +149,7 @@ class Unreachable:
 
 def test_a_transient_failure_is_raised_and_the_retry_admits_once(stack: Stack) -> None:
     wakeups: WakeUps = Unreachable()
-    failing = Runtime(registry=stack.runtime.registry, store=stack.runtime.store, wakeups=wakeups, clock=stack.runtime.clock)
+    failing = Runtime(registry=stack.runtime.registry, stores=stack.runtime.stores, wakeups=wakeups, clock=stack.runtime.clock)
     event = eventbridge_event({"agent": "echo", "id": "ticket-42", "input": "hi"}, detail_type=settings.DISPATCH_DETAIL_TYPE)
     dispatch_events.set_runtime(failing)
     with pytest.raises(ConnectionError):

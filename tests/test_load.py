@@ -72,7 +72,7 @@ def admit_from_threads(runtime: Runtime, jobs: list[tuple[str, str]], threads: i
 
 def check_instance(runtime: Runtime, instance_id: str, expected: int) -> None:
     async def go() -> None:
-        records = await runtime.store.list_submissions(InstanceRef("ticket", instance_id), limit=expected + 1)
+        records = await runtime.stores.ledger.list_submissions(InstanceRef("ticket", instance_id), limit=expected + 1)
         assert len(records) == expected
         assert all(r.outcome is Outcome.completed for r in records)
         assert [r.sequence for r in records] == list(range(expected))
@@ -103,7 +103,7 @@ def test_thousand_submissions_from_sixteen_threads_into_one_instance(loaded) -> 
     check_instance(runtime, "T-1", 1000)
     assert len(seen) == 1000 and set(seen.values()) == {1}, "each processed once"
     # Each thread's own submissions keep their order too.
-    records = asyncio.run(runtime.store.list_submissions(InstanceRef("ticket", "T-1"), limit=1001))
+    records = asyncio.run(runtime.stores.ledger.list_submissions(InstanceRef("ticket", "T-1"), limit=1001))
     for t in range(16):
         mine = [int(r.payload["message"].split("-m")[1]) for r in records if r.payload["message"].startswith(f"t{t}-")]
         assert mine == sorted(mine)

@@ -165,14 +165,14 @@ async def test_tool_context_kv_and_address(backend: Backend, clock: FakeClock) -
         a = await rt.prompt("notes", "n1", "remember", session="work")
         await settle(rt, clock, "notes", "n1", a.record.id)
     assert seen == [("notes/n1", "work")] * 2
-    assert await backend.store.kv_get(InstanceRef("notes", "n1"), "notes") == ["n", "n"]
+    assert await backend.stores.kv.get(InstanceRef("notes", "n1"), "notes") == ["n", "n"]
 
 
 async def test_abort_running_and_queued(backend: Backend, clock: FakeClock) -> None:
     rt = runtime_with(backend, clock, echo=create_agent(model="test/echo"))
     first = await rt.prompt("echo", "a", "one")
     second = await rt.prompt("echo", "a", "two")
-    claim = await backend.store.claim_head(InstanceRef("echo", "a"), attempt_id="x", now=clock(), lease_seconds=5)
+    claim = await backend.stores.attempts.claim_head(InstanceRef("echo", "a"), attempt_id="x", now=clock(), lease_seconds=5)
     assert claim.record and claim.record.id == first.record.id
     only_running = await rt.abort("echo", "a")
     assert [r.id for r in only_running] == [first.record.id]
@@ -213,7 +213,7 @@ async def test_bad_input_is_refused_with_typed_errors(backend: Backend, clock: F
         await rt.prompt("echo", "x", "x" * 1_000_001)
     with pytest.raises(InvalidInput):
         await rt.prompt("echo", "x", "hi", idempotency_key="has space")
-    assert await backend.store.list_submissions(InstanceRef("echo", "x")) == []
+    assert await backend.stores.ledger.list_submissions(InstanceRef("echo", "x")) == []
 
 
 async def test_abort_during_the_final_model_call_wins(backend: Backend, clock: FakeClock) -> None:

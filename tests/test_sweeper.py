@@ -136,7 +136,7 @@ def test_a_running_attempt_is_not_disturbed(stack: Stack) -> None:
     stack.take_wakeups()
     # Another worker holds the head on a live lease, for longer than the idle threshold.
     claim = run(
-        stack.runtime.store.claim_head(instance, attempt_id="live", now=stack.clock(), lease_seconds=10 * IDLE)
+        stack.runtime.stores.attempts.claim_head(instance, attempt_id="live", now=stack.clock(), lease_seconds=10 * IDLE)
     )
     assert claim.state == "claimed" and claim.record
     stack.clock.advance(IDLE)
@@ -147,7 +147,7 @@ def test_a_running_attempt_is_not_disturbed(stack: Stack) -> None:
 
     record = run(stack.runtime.submission("echo", "busy", admitted.record.id))
     assert record.status is Status.running and record.attempt_id == "live" and record.attempts == 1
-    run(stack.runtime.store.settle(instance, record.id, Outcome.completed, now=stack.clock(), fence=Fence.of(claim.record)))
+    run(stack.runtime.stores.attempts.settle(instance, record.id, Outcome.completed, now=stack.clock(), fence=Fence.of(claim.record)))
     assert run(stack.runtime.submission("echo", "busy", admitted.record.id)).outcome is Outcome.completed
 
 
@@ -173,7 +173,7 @@ def test_a_failed_send_fails_the_run_after_waking_the_others(stack: Stack) -> No
     sweeper.set_runtime(
         Runtime(
             registry=stack.runtime.registry,
-            store=stack.runtime.store,
+            stores=stack.runtime.stores,
             wakeups=FailingFor(stack.runtime.wakeups, "echo/b"),
             clock=stack.clock,
         )

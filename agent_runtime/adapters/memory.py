@@ -1,7 +1,10 @@
-"""In-memory adapters: the reference semantics of every port, with one lock.
+"""In-memory adapters: the reference semantics of every port.
 
-The AWS adapters must behave exactly like these; the contract suite checks both.
-Records are copied in and out so callers can never mutate stored state.
+One `MemoryTable` (dicts and one lock) holds what the DynamoDB table holds; each port is
+a small class over it, as each DynamoDB port is over the table. `memory_stores()` gives
+them together. The AWS adapters must behave exactly like these; the contract suite
+(`agent_runtime.testing.contract`) checks both. Records are copied in and out so callers
+can never mutate stored state.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from agent_runtime.ledger import (
     submission_id_for,
 )
 from agent_runtime.messages import Message, ToolResultPart
-from agent_runtime.ports import HistoryPage, StoredMessage, parse_cursor
+from agent_runtime.ports import HistoryPage, StoredMessage, Stores, parse_cursor
 
 
 @dataclass
@@ -53,19 +56,45 @@ def _copy(record: SubmissionRecord) -> SubmissionRecord:
     return record.model_copy(deep=True)
 
 
-class MemoryStore:
-    """`InstanceStore` over dicts. Thread-safe: one lock around every operation."""
+class MemoryTable:
+    """The state every memory port shares. Thread-safe: one lock around every operation."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._instances: dict[str, _Instance] = defaultdict(_Instance)
+        self.lock = threading.Lock()
+        self.instances: dict[str, _Instance] = defaultdict(_Instance)
 
-    def _i(self, instance: InstanceRef) -> _Instance:
-        return self._instances[instance.key]
+    def of(self, instance: InstanceRef) -> _Instance:
+        return self.instances[instance.key]
+
+    def find(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None:
+        return next((r for r in self.of(instance).ledger.values() if r.id == submission_id), None)
+
+    def fenced(self, fence: Fence, *, honour_abort: bool = True) -> SubmissionRecord:
+        record = self.of(fence.instance).ledger.get(fence.sequence)
+        if record is None or record.attempt_id != fence.attempt_id or record.status is not Status.running:
+            raise StaleAttempt(fence.submission_id, fence.attempt_id)
+        if honour_abort and record.abort_requested:
+            raise AbortRequested(fence.submission_id)
+        return record
+
+    def append(self, instance: InstanceRef, record: SubmissionRecord, journal: Journal, messages: list[Message]) -> None:
+        session = self.of(instance).history[record.session]
+        start = journal.written - len(messages)
+        for offset, message in enumerate(messages):
+            session.setdefault((record.sequence, start + offset), message)
+
+
+class _Port:
+    def __init__(self, table: MemoryTable) -> None:
+        self.table = table
+
+
+class MemoryLedger(_Port):
+    """`Ledger` over a `MemoryTable`."""
 
     async def admit(self, instance: InstanceRef, draft: Draft, *, now: float) -> Admission:
-        with self._lock:
-            state = self._i(instance)
+        with self.table.lock:
+            state = self.table.of(instance)
             if draft.receipt_key is not None:
                 known = state.receipts.get(draft.receipt_key)
                 if known is not None:
@@ -99,19 +128,47 @@ class MemoryStore:
             return Admission(_copy(record), replayed=False)
 
     async def get(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None:
-        with self._lock:
-            record = next((r for r in self._i(instance).ledger.values() if r.id == submission_id), None)
+        with self.table.lock:
+            record = self.table.find(instance, submission_id)
             return _copy(record) if record else None
+
+    async def list_submissions(
+        self, instance: InstanceRef, *, after: int = -1, limit: int = 100
+    ) -> list[SubmissionRecord]:
+        with self.table.lock:
+            ledger = self.table.of(instance).ledger
+            return [_copy(ledger[s]) for s in sorted(ledger) if s > after][:limit]
+
+    async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
+        with self.table.lock:
+            record = self.table.find(instance, submission_id)
+            if record is None or record.settled:
+                raise AlreadySettled(submission_id)
+            record.abort_requested = True
+            return _copy(record)
 
     async def abort_requested(self, instance: InstanceRef, submission_id: str) -> bool:
         record = await self.get(instance, submission_id)
         return record is not None and record.abort_requested
 
+    async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
+        with self.table.lock:
+            pending = sorted(
+                (state.pending_since, key)
+                for key, state in self.table.instances.items()
+                if state.pending_since is not None and state.pending_since <= idle_since
+            )
+        return [InstanceRef.parse(key) for _, key in pending[:limit]]
+
+
+class MemoryAttempts(_Port):
+    """`Attempts` over a `MemoryTable`."""
+
     async def claim_head(
         self, instance: InstanceRef, *, attempt_id: str, now: float, lease_seconds: float
     ) -> Claim:
-        with self._lock:
-            state = self._i(instance)
+        with self.table.lock:
+            state = self.table.of(instance)
             while state.head < state.next_seq and state.ledger[state.head].settled:
                 state.head += 1
             if state.head >= state.next_seq:
@@ -120,7 +177,8 @@ class MemoryStore:
             record = state.ledger[state.head]
             if record.status is Status.waiting:
                 return Claim("waiting", _copy(record), state.next_seq)
-            if record.status is Status.running and (record.lease_until or 0) > now:
+            # A lease ending exactly now still holds (DynamoDB: `lease_until < :now`).
+            if record.status is Status.running and (record.lease_until or 0) >= now:
                 return Claim("busy", _copy(record), state.next_seq)
             if record.status is Status.queued and record.not_before is not None and record.not_before > now:
                 return Claim("backoff", _copy(record), state.next_seq)
@@ -133,20 +191,6 @@ class MemoryStore:
                 record.started_at = now
             return Claim("claimed", _copy(record), state.next_seq)
 
-    def _fenced(self, fence: Fence, *, honour_abort: bool = True) -> SubmissionRecord:
-        record = self._i(fence.instance).ledger.get(fence.sequence)
-        if record is None or record.attempt_id != fence.attempt_id or record.status is not Status.running:
-            raise StaleAttempt(fence.submission_id, fence.attempt_id)
-        if honour_abort and record.abort_requested:
-            raise AbortRequested(fence.submission_id)
-        return record
-
-    def _append(self, instance: InstanceRef, record: SubmissionRecord, journal: Journal, messages: list[Message]) -> None:
-        session = self._i(instance).history[record.session]
-        start = journal.written - len(messages)
-        for offset, message in enumerate(messages):
-            session.setdefault((record.sequence, start + offset), message)
-
     async def checkpoint(
         self,
         fence: Fence,
@@ -156,30 +200,17 @@ class MemoryStore:
         lease_seconds: float,
         messages: list[Message] | None = None,
     ) -> None:
-        with self._lock:
-            record = self._fenced(fence)
-            self._append(fence.instance, record, journal, messages or [])
+        with self.table.lock:
+            record = self.table.fenced(fence)
+            self.table.append(fence.instance, record, journal, messages or [])
             record.journal = journal.model_copy(deep=True)
             record.lease_until = now + lease_seconds
-
-    async def record_tool_result(self, fence: Fence, turn: int, result: ToolResultPart, *, now: float) -> None:
-        with self._lock:
-            self._fenced(fence)
-            self._i(fence.instance).tool_results.setdefault((fence.sequence, turn, result.call_id), result)
-
-    async def tool_results(self, instance: InstanceRef, sequence: int, turn: int) -> dict[str, ToolResultPart]:
-        with self._lock:
-            return {
-                call_id: part
-                for (seq, t, call_id), part in self._i(instance).tool_results.items()
-                if seq == sequence and t == turn
-            }
 
     async def release(
         self, fence: Fence, *, now: float, resume: bool, not_before: float | None, error: dict[str, Any] | None
     ) -> None:
-        with self._lock:
-            record = self._fenced(fence, honour_abort=False)
+        with self.table.lock:
+            record = self.table.fenced(fence, honour_abort=False)
             record.status = Status.queued
             record.attempt_id = None
             record.lease_until = None
@@ -187,6 +218,30 @@ class MemoryStore:
             record.not_before = not_before
             if error is not None:
                 record.error = error
+
+    async def suspend(self, fence: Fence, journal: Journal, *, reason: str, now: float) -> None:
+        with self.table.lock:
+            record = self.table.fenced(fence)
+            record.journal = journal.model_copy(deep=True)
+            record.status = Status.waiting
+            record.waiting_on = reason
+            record.attempt_id = None
+            record.lease_until = None
+            record.yields += 1
+
+    async def resume(
+        self, instance: InstanceRef, submission_id: str, *, reason: str, now: float, result: ToolResultPart | None = None
+    ) -> bool:
+        with self.table.lock:
+            record = self.table.find(instance, submission_id)
+            if record is None or record.status is not Status.waiting or record.waiting_on != reason:
+                return False
+            if result is not None:
+                key = (record.sequence, record.journal.turn, result.call_id)
+                self.table.of(instance).tool_results.setdefault(key, result)
+            record.status = Status.queued
+            record.waiting_on = None
+            return True
 
     async def settle(
         self,
@@ -202,21 +257,19 @@ class MemoryStore:
         messages: list[Message] | None = None,
         honour_abort: bool = False,
     ) -> None:
-        with self._lock:
-            state = self._i(instance)
-            record = next((r for r in state.ledger.values() if r.id == submission_id), None)
-            if record is None:
-                raise AlreadySettled(submission_id)
-            if record.settled:
+        with self.table.lock:
+            state = self.table.of(instance)
+            record = self.table.find(instance, submission_id)
+            if record is None or record.settled:
                 raise AlreadySettled(submission_id)
             if fence is not None:
-                self._fenced(fence, honour_abort=honour_abort)
+                self.table.fenced(fence, honour_abort=honour_abort)
                 state.head = max(state.head, record.sequence + 1)
                 state.pending_since = None if state.head >= state.next_seq else now
-            elif record.status is Status.running and (record.lease_until or 0) > now:
+            elif record.status is Status.running and (record.lease_until or 0) >= now:
                 raise StaleAttempt(submission_id, record.attempt_id or "")
             if journal is not None:
-                self._append(instance, record, journal, messages or [])
+                self.table.append(instance, record, journal, messages or [])
                 record.journal = journal.model_copy(deep=True)
             record.status = Status.settled
             record.outcome = outcome
@@ -224,32 +277,34 @@ class MemoryStore:
             record.error = error
             record.settled_at = now
             record.lease_until = None
+            record.waiting_on = None
 
-    async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
-        with self._lock:
-            record = next((r for r in self._i(instance).ledger.values() if r.id == submission_id), None)
-            if record is None or record.settled:
-                raise AlreadySettled(submission_id)
-            record.abort_requested = True
-            if record.status is Status.queued:
-                record.status = Status.settled
-                record.outcome = Outcome.aborted
-                record.error = {"type": "aborted", "message": "aborted before it started"}
-                record.settled_at = now
-            return _copy(record)
 
-    async def list_submissions(
-        self, instance: InstanceRef, *, after: int = -1, limit: int = 100
-    ) -> list[SubmissionRecord]:
-        with self._lock:
-            ledger = self._i(instance).ledger
-            return [_copy(ledger[s]) for s in sorted(ledger) if s > after][:limit]
+class MemoryToolResults(_Port):
+    """`ToolResults` over a `MemoryTable`."""
 
-    async def history(
+    async def record(self, fence: Fence, turn: int, result: ToolResultPart, *, now: float) -> None:
+        with self.table.lock:
+            self.table.fenced(fence)
+            self.table.of(fence.instance).tool_results.setdefault((fence.sequence, turn, result.call_id), result)
+
+    async def of_turn(self, instance: InstanceRef, sequence: int, turn: int) -> dict[str, ToolResultPart]:
+        with self.table.lock:
+            return {
+                call_id: part
+                for (seq, t, call_id), part in self.table.of(instance).tool_results.items()
+                if seq == sequence and t == turn
+            }
+
+
+class MemoryHistory(_Port):
+    """`History` over a `MemoryTable`."""
+
+    async def page(
         self, instance: InstanceRef, session: str, *, limit: int = 100, cursor: str | None = None
     ) -> HistoryPage:
-        with self._lock:
-            items = sorted(self._i(instance).history.get(session, {}).items())
+        with self.table.lock:
+            items = sorted(self.table.of(instance).history.get(session, {}).items())
         stored = [StoredMessage(seq, idx, msg) for (seq, idx), msg in items]
         if cursor is not None:
             parse_cursor(cursor)
@@ -258,26 +313,33 @@ class MemoryStore:
         more = len(stored) > limit
         return HistoryPage(page, page[-1].cursor if more and page else None)
 
-    async def kv_get(self, instance: InstanceRef, key: str) -> Any:
-        with self._lock:
-            return self._i(instance).kv.get(key)
 
-    async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
-        with self._lock:
-            pending = sorted(
-                (state.pending_since, key)
-                for key, state in self._instances.items()
-                if state.pending_since is not None and state.pending_since <= idle_since
-            )
-        return [InstanceRef.parse(key) for _, key in pending[:limit]]
+class MemoryKV(_Port):
+    """`KV` over a `MemoryTable`."""
 
-    async def kv_put(self, instance: InstanceRef, key: str, value: Any) -> None:
-        with self._lock:
-            self._i(instance).kv[key] = value
+    async def get(self, instance: InstanceRef, key: str) -> Any:
+        with self.table.lock:
+            return self.table.of(instance).kv.get(key)
 
-    async def kv_delete(self, instance: InstanceRef, key: str) -> None:
-        with self._lock:
-            self._i(instance).kv.pop(key, None)
+    async def put(self, instance: InstanceRef, key: str, value: Any) -> None:
+        with self.table.lock:
+            self.table.of(instance).kv[key] = value
+
+    async def delete(self, instance: InstanceRef, key: str) -> None:
+        with self.table.lock:
+            self.table.of(instance).kv.pop(key, None)
+
+
+def memory_stores(table: MemoryTable | None = None) -> Stores:
+    """Every instance-store port over one memory table."""
+    table = table or MemoryTable()
+    return Stores(
+        ledger=MemoryLedger(table),
+        attempts=MemoryAttempts(table),
+        tool_results=MemoryToolResults(table),
+        history=MemoryHistory(table),
+        kv=MemoryKV(table),
+    )
 
 
 class MemoryWakeUps:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from agent_runtime.adapters.aws.dynamodb import DynamoDBStore
+from agent_runtime.adapters.aws.dynamodb import dynamodb_stores
 from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.adapters.aws.sqs import SqsWakeUps
 from agent_runtime.sweep import sweep
@@ -64,11 +64,11 @@ def end_dead_leases(dynamodb: Any, table: str) -> int:
 
 
 def _sweep(dynamodb: Any, sqs: Any, s3: Any, table: str, queue_url: str, bucket: str, idle_seconds: float) -> int:
-    store = DynamoDBStore(dynamodb, table, S3Blobs(s3, bucket))
+    ledger = dynamodb_stores(dynamodb, table, S3Blobs(s3, bucket)).ledger
     wakeups = SqsWakeUps(sqs, queue_url)
     # On a thread of its own: the stack may be started from inside a running event loop.
     with ThreadPoolExecutor(1) as pool:
-        result = pool.submit(asyncio.run, sweep(store, wakeups, now=time.time(), idle_seconds=idle_seconds)).result()
+        result = pool.submit(asyncio.run, sweep(ledger, wakeups, now=time.time(), idle_seconds=idle_seconds)).result()
     return result.woken
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_runtime.adapters.aws.dynamodb import DynamoDBStore
+from agent_runtime.adapters.aws.dynamodb import dynamodb_stores
 from agent_runtime.adapters.aws.events import DynamoDBConnections, DynamoDBEventLog
 from agent_runtime.adapters.aws.provision import Resources, provision
 from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.adapters.aws.sqs import SqsWakeUps
-from agent_runtime.adapters.memory import MemoryBlobs, MemoryStore, MemoryWakeUps
+from agent_runtime.adapters.memory import MemoryBlobs, MemoryWakeUps, memory_stores
 from agent_runtime.adapters.memory_events import MemoryConnections, MemoryEventLog
-from agent_runtime.ports import BlobStore, Connections, EventLog, InstanceStore, WakeUps
+from agent_runtime.ports import BlobStore, Connections, EventLog, Stores, WakeUps
 from agent_runtime.registry import Registry
 from agent_runtime.runtime import Runtime
 
@@ -40,7 +40,7 @@ class FakeClock:
 @dataclass
 class Backend:
     kind: str
-    store: InstanceStore
+    stores: Stores
     wakeups: WakeUps
     blobs: BlobStore
     events: EventLog
@@ -50,11 +50,11 @@ class Backend:
 
     def runtime(self, registry: Registry, **options: Any) -> Runtime:
         options.setdefault("events", self.events)
-        return Runtime(registry=registry, store=self.store, wakeups=self.wakeups, **options)
+        return Runtime(registry=registry, stores=self.stores, wakeups=self.wakeups, **options)
 
 
 def memory_backend() -> Backend:
-    return Backend("memory", MemoryStore(), MemoryWakeUps(), MemoryBlobs(), MemoryEventLog(), MemoryConnections())
+    return Backend("memory", memory_stores(), MemoryWakeUps(), MemoryBlobs(), MemoryEventLog(), MemoryConnections())
 
 
 def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, **provision_options: Any) -> Backend:
@@ -65,10 +65,10 @@ def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, *
     resources = provision(dynamodb=clients["dynamodb"], sqs=clients["sqs"], s3=clients["s3"], **provision_options)
     blobs = S3Blobs(clients["s3"], resources.bucket)
     store_options = {} if spill_bytes is None else {"spill_bytes": spill_bytes}
-    store = DynamoDBStore(clients["dynamodb"], resources.table, blobs, **store_options)
+    stores = dynamodb_stores(clients["dynamodb"], resources.table, blobs, **store_options)
     return Backend(
         "moto",
-        store,
+        stores,
         SqsWakeUps(clients["sqs"], resources.queue_url),
         blobs,
         DynamoDBEventLog(clients["dynamodb"], resources.table),

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from agent_runtime import settings
-from agent_runtime.adapters.aws.dynamodb import DynamoDBStore
+from agent_runtime.adapters.aws.dynamodb import dynamodb_stores
 from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.definition import create_agent
 from agent_runtime.dev import LocalStack
@@ -43,10 +43,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 def test_work_whose_wake_up_was_lost_is_swept_and_runs(stack: LocalStack) -> None:
     dynamodb, s3 = stack.aws.client("dynamodb"), stack.aws.client("s3")
-    store = DynamoDBStore(dynamodb, settings.LOCAL_TABLE, S3Blobs(s3, settings.LOCAL_BUCKET))
+    stores = dynamodb_stores(dynamodb, settings.LOCAL_TABLE, S3Blobs(s3, settings.LOCAL_BUCKET))
     registry = Registry()
     registry.add("echo", create_agent(model="test/echo"))
-    admitting = Runtime(registry=registry, store=store, wakeups=LostWakeUps())
+    admitting = Runtime(registry=registry, stores=stores, wakeups=LostWakeUps())
     admission = asyncio.run(admitting.prompt("echo", "swept", "still here"))
     path = f"/agents/echo/swept/submissions/{admission.record.id}"
     deadline = time.monotonic() + 30

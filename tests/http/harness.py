@@ -206,7 +206,7 @@ class Api:
         return Reply(response["statusCode"], {k.lower(): v for k, v in response["headers"].items()}, raw)
 
     def submissions(self, agent: str, instance_id: str) -> list[SubmissionRecord]:
-        return run(self.runtime.store.list_submissions(InstanceRef(agent, instance_id)))
+        return run(self.runtime.stores.ledger.list_submissions(InstanceRef(agent, instance_id)))
 
     def settle(self, location: str, *, timeout: float = 10.0) -> dict[str, Any]:
         """Poll a submission's URL, letting the worker run between polls."""
@@ -230,7 +230,7 @@ def serve(kind: str = "memory") -> Iterator[Api]:
         else:
             backend = memory_backend()
         worker = BackgroundWorker(backend.wakeups)
-        runtime = Runtime(registry=registry(), store=backend.store, wakeups=worker)
+        runtime = Runtime(registry=registry(), stores=backend.stores, wakeups=worker)
         worker.runtime = runtime
         http_api.set_runtime(runtime)
         seen.clear()

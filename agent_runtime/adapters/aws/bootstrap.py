@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agent_runtime import settings as names
-from agent_runtime.adapters.aws.dynamodb import DynamoDBStore
+from agent_runtime.adapters.aws.dynamodb import dynamodb_stores
 from agent_runtime.adapters.aws.events import (
     ApiGatewayPoster,
     DynamoDBConnections,
@@ -73,7 +73,7 @@ def aws_runtime(settings: Settings, *, registry: Registry, aws: Clients) -> Runt
     blobs = S3Blobs(aws.s3, settings.bucket)
     return Runtime(
         registry=registry,
-        store=DynamoDBStore(aws.dynamodb, settings.table, blobs),
+        stores=dynamodb_stores(aws.dynamodb, settings.table, blobs),
         wakeups=SqsWakeUps(aws.sqs, settings.queue_url),
         events=DynamoDBEventLog(aws.dynamodb, settings.table, ttl_seconds=names.event_ttl_seconds()),
         broadcaster=broadcaster(aws, settings.table, os.environ.get(names.ENV_WEBSOCKET_ENDPOINT)),

@@ -6,7 +6,8 @@ Key layout (``pk``, ``sk``; both strings):
     pk = "I#{agent}/{id}"
     sk = "META"                                 next_seq (admission counter), head (first unsettled),
                                                 pending_shard, pending_since (while work may be pending)
-         "SUB#{seq:010d}"                       one ledger item per submission (SubmissionRecord)
+         "SUB#{seq:010d}"                       one ledger item per submission (SubmissionRecord;
+                                                waiting_on while it waits)
          "RCPT#{kind}:{key}"                    receipt: hash, submission_id, accepted_at; kept for life
          "MSG#{session}#{seq:010d}#{idx:06d}"   one history message; never rewritten
          "TR#{seq:010d}#{turn:04d}#{call_id}"   one recorded tool result
@@ -160,9 +161,10 @@ class Items:
             attempt_id=_str(item, "attempt_id"),
             lease_until=_num(item, "lease_until"),
             not_before=_num(item, "not_before"),
-            max_attempts=_int(item, "max_attempts", 10),
-            timeout_s=_num(item, "timeout_s") or 3600.0,
+            max_attempts=_int(item, "max_attempts") if "max_attempts" in item else None,
+            timeout_s=_num(item, "timeout_s"),
             abort_requested=bool(item.get("abort_requested", {}).get("BOOL", False)),
+            waiting_on=_str(item, "waiting_on"),
             receipt_key=_str(item, "receipt_key"),
             journal=Journal.model_validate(journal) if journal else Journal(),
         )
@@ -181,10 +183,12 @@ class Items:
             "accepted_at": _n(record.accepted_at),
             "claims": _n(0),
             "yields": _n(0),
-            "max_attempts": _n(record.max_attempts),
-            "timeout_s": _n(record.timeout_s),
             "abort_requested": {"BOOL": False},
         }
+        if record.max_attempts is not None:
+            item["max_attempts"] = _n(record.max_attempts)
+        if record.timeout_s is not None:
+            item["timeout_s"] = _n(record.timeout_s)
         if record.receipt_key:
             item["receipt_key"] = _s(record.receipt_key)
         return item

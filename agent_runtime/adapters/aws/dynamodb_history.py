@@ -1,0 +1,99 @@
+"""`History`, `ToolResults` and `KV` on DynamoDB: items of the instance's partition
+(see `agent_runtime.adapters.aws.dynamodb_items` for their keys).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agent_runtime.adapters.aws.dynamodb_items import _key, _msg, _pk, _s, _sub
+from agent_runtime.adapters.aws.dynamodb_table import TablePort
+from agent_runtime.errors import PayloadTooLarge
+from agent_runtime.ids import InstanceRef
+from agent_runtime.ledger import Fence
+from agent_runtime.messages import ToolResultPart
+from agent_runtime.ports import HistoryPage, parse_cursor
+
+KV_MAX_BYTES = 350 * 1024
+
+
+class DynamoDBHistory(TablePort):
+    async def page(
+        self, instance: InstanceRef, session: str, *, limit: int = 100, cursor: str | None = None
+    ) -> HistoryPage:
+        prefix = f"MSG#{session}#"
+        kwargs: dict[str, Any] = {}
+        if cursor is not None:
+            seq, idx = parse_cursor(cursor)
+            kwargs["ExclusiveStartKey"] = _key(instance, _msg(session, seq, idx))
+        response = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(prefix)},
+            Limit=limit + 1,
+            ConsistentRead=True,
+            **kwargs,
+        )
+        stored = [await self.items.stored_message(item) for item in response["Items"][:limit]]
+        more = len(response["Items"]) > limit
+        return HistoryPage(stored, stored[-1].cursor if more and stored else None)
+
+
+
+class DynamoDBToolResults(TablePort):
+    async def record(self, fence: Fence, turn: int, result: ToolResultPart, *, now: float) -> None:
+        condition, values = self._fence_condition(fence, honour_abort=True)
+        name, value = await self.items.json_attr(
+            fence.instance, "r", result.model_dump(mode="json"), f"tools/{fence.sequence:010d}-{turn:04d}-{result.call_id}.json"
+        )
+        self._transact_fenced(
+            fence,
+            [
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": _key(fence.instance, _sub(fence.sequence)),
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": values,
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": {**_key(fence.instance, f"TR#{fence.sequence:010d}#{turn:04d}#{result.call_id}"), name: value},
+                        # The first recorded result of a call wins; a second is dropped.
+                        "ConditionExpression": "attribute_not_exists(sk)",
+                    }
+                },
+            ],
+            honour_abort=True,
+        )
+
+    async def of_turn(self, instance: InstanceRef, sequence: int, turn: int) -> dict[str, ToolResultPart]:
+        response = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(f"TR#{sequence:010d}#{turn:04d}#")},
+            ConsistentRead=True,
+        )
+        results = [ToolResultPart.model_validate(await self.items.load_json(item, "r")) for item in response["Items"]]
+        return {r.call_id: r for r in results}
+
+
+
+class DynamoDBKV(TablePort):
+    async def get(self, instance: InstanceRef, key: str) -> Any:
+        item = self.client.get_item(TableName=self.table, Key=_key(instance, f"KV#{key}"), ConsistentRead=True).get("Item")
+        return None if item is None else json.loads(item["value"]["S"])
+
+    async def put(self, instance: InstanceRef, key: str, value: Any) -> None:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        if len(text.encode()) > KV_MAX_BYTES:
+            raise PayloadTooLarge(f"kv value for {key!r} is over {KV_MAX_BYTES} bytes", details={"limit": KV_MAX_BYTES})
+        self.client.put_item(TableName=self.table, Item={**_key(instance, f"KV#{key}"), "value": _s(text)})
+
+    async def delete(self, instance: InstanceRef, key: str) -> None:
+        self.client.delete_item(TableName=self.table, Key=_key(instance, f"KV#{key}"))

@@ -1,0 +1,55 @@
+"""The base of every DynamoDB port: the client, the table, the item codec, and the fence.
+
+Every write of an attempt carries the fence condition
+``attempt_id = :attempt AND #status = :running`` (plus ``abort_requested = :false``
+where an abort must stop the attempt). The failure's old item (returned with
+``ReturnValuesOnConditionCheckFailure=ALL_OLD``) says which domain error to raise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from agent_runtime.adapters.aws.dynamodb_items import Item, Items, _cancel_reasons, _code, _s
+from agent_runtime.errors import AbortRequested, LedgerError, StaleAttempt
+from agent_runtime.ledger import Fence
+
+
+class TablePort:
+    """One port over the instance table. Clients are passed in."""
+
+    def __init__(self, client: Any, table: str, items: Items) -> None:
+        self.client = client
+        self.table = table
+        self.items = items
+
+    # --- fencing -------------------------------------------------------------------
+
+    def _fence_error(self, fence: Fence, old: Item | None, *, honour_abort: bool) -> LedgerError:
+        held = old is not None and old.get("attempt_id", {}).get("S") == fence.attempt_id and old["status"]["S"] == "running"
+        if held and honour_abort and old and old.get("abort_requested", {}).get("BOOL"):
+            return AbortRequested(fence.submission_id)
+        return StaleAttempt(fence.submission_id, fence.attempt_id)
+
+    def _fence_condition(self, fence: Fence, *, honour_abort: bool) -> tuple[str, Item]:
+        expression = "attempt_id = :attempt AND #status = :running"
+        values: Item = {":attempt": _s(fence.attempt_id), ":running": _s("running")}
+        if honour_abort:
+            expression += " AND abort_requested = :false"
+            values[":false"] = {"BOOL": False}
+        return expression, values
+
+    def _transact_fenced(self, fence: Fence, items: list[Item], *, honour_abort: bool) -> list[dict[str, Any]]:
+        """Run a transaction whose first item carries the fence; map a fence failure."""
+        try:
+            self.client.transact_write_items(TransactItems=items)
+            return []
+        except ClientError as error:
+            if _code(error) != "TransactionCanceledException":
+                raise
+            reasons = _cancel_reasons(error)
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise self._fence_error(fence, reasons[0].get("Item"), honour_abort=honour_abort) from None
+            return reasons

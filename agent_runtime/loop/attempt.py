@@ -1,0 +1,430 @@
+"""The durable step machine over one claimed submission (steps in `loop.steps`).
+
+    ApplyInput -> CallModel -> (Finish | RunTools -> (Commit -> CallModel ... | Suspend))
+
+Every arrow is a checkpoint written through `Attempts` (fenced on the attempt), so a new
+attempt resumes from the journal: the input is applied once, a recorded tool result is
+never recomputed, and a call whose outcome is unknown gets a synthetic ``interrupted``
+result unless its tool is idempotent (built-ins are runtime code and run again). Each
+step returns the next step; `max_turns`, the submission's timeout, the invocation's
+deadline and abort requests are checked at every boundary. No recursion, no unbounded
+loop. Built-in tools are the router's (`loop.builtins`); the application's tools run in
+`loop.tools`; the ending is written in `loop.settle`, the one place a submission settles.
+
+An abort also reaches an attempt between boundaries: while a model call or a tool runs,
+the attempt polls the submission's abort flag (`abort_poll_seconds`). A model stream is
+then cancelled at once (nothing of the unfinished reply is kept); a running tool is told
+through its context's abort signal and no further tool of the turn starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from agent_runtime import events as ev
+from agent_runtime import settings
+from agent_runtime.definition import AgentConfig, AgentContext
+from agent_runtime.errors import AbortRequested, AgentRuntimeError
+from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
+from agent_runtime.loop.builtins import CallContext, Handled, Router
+from agent_runtime.loop.settle import Settlement, settle
+from agent_runtime.loop.steps import (
+    ApplyInput,
+    CallModel,
+    Commit,
+    Ended,
+    Finish,
+    RunTools,
+    Step,
+    Suspend,
+    Yield,
+)
+from agent_runtime.loop.tools import (
+    KVView,
+    interrupted,
+    results_message,
+    run_tool,
+    tool_call_fields,
+    tool_start_fields,
+)
+from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
+from agent_runtime.models.base import (
+    Model,
+    ModelRequest,
+    ModelResponse,
+    ResponseDone,
+    TextDelta,
+    ThinkingDelta,
+)
+from agent_runtime.ports import Stores
+from agent_runtime.streaming import EventStream
+from agent_runtime.tools import AbortSignal, ToolContext
+
+MAX_RESULT_REPAIRS = 3
+
+#: Called after each checkpoint with the phase just written; tests inject crashes here.
+Checkpoint = Callable[[Phase, SubmissionRecord], None]
+
+log = logging.getLogger("agent_runtime")
+
+
+def input_message(record: SubmissionRecord) -> Message:
+    payload = record.payload
+    if record.kind == "direct" and isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        return Message.user(payload["message"])
+    text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return Message.user(text)
+
+
+class Attempt:
+    """Runs one claimed submission until it settles, yields, suspends, or the attempt fails."""
+
+    def __init__(
+        self,
+        *,
+        stores: Stores,
+        config: AgentConfig,
+        context: AgentContext,
+        model: Model,
+        record: SubmissionRecord,
+        budget: Budget,
+        history: list[Message],
+        clock: Callable[[], float],
+        lease_seconds: float,
+        invocation_deadline: float,
+        stream: EventStream,
+        router: Router | None = None,
+        checkpoint: Checkpoint | None = None,
+        abort_poll_seconds: float = settings.ABORT_POLL_SECONDS,
+    ) -> None:
+        assert record.attempt_id is not None
+        self.stores = stores
+        self.config = config
+        self.context = context
+        self.model = model
+        self.record = record
+        self.budget = budget
+        self.deadline = budget.deadline(record)
+        self.history = history
+        self.clock = clock
+        self.lease_seconds = lease_seconds
+        self.invocation_deadline = invocation_deadline
+        self.stream = stream
+        self.router = router or Router.for_config(config)
+        self.on_checkpoint = checkpoint
+        self.abort_poll_seconds = abort_poll_seconds
+        self.fence = Fence.of(record)
+        self.journal = record.journal.model_copy(deep=True)
+        self.abort = AbortSignal()
+        #: This attempt's tool calls: started, and those with a known result (kept by the
+        #: store, or returned by the tool here even if an abort then refused to record it).
+        self._started: set[str] = set()
+        self._results: dict[str, ToolResultPart] = {}
+        #: What settling wrote, once this attempt settled the submission.
+        self.settlement: Settlement | None = None
+
+    # --- events --------------------------------------------------------------------
+
+    async def _emit(self, kind: Callable[..., ev.Event], *, flush: bool = False, **values: Any) -> None:
+        await self.stream.emit(kind(**self.stream.fields(self.record.session, self.record.id), **values), flush=flush)
+
+    # --- the machine ---------------------------------------------------------------
+
+    async def run(self) -> Ended:
+        """How the attempt ended: `Finish` (settled, see `settlement`), `Yield` (handed
+        back, no attempt spent) or `Suspend` (waiting on its reason)."""
+        await self._emit(ev.AgentStart, attempt=self.record.attempts)
+        step: Step = await self._resume()
+        while True:
+            if isinstance(step, Finish):
+                await self._settle(step)
+                return step
+            if isinstance(step, Yield):
+                await self.stores.attempts.release(self.fence, now=self.clock(), resume=True, not_before=None, error=None)
+                return step
+            if isinstance(step, Suspend):
+                await self.stores.attempts.suspend(self.fence, self.journal, reason=step.reason, now=self.clock())
+                return step
+            try:
+                step = self._boundary() or await self._advance(step)
+            except AbortRequested:
+                step = self._finish(Finish.aborted())
+
+    async def _advance(self, step: ApplyInput | CallModel | RunTools | Commit) -> Step:
+        if isinstance(step, ApplyInput):
+            return await self._apply_input()
+        if isinstance(step, CallModel):
+            return await self._call_model()
+        if isinstance(step, RunTools):
+            async with self._watching_abort():
+                return await self._run_tools(step)
+        return await self._commit(step)
+
+    def _boundary(self) -> Step | None:
+        now = self.clock()
+        if self.deadline is not None and now >= self.deadline:
+            return self._finish(Finish.failed("timeout", f"submission exceeded its timeout of {self.budget.timeout_s:g}s"))
+        if now >= self.invocation_deadline:
+            return Yield()
+        return None
+
+    async def _resume(self) -> Step:
+        j = self.journal
+        if not j.applied:
+            return ApplyInput()
+        if j.phase in (None, Phase.before_model, Phase.committed):
+            return CallModel()
+        last = self.history[-1] if self.history else None
+        if last is None or last.role != "assistant":
+            return CallModel()
+        calls = last.tool_calls
+        if j.phase is Phase.model_done and not calls:
+            return self._final_from_text(last)
+        return RunTools(calls, recovering=j.phase in (Phase.tools_requested, Phase.tool_result))
+
+    # --- steps ---------------------------------------------------------------------
+
+    async def _write(self, phase: Phase, messages: list[Message] | None = None) -> None:
+        messages = messages or []
+        self.journal.phase = phase
+        self.journal.written += len(messages)
+        await self.stores.attempts.checkpoint(
+            self.fence, self.journal, now=self.clock(), lease_seconds=self.lease_seconds, messages=messages
+        )
+        self.history.extend(messages)
+        if self.on_checkpoint:
+            self.on_checkpoint(phase, self.record)
+
+    async def _apply_input(self) -> Step:
+        self.journal.applied = True
+        self.journal.turn = 1
+        await self._write(Phase.before_model, [input_message(self.record)])
+        return CallModel()
+
+    async def _call_model(self) -> Step:
+        if self.journal.turn > self.config.max_turns:
+            return self._finish(Finish.failed("max_turns", f"stopped after max_turns={self.config.max_turns}"))
+        request = ModelRequest(
+            system=self.config.render_instructions(self.context),
+            messages=list(self.history),
+            tools=self.router.specs(),
+            tool_choice=self.router.tool_choice(),
+            settings=self.config.model_settings,
+        )
+        turn = self.journal.turn
+        await self._emit(ev.TurnStart, turn=turn)
+        response = await self._stream(request)
+        self.journal.usage = self.journal.usage + response.usage
+        await self._emit(ev.TurnEnd, turn=turn, usage=response.usage)
+        message = response.message
+        if not message.tool_calls:
+            return self._final_from_text(message, record=True)
+        self.journal.pending_calls = [c.id for c in message.tool_calls]
+        await self._write(Phase.model_done, [message])
+        await self._write(Phase.tools_requested)
+        return RunTools(message.tool_calls)
+
+    async def _stream(self, request: ModelRequest) -> ModelResponse:
+        deadline = min(self.deadline or float("inf"), self.invocation_deadline)
+        timeout = max(0.001, deadline - self.clock())
+        async with asyncio.timeout(timeout if timeout != float("inf") else None), self._watching_abort():
+            reply = asyncio.ensure_future(self._read_stream(request))
+            aborted = asyncio.ensure_future(self.abort.wait())
+            try:
+                await asyncio.wait((reply, aborted), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                aborted.cancel()
+                if not reply.done():  # aborted, or this step was cancelled: stop the stream
+                    reply.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reply
+            if not reply.done() or reply.cancelled():
+                raise AbortRequested(self.record.id)
+            return reply.result()
+
+    async def _read_stream(self, request: ModelRequest) -> ModelResponse:
+        turn = self.journal.turn
+        async for event in self.model.stream(request):
+            if isinstance(event, ResponseDone):
+                return event.response
+            if isinstance(event, TextDelta) and event.text:
+                await self._emit(ev.TextDelta, turn=turn, text=event.text)
+            elif isinstance(event, ThinkingDelta) and event.thinking:
+                await self._emit(ev.ThinkingDelta, turn=turn, text=event.thinking)
+        raise AgentRuntimeError(f"model {self.model.name} ended its stream without a response")
+
+    @contextlib.asynccontextmanager
+    async def _watching_abort(self) -> AsyncIterator[None]:
+        """For the block's duration, poll the submission's abort flag and set `abort`."""
+        if self.abort_poll_seconds <= 0 or self.abort.aborted:
+            yield
+            return
+        poller = asyncio.ensure_future(self._poll_abort())
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+    async def _poll_abort(self) -> None:
+        while not self.abort.aborted:
+            await asyncio.sleep(self.abort_poll_seconds)
+            try:
+                requested = await self.stores.ledger.abort_requested(self.fence.instance, self.record.id)
+            except Exception:  # a failed read is retried next interval; boundaries still check
+                log.warning("reading the abort flag of %s failed", self.record.id, exc_info=True)
+                continue
+            if requested:
+                self.abort.abort("aborted on request")
+
+    def _final_from_text(self, message: Message, *, record: bool = False) -> Step:
+        closing = [message] if record else []
+        instruction = self.router.text_answer(message)
+        if instruction is None:
+            return Finish(Outcome.completed, text=message.text, closing=closing)
+        return self._repair(closing, instruction)
+
+    def _repair(self, closing: list[Message], instruction: str) -> Step:
+        self.journal.repairs += 1
+        if self.journal.repairs > MAX_RESULT_REPAIRS:
+            failed = Finish.failed("invalid_result", f"no valid result after {MAX_RESULT_REPAIRS} repairs: {instruction}")
+            return self._finish(failed, closing=closing)
+        return Commit([*closing, Message.user(instruction, synthetic=True)])
+
+    async def _run_tools(self, step: RunTools) -> Step:
+        turn = self.journal.turn
+        recorded = await self.stores.tool_results.of_turn(self.fence.instance, self.fence.sequence, turn) if step.recovering else {}
+        results: list[ToolResultPart] = []
+        ending: Handled | None = None
+        repair = False
+        suspend: str | None = None
+        for call in step.calls:
+            if self.abort.aborted:  # the calls left get "not run" results when it settles
+                raise AbortRequested(self.record.id)
+            if call.id in recorded:
+                self._results[call.id] = recorded[call.id]
+                results.append(recorded[call.id])
+                continue
+            builtin = self.router.builtin(call.name)
+            silent = builtin is not None and builtin.silent
+            if builtin is not None:
+                if not silent:
+                    await self._emit(ev.ToolStart, flush=True, **tool_start_fields(turn, call))
+                handled = await builtin.call(call, CallContext(self.record, self.fence, turn, self.stores))
+                if handled.suspend is not None:
+                    # Its result arrives with `Attempts.resume`; the other calls go on.
+                    suspend = suspend or handled.suspend
+                    continue
+                part = handled.result
+                ending = ending or (handled if handled.ends else None)
+                repair = repair or handled.repair
+            else:
+                part = await self._run_own_tool(call, turn, recovering=step.recovering)
+            self._results[call.id] = part
+            await self.stores.tool_results.record(self.fence, turn, part, now=self.clock())
+            results.append(part)
+            if not silent:
+                await self._emit(ev.ToolCall, flush=True, **tool_call_fields(turn, part))
+            if self.on_checkpoint:
+                self.on_checkpoint(Phase.tool_result, self.record)
+        if suspend is not None:
+            return Suspend(suspend)
+        closing = [results_message(results)]
+        if ending is not None:
+            return Finish(Outcome.completed, text=_last_text(self.history), data=ending.data, closing=closing)
+        if repair:
+            self.journal.repairs += 1
+            if self.journal.repairs > MAX_RESULT_REPAIRS:
+                failed = Finish.failed("invalid_result", f"result failed validation {self.journal.repairs} times")
+                return self._finish(failed, closing=closing)
+        return Commit(closing)
+
+    async def _run_own_tool(self, call: ToolCallPart, turn: int, *, recovering: bool) -> ToolResultPart:
+        tool = self.config.tool_named(call.name)
+        if recovering and not (tool and tool.idempotent):
+            return interrupted(call, "interrupted: the runtime restarted while this call was running; its outcome is unknown")
+        await self._emit(ev.ToolStart, flush=True, **tool_start_fields(turn, call))
+        self._started.add(call.id)
+        context = ToolContext(
+            instance=self.fence.instance,
+            session=self.record.session,
+            submission_id=self.record.id,
+            call_id=call.id,
+            kv=KVView(self.stores.kv, self.fence.instance),
+            abort=self.abort,
+        )
+        deadline = min(self.deadline or float("inf"), self.invocation_deadline + self.lease_seconds)
+        timeout = max(0.001, deadline - self.clock()) if deadline != float("inf") else None
+        return await run_tool(self.config, call, context, seconds=timeout)
+
+    async def _commit(self, step: Commit) -> Step:
+        self.journal.pending_calls = []
+        self.journal.turn += 1
+        await self._write(Phase.committed, step.messages)
+        return CallModel()
+
+    # --- endings -------------------------------------------------------------------
+
+    def _finish(self, finish: Finish, closing: list[Message] | None = None) -> Finish:
+        """`finish` with the closing messages that keep the session's history well formed."""
+        return Finish(
+            finish.outcome,
+            text=finish.text,
+            data=finish.data,
+            error=finish.error,
+            closing=closing if closing is not None else self._close_pending(),
+        )
+
+    def _close_pending(self) -> list[Message]:
+        """Results for calls left open, so the session's history stays well formed."""
+        if not self.journal.pending_calls or not self.history or self.history[-1].role != "assistant":
+            return []
+        calls = [c for c in self.history[-1].tool_calls if c.id in self.journal.pending_calls]
+        return [results_message([self._closing_result(c) for c in calls])] if calls else []
+
+    def _closing_result(self, call: ToolCallPart) -> ToolResultPart:
+        """A known result stands; otherwise say whether the call was running."""
+        if call.id in self._results:
+            return self._results[call.id]
+        if call.id in self._started:
+            return interrupted(call, "interrupted: the submission ended while this call ran; its outcome is unknown")
+        return interrupted(call, "not run: the submission ended first")
+
+    async def _settle(self, finish: Finish) -> None:
+        try:
+            await self._settle_once(finish, honour_abort=finish.outcome is Outcome.completed)
+        except AbortRequested:
+            # An abort that arrived during the last model call still wins over a
+            # completed answer: the caller asked to stop.
+            await self._settle_once(self._finish(Finish.aborted()), honour_abort=False)
+
+    async def _settle_once(self, finish: Finish, *, honour_abort: bool) -> None:
+        journal = self.journal.model_copy(deep=True)
+        journal.phase = Phase.committed
+        journal.pending_calls = []
+        journal.written += len(finish.closing)
+        self.settlement = await settle(
+            self.stores.attempts,
+            self.record,
+            finish,
+            now=self.clock(),
+            emit=self.stream.emit,
+            fence=self.fence,
+            journal=journal,
+            honour_abort=honour_abort,
+        )
+        self.journal = journal
+        self.history.extend(finish.closing)
+
+
+def _last_text(history: list[Message]) -> str:
+    for message in reversed(history):
+        if message.role == "assistant" and message.text:
+            return message.text
+    return ""

@@ -1,0 +1,119 @@
+"""Built-in tools: everything a model can call that is not the application's own tool.
+
+One router per attempt (`Router.for_config`) decides which built-ins exist for the
+session's active configuration, gives the model their specs next to the agent's tools,
+and runs a call by name. The step machine knows built-ins only through this router:
+
+    Router.specs()          what the model is offered this turn
+    Router.tool_choice()    what the model must do (a result schema requires a tool call)
+    Router.builtin(name)    the built-in behind a call, or None for the agent's own tool
+    Router.text_answer(m)   None when a plain text answer ends the submission, else the
+                            instruction for a repair turn
+
+A built-in's call returns `Handled`: the tool result to record, and what it asks of the
+turn (end the submission with data, a repair turn, or a suspension on a reason). One
+module per family, each adding its built-ins in `_FAMILIES`:
+
+    result.py     final_result (a result schema)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent_runtime.definition import AgentConfig
+from agent_runtime.ledger import Fence, SubmissionRecord
+from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
+from agent_runtime.models.base import ToolChoice, ToolSpec
+from agent_runtime.ports import Stores
+
+_NO_DATA: Any = object()
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What a built-in call did. `data`, when given, ends the submission `completed` with
+    it once the turn's results are recorded; `repair` asks the model to try again (each
+    turn with one counts against the repair budget); `suspend` names what the submission
+    waits on (the call's result arrives through `Attempts.resume`)."""
+
+    result: ToolResultPart
+    data: Any = _NO_DATA
+    repair: bool = False
+    suspend: str | None = None
+
+    @property
+    def ends(self) -> bool:
+        return self.data is not _NO_DATA
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What a built-in may use: the attempt's fence and record, the turn, the stores."""
+
+    record: SubmissionRecord
+    fence: Fence
+    turn: int
+    stores: Stores
+
+
+class Builtin(Protocol):
+    spec: ToolSpec
+    #: Silent built-ins emit no `tool_start` / `tool_call` events (`final_result`).
+    silent: bool
+
+    async def call(self, call: ToolCallPart, ctx: CallContext) -> Handled: ...
+
+
+class Family(Protocol):
+    """A family of built-ins: which exist for a configuration, and its say on text answers."""
+
+    def builtins(self) -> Sequence[Builtin]: ...
+
+    def text_answer(self, message: Message) -> str | None: ...
+
+    def tool_choice(self, choice: ToolChoice) -> ToolChoice: ...
+
+
+class Router:
+    def __init__(self, config: AgentConfig, families: Sequence[Family] = ()) -> None:
+        self.config = config
+        self.families = tuple(families)
+        self._builtins = {b.spec.name: b for f in self.families for b in f.builtins()}
+
+    @classmethod
+    def for_config(cls, config: AgentConfig, *extra: Family) -> Router:
+        """The built-ins of `config`; `extra` families join them (tests, later features)."""
+        from agent_runtime.loop.builtins.result import ResultFamily
+
+        families: list[Family] = []
+        if config.result is not None:
+            families.append(ResultFamily(config.result))
+        return cls(config, [*families, *extra])
+
+    def specs(self) -> list[ToolSpec]:
+        return [t.spec for t in self.config.tools] + [b.spec for b in self._builtins.values()]
+
+    def tool_choice(self) -> ToolChoice:
+        choice = self.config.tool_choice
+        for family in self.families:
+            choice = family.tool_choice(choice)
+        return choice
+
+    def builtin(self, name: str) -> Builtin | None:
+        return self._builtins.get(name)
+
+    def text_answer(self, message: Message) -> str | None:
+        for family in self.families:
+            instruction = family.text_answer(message)
+            if instruction is not None:
+                return instruction
+        return None
+
+    def names(self) -> list[str]:
+        return [t.name for t in self.config.tools] + list(self._builtins)
+
+
+__all__ = ["Builtin", "CallContext", "Family", "Handled", "Router"]

@@ -1,0 +1,102 @@
+"""The one place a submission settles.
+
+Every ending goes through `settle`: an attempt's `Finish` (answer, result, abort seen at
+a boundary, timeout, max_turns), the worker's decisions on a claimed submission that
+must not run (abort, timeout, retry budget spent, a broken definition) or whose last
+attempt failed, and the service's abort of a queued or waiting submission. It writes
+the terminal state (the first terminal write wins, in `Attempts.settle`), tells the
+event log (`agent_end` when the submission had started, then `submission_settled`) and
+returns the `Settlement` that logs and metrics report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent_runtime import events as ev
+from agent_runtime.ledger import Fence, Journal, Outcome, SubmissionRecord
+from agent_runtime.loop.steps import Finish
+from agent_runtime.messages import Usage
+from agent_runtime.ports import Attempts
+from agent_runtime.streaming import event_fields
+
+#: Where settle's events go: an attempt's buffered stream, or the service's log append.
+Emit = Callable[[ev.Event], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A settled submission, as metrics and logs report it."""
+
+    agent: str
+    submission_id: str
+    kind: str
+    outcome: Outcome
+    error_type: str | None
+    attempts: int
+    accepted_at: float
+    started_at: float | None
+    settled_at: float
+    #: Token usage of the whole submission (None when it ended without running).
+    usage: Usage | None = None
+    #: What the submission returned (completed only).
+    result: dict[str, Any] | None = None
+
+
+def result_of(finish: Finish, usage: Usage) -> dict[str, Any] | None:
+    if finish.outcome is not Outcome.completed:
+        return None
+    return {"text": finish.text, "data": finish.data, "usage": usage.model_dump()}
+
+
+async def settle(
+    attempts: Attempts,
+    record: SubmissionRecord,
+    finish: Finish,
+    *,
+    now: float,
+    emit: Emit,
+    fence: Fence | None = None,
+    journal: Journal | None = None,
+    honour_abort: bool = False,
+) -> Settlement:
+    """Write `finish` as the submission's terminal state, then announce it.
+
+    With a `fence`, the running attempt settles (and `journal` plus `finish.closing`
+    are written with it); without, the caller holds no attempt (a queued or waiting
+    submission). Raises what `Attempts.settle` raises: `AlreadySettled`,
+    `StaleAttempt`, and `AbortRequested` when `honour_abort` and an abort came first.
+    """
+    usage = journal.usage if journal is not None else None
+    result = result_of(finish, usage or Usage())
+    await attempts.settle(
+        record.ref,
+        record.id,
+        finish.outcome,
+        now=now,
+        fence=fence,
+        result=result,
+        error=finish.error,
+        journal=journal,
+        messages=finish.closing,
+        honour_abort=honour_abort,
+    )
+    fields = event_fields(record.ref, now, record.session, record.id)
+    if record.started_at is not None:
+        await emit(ev.AgentEnd(**fields, outcome=finish.outcome, result=result, error=finish.error))
+    await emit(ev.SubmissionSettled(**fields, outcome=finish.outcome))
+    return Settlement(
+        agent=record.ref.agent,
+        submission_id=record.id,
+        kind=record.kind,
+        outcome=finish.outcome,
+        error_type=str(finish.error["type"]) if finish.error and "type" in finish.error else None,
+        attempts=record.attempts,
+        accepted_at=record.accepted_at,
+        started_at=record.started_at,
+        settled_at=now,
+        usage=usage,
+        result=result,
+    )

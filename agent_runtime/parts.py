@@ -1,0 +1,77 @@
+"""What the service and the worker share: the agents, the ports, the clock, settings.
+
+`Service` (admission and reads) and `Worker` (the drain) each take these; `Runtime`
+is both over the same parts, which the Lambda bootstrap, the local stack and tests use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agent_runtime import settings
+from agent_runtime.adapters.memory_events import MemoryEventLog
+from agent_runtime.definition import AgentConfig, AgentContext
+from agent_runtime.errors import AgentDefinitionError, DefinitionError
+from agent_runtime.ids import InstanceRef
+from agent_runtime.loop import Checkpoint
+from agent_runtime.ports import EventLog, Stores, WakeUps
+from agent_runtime.registry import Registry
+from agent_runtime.streaming import Broadcaster, EventStream
+
+
+class Parts:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        stores: Stores,
+        wakeups: WakeUps,
+        clock: Callable[[], float] = time.time,
+        lease_seconds: float = settings.LEASE_SECONDS,
+        checkpoint: Checkpoint | None = None,
+        env: Mapping[str, str] | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        events: EventLog | None = None,
+        broadcaster: Broadcaster | None = None,
+        stream_options: dict[str, Any] | None = None,
+        abort_poll_seconds: float | None = None,
+    ) -> None:
+        self.registry = registry
+        self.stores = stores
+        self.wakeups = wakeups
+        self.clock = clock
+        self.lease_seconds = lease_seconds
+        self.checkpoint = checkpoint
+        self.env = env
+        self.sleep = sleep
+        self.events: EventLog = events if events is not None else MemoryEventLog()
+        self.broadcaster = broadcaster
+        self.stream_options = stream_options or {}
+        self.abort_poll_seconds = settings.abort_poll_seconds() if abort_poll_seconds is None else abort_poll_seconds
+
+    def instance(self, agent: str, instance_id: str) -> InstanceRef:
+        """The instance, after checking its name and id (400) and that the agent exists (404)."""
+        ref = InstanceRef(agent, instance_id)
+        self.registry.get(agent)  # AgentNotFound before anything is written
+        return ref
+
+    def context(self, instance: InstanceRef) -> AgentContext:
+        """What `init(ctx)` and callable instructions see: the runtime's `env` when given."""
+        if self.env is None:
+            return AgentContext(id=instance.id, agent=instance.agent)
+        return AgentContext(id=instance.id, agent=instance.agent, env=self.env)
+
+    def config(self, instance: InstanceRef) -> AgentConfig:
+        """The agent's configuration for this instance: runs the user's `init(ctx)`.
+        A bad configuration raises `AgentDefinitionError`, naming the agent and the field."""
+        definition = self.registry.get(instance.agent).definition
+        try:
+            return definition.configure(self.context(instance))
+        except DefinitionError as exc:
+            raise AgentDefinitionError(instance.agent, exc.field, exc.message) from exc
+
+    def stream(self, instance: InstanceRef) -> EventStream:
+        return EventStream(instance, self.events, clock=self.clock, broadcaster=self.broadcaster, **self.stream_options)

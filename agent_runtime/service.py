@@ -1,0 +1,200 @@
+"""The service: admission, reads and abort. What the HTTP, WebSocket and EventBridge
+handlers call; it never runs an agent (the worker does) and never runs the user's
+`init(ctx)`: admission needs only the agent's name, the session and the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any, Literal
+
+from agent_runtime import events as ev
+from agent_runtime.errors import AlreadySettled, StaleAttempt, SubmissionNotFound
+from agent_runtime.ids import InstanceRef, validate_key, validate_session
+from agent_runtime.ledger import (
+    Admission,
+    Draft,
+    Outcome,
+    Status,
+    SubmissionRecord,
+    canonical_json,
+    check_input_size,
+    input_hash,
+    sequence_of,
+)
+from agent_runtime.loop import Finish, settle
+from agent_runtime.parts import Parts
+from agent_runtime.ports import EventPage, HistoryPage
+from agent_runtime.streaming import event_fields
+
+log = logging.getLogger("agent_runtime")
+
+DEFAULT_SESSION = "default"
+
+
+class Service(Parts):
+    # --- admission -----------------------------------------------------------------
+
+    async def prompt(
+        self,
+        agent: str,
+        instance_id: str,
+        message: str,
+        *,
+        session: str = DEFAULT_SESSION,
+        idempotency_key: str | None = None,
+    ) -> Admission:
+        """Admit a direct prompt. The same idempotency key and message return the first
+        submission; the same key with another message raises `Conflict`."""
+        instance = self.instance(agent, instance_id)
+        key = f"prompt:{validate_key(idempotency_key, field='idempotency_key')}" if idempotency_key else None
+        return await self._admit(instance, _draft("direct", session, {"message": message}, key))
+
+    async def dispatch(
+        self,
+        agent: str,
+        instance_id: str,
+        input: Any,
+        *,
+        session: str = DEFAULT_SESSION,
+        dispatch_id: str | None = None,
+    ) -> Admission:
+        """Admit dispatched input (any JSON). Receipts are kept for the instance's life."""
+        instance = self.instance(agent, instance_id)
+        canonical_json(input)
+        dispatch_id = validate_key(dispatch_id, field="dispatch_id") if dispatch_id else f"d-{secrets.token_hex(12)}"
+        return await self._admit(instance, _draft("dispatch", session, input, f"dispatch:{dispatch_id}"))
+
+    async def _admit(self, instance: InstanceRef, draft: Draft) -> Admission:
+        admission = await self.stores.ledger.admit(instance, draft, now=self.clock())
+        # Sent on replays too: if the first wake-up was lost the retry re-sends it;
+        # SQS deduplicates by submission id.
+        await self.wakeups.send(instance, reason="admit", dedupe_id=admission.record.id)
+        if not admission.replayed:
+            record = admission.record
+            event = ev.SubmissionQueued(
+                **event_fields(instance, self.clock(), record.session, record.id), kind=record.kind, sequence=record.sequence
+            )
+            await self._publish(instance, [event])
+        return admission
+
+    async def _publish(self, instance: InstanceRef, events: list[ev.Event]) -> None:
+        """Append events outside a run (admission, abort of waiting work) and show them
+        to watchers. The ledger is the truth: a failure here is logged, not raised."""
+        try:
+            stored = await self.events.append(instance, events, now=self.clock())
+            if self.broadcaster is not None:
+                await self.broadcaster.publish(instance, stored)
+        except Exception:
+            log.warning("could not append an event", extra={"instance": instance.key}, exc_info=True)
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def submission(self, agent: str, instance_id: str, submission_id: str) -> SubmissionRecord:
+        instance = self.instance(agent, instance_id)
+        sequence_of(submission_id)  # refuses malformed ids before any read
+        record = await self.stores.ledger.get(instance, submission_id)
+        if record is None:
+            raise SubmissionNotFound(f"no submission {submission_id!r} on {instance}", details={"submission_id": submission_id})
+        return record
+
+    async def wait(
+        self, agent: str, instance_id: str, submission_id: str, *, timeout: float, poll: float = 0.01  # noqa: ASYNC109
+    ) -> SubmissionRecord:
+        """Poll until settled or `timeout` seconds pass; returns the latest record.
+        Polls start at `poll` and grow by half each time up to 0.5 s: quick answers are
+        seen within milliseconds, long ones cost a read every half second."""
+        deadline = time.monotonic() + timeout
+        delay = poll
+        while True:
+            record = await self.submission(agent, instance_id, submission_id)
+            remaining = deadline - time.monotonic()
+            if record.settled or remaining <= 0:
+                return record
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 0.5)
+
+    async def history(
+        self, agent: str, instance_id: str, session: str, *, limit: int = 100, cursor: str | None = None
+    ) -> HistoryPage:
+        instance = self.instance(agent, instance_id)
+        validate_session(session)
+        return await self.stores.history.page(instance, session, limit=limit, cursor=cursor)
+
+    async def events_after(
+        self, agent: str, instance_id: str, *, after: int, limit: int = 100, wait: float = 0.0, poll: float = 0.1
+    ) -> EventPage:
+        """Events after an offset; with `wait`, polls until one lands or `wait` seconds pass."""
+        instance = self.instance(agent, instance_id)
+        deadline = time.monotonic() + wait
+        while True:
+            page = await self.events.read(instance, after=after, limit=limit, now=self.clock())
+            remaining = deadline - time.monotonic()
+            if page.events or remaining <= 0:
+                return page
+            await asyncio.sleep(min(poll, remaining))
+
+    # --- abort ---------------------------------------------------------------------
+
+    async def abort(self, agent: str, instance_id: str, *, queued: bool = False) -> list[SubmissionRecord]:
+        """Abort the running submission (and, with `queued`, every queued one).
+
+        Each is flagged first; a running attempt sees the flag within a poll and settles
+        itself. One that no attempt holds (queued, between attempts, or waiting) is
+        settled here at once, through the one settle path; if a worker claimed it in
+        between, that worker sees the flag and settles it instead.
+        """
+        instance = self.instance(agent, instance_id)
+        aborted: list[SubmissionRecord] = []
+        after = -1
+        while True:
+            page = await self.stores.ledger.list_submissions(instance, after=after, limit=100)
+            if not page:
+                return aborted
+            for record in page:
+                if record.settled or (record.status is Status.queued and not queued and record.attempts == 0):
+                    continue
+                try:
+                    flagged = await self.stores.ledger.request_abort(instance, record.id, now=self.clock())
+                except AlreadySettled:
+                    continue
+                if flagged.status is not Status.running:
+                    flagged = await self._settle_aborted(flagged)
+                aborted.append(flagged)
+            after = page[-1].sequence
+
+    async def _settle_aborted(self, record: SubmissionRecord) -> SubmissionRecord:
+        before = "while it waited" if record.status is Status.waiting else "before it started"
+        finish = Finish.aborted(f"aborted {before}")
+        events: list[ev.Event] = []
+
+        async def collect(event: ev.Event) -> None:
+            events.append(event)
+
+        now = self.clock()
+        try:
+            await settle(self.stores.attempts, record, finish, now=now, emit=collect)
+        except (AlreadySettled, StaleAttempt):
+            return record  # settled meanwhile, or claimed: that attempt sees the flag
+        await self._publish(record.ref, events)
+        return record.model_copy(
+            update={"status": Status.settled, "outcome": Outcome.aborted, "error": finish.error, "settled_at": now}
+        )
+
+
+def _draft(kind: Literal["direct", "dispatch"], session: str, payload: Any, key: str | None) -> Draft:
+    validate_session(session)
+    check_input_size(payload)
+    return Draft(
+        kind=kind,
+        session=session,
+        payload=payload,
+        receipt_key=key,
+        receipt_hash=input_hash(kind, session, payload) if key else None,
+    )
+
+
+__all__ = ["DEFAULT_SESSION", "Service"]
