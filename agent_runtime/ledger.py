@@ -1,7 +1,9 @@
 """The submission ledger: records, their schema version, and the rules over them.
 
-A submission moves ``queued -> running -> (waiting ->) settled``; settled carries an
-outcome ``completed | failed | aborted``. Each claim of a submission is an *attempt*
+A submission moves ``queued -> running -> settled``, with detours back to ``queued`` (a
+failed attempt, or one out of invocation time) and through ``waiting`` (suspended on a
+named reason until it is resumed, then ``queued`` again); settled carries an outcome
+``completed | failed | aborted``. Each claim of a submission is an *attempt*
 with a fresh attempt id and a lease; every write of an attempt is fenced on
 ``(submission, attempt id, running)`` so a stale attempt can neither write nor settle.
 

@@ -26,7 +26,7 @@ import pytest
 from moto import mock_aws
 
 from agent_runtime.adapters.aws.bootstrap import run
-from agent_runtime.definition import create_agent
+from agent_runtime.definition import AgentContext, create_agent
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import SubmissionRecord
 from agent_runtime.models.base import ModelRequest
@@ -70,6 +70,13 @@ async def explodes(req: RouteRequest, call_next: Any) -> RouteResponse:
     raise RuntimeError("secret detail from the hook")
 
 
+def misconfigured(ctx: AgentContext) -> dict[str, Any]:
+    """A definition whose `init(ctx)` breaks for one instance only, at run time."""
+    if ctx.id == "bad":
+        return {"model": "test/echo", "durability": {"retry": 3, "timeuot": 5}}
+    return {"model": "test/echo"}
+
+
 def model_down(request: ModelRequest) -> str:
     raise RuntimeError("model down")
 
@@ -107,6 +114,7 @@ def registry() -> Registry:
     agents.add("failing", create_agent(model=FunctionModel(model_down), durability={"retry": 1}), route=spy)
     agents.add("slow", create_agent(model=FunctionModel(gated), tools=[look_around]), route=spy)
     agents.add("broken", create_agent(model="test/echo"), route=explodes)
+    agents.add("misconfigured", create_agent(misconfigured), route=spy)
     return agents
 
 

@@ -70,6 +70,20 @@ def test_prompt_that_fails_is_still_200_with_outcome_and_error_and_no_result(api
     assert submission["error"]["type"] == "retries_exhausted"
 
 
+def test_a_definition_broken_at_run_time_fails_the_submission_naming_agent_and_field(api: Api) -> None:
+    reply = api.call("POST", "/agents/misconfigured/bad", {"message": "hello"})
+
+    assert reply.status == 200, reply.body
+    submission = reply.json["submission"]
+    assert submission["outcome"] == "failed" and submission["attempts"] == 1
+    error = submission["error"]
+    assert error["type"] == "agent_definition_error"
+    assert error["agent"] == "misconfigured" and error["field"] == "durability.timeuot"
+    assert "timeuot" in error["message"]
+    good = api.call("POST", "/agents/misconfigured/good", {"message": "hello"})
+    assert good.status == 200 and good.json["result"]["text"] == "echo: hello"
+
+
 def test_idempotency_key_replays_the_first_submission(api: Api) -> None:
     key = {"Idempotency-Key": "order-42"}
     first = api.call("POST", "/agents/echo/t-4", {"message": "once"}, headers=key)
