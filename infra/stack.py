@@ -4,7 +4,7 @@ Storage ─ table, bucket (+ access-log bucket)
 Wakeups ─ FIFO queue + dead-letter queue ──────────────► worker (SQS event source)
 BlockingChildren ─ state machine (sends to the queue, puts into the table)
 Events ─ bus + dispatch rule ──► dispatch_events;  sweeper schedule ──► sweeper;
-         schedule group + scheduler role (timers send to the queue)
+         schedule group + scheduler role (for timers; no function uses them yet)
 ModelSecret ─ the model API key (read by the worker only)
 RuntimeFunctions ─ one function and role per `HandlerSpec` below
 Api ─ HTTP API ──► http_api;  WebSocket API ──► websocket (when it exists)
@@ -55,7 +55,7 @@ HANDLERS: tuple[HandlerSpec, ...] = (
         timeout_seconds=settings.WORKER_TIMEOUT_SECONDS,
         memory="worker",
         access=_ADMISSION
-        | {Access.START_CHILDREN, Access.TASK_TOKENS, Access.MODEL_SECRET, Access.TIMERS},
+        | {Access.START_CHILDREN, Access.TASK_TOKENS, Access.MODEL_SECRET},
         calls_models=True,
     ),
     HandlerSpec(
@@ -130,8 +130,6 @@ class AgentRuntimeStack(Stack):
                 state_machine=self.children.state_machine,
                 event_bus=self.events.bus,
                 model_secret=self.model_secret.secret,
-                schedule_group=self.events.schedule_group,
-                scheduler_role=self.events.scheduler_role,
             ),
             handlers=HANDLERS,
         )

@@ -18,9 +18,9 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("ANTHROPIC_API_KEY", None)
 
-from agent_runtime.models import base as _models
+import agent_runtime.models
 
-_models.ALLOW_MODEL_REQUESTS = False
+agent_runtime.models.ALLOW_MODEL_REQUESTS = False
 
 from moto import mock_aws  # noqa: E402
 

@@ -1,5 +1,9 @@
 """Model providers by ``"provider/model"`` prefix; see `base` for the protocol."""
 
+import sys
+import types
+from typing import TYPE_CHECKING
+
 from agent_runtime.models import base
 from agent_runtime.models.base import (
     Model,
@@ -19,12 +23,29 @@ from agent_runtime.models.base import (
     resolve_model,
 )
 
+if TYPE_CHECKING:
+    ALLOW_MODEL_REQUESTS: bool
 
-def __getattr__(name: str) -> object:
-    # `agent_runtime.models.ALLOW_MODEL_REQUESTS` reads the live flag in `base`.
-    if name == "ALLOW_MODEL_REQUESTS":
+
+class _ModelsModule(types.ModuleType):
+    """This package's module type: ``ALLOW_MODEL_REQUESTS`` is a property that reads and
+    writes the one flag in `base`, which the providers and `allow_model_requests` use.
+
+    A module attribute would be a copy (assigning it would not reach the providers) and
+    a module ``__getattr__`` only serves reads: ``agent_runtime.models.ALLOW_MODEL_REQUESTS
+    = False`` would store a second flag beside it that nothing checks.
+    """
+
+    @property
+    def ALLOW_MODEL_REQUESTS(self) -> bool:
         return base.ALLOW_MODEL_REQUESTS
-    raise AttributeError(name)
+
+    @ALLOW_MODEL_REQUESTS.setter
+    def ALLOW_MODEL_REQUESTS(self, allow: bool) -> None:
+        base.ALLOW_MODEL_REQUESTS = allow
+
+
+sys.modules[__name__].__class__ = _ModelsModule
 
 
 __all__ = [

@@ -13,8 +13,10 @@ Their ``detail`` (`agent_runtime.protocol.DispatchEventDetail`)::
       "dispatch_id": "evt-7c1e"       # idempotency key (optional; else the event id)
     }
 
-Timers (``ctx.schedule``) are one-off EventBridge Scheduler schedules in ``schedule_group``
-that send a wake-up to the FIFO queue as ``scheduler_role``.
+Timers, when they come, are one-off EventBridge Scheduler schedules in ``schedule_group``
+that send a wake-up to the FIFO queue as ``scheduler_role``. No code creates schedules
+yet, so no function is granted Scheduler actions or may pass ``scheduler_role``: both
+resources exist but have no user until timers are implemented.
 """
 
 from __future__ import annotations

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
@@ -53,13 +52,6 @@ _TABLE_WRITE_ACTIONS = [
 # The actions a handler needs on blobs; `grant_read_write` would add wildcards
 # (``s3:GetObject*``, ``s3:List*``, ``s3:Abort*``) it does not use.
 _OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-# Timers: one-off schedules the runtime creates, replaces, reads and cancels.
-_TIMER_ACTIONS = [
-    "scheduler:CreateSchedule",
-    "scheduler:UpdateSchedule",
-    "scheduler:DeleteSchedule",
-    "scheduler:GetSchedule",
-]
 # Task-token calls identify the task by its token, not by an ARN: IAM supports no
 # resource for them, so AWS requires Resource "*".
 _TASK_TOKEN_ACTIONS = [
@@ -80,7 +72,6 @@ class Access(enum.Enum):
     START_CHILDREN = "start blocking-child executions"
     TASK_TOKENS = "answer blocking-child task tokens"
     MODEL_SECRET = "read the model API key"
-    TIMERS = "create and delete timer schedules, pass the scheduler role"
 
 
 @dataclass(frozen=True)
@@ -107,8 +98,6 @@ class RuntimeResources:
     state_machine: sfn.IStateMachine
     event_bus: events.IEventBus
     model_secret: secretsmanager.ISecret
-    schedule_group: scheduler.IScheduleGroup
-    scheduler_role: iam.IRole
 
 
 class RuntimeFunctions(Construct):
@@ -176,8 +165,7 @@ class RuntimeFunctions(Construct):
 
     def environment(self, spec: HandlerSpec) -> dict[str, str]:
         """What every handler is told (settings names, Powertools), plus the secret's ARN
-        for handlers that read it and the schedule group, scheduler role and queue ARN
-        for handlers that set timers."""
+        for handlers that read it."""
         res = self._resources
         env = {
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
@@ -192,10 +180,6 @@ class RuntimeFunctions(Construct):
         }
         if Access.MODEL_SECRET in spec.access:
             env[settings.ENV_MODEL_SECRET_ARN] = res.model_secret.secret_arn
-        if Access.TIMERS in spec.access:
-            env[settings.ENV_QUEUE_ARN] = res.queue.queue_arn
-            env[settings.ENV_SCHEDULE_GROUP] = res.schedule_group.schedule_group_name
-            env[settings.ENV_SCHEDULER_ROLE_ARN] = res.scheduler_role.role_arn
         return env
 
     def add(self, spec: HandlerSpec) -> lambda_.Function:
@@ -286,17 +270,3 @@ class RuntimeFunctions(Construct):
             )
         if Access.MODEL_SECRET in access:
             res.model_secret.grant_read(role)
-        if Access.TIMERS in access:
-            schedules = Stack.of(self).format_arn(
-                service="scheduler",
-                resource="schedule",
-                resource_name=f"{res.schedule_group.schedule_group_name}/*",
-            )
-            role.add_to_policy(iam.PolicyStatement(actions=_TIMER_ACTIONS, resources=[schedules]))
-            res.scheduler_role.grant_pass_role(role)
-            acknowledge(
-                role,
-                f"IAM5[Resource::{finding_resource(self, schedules)}]",
-                "Timer schedules are created at run time with generated names; the grant is "
-                "limited to schedules in this stack's schedule group.",
-            )

@@ -111,16 +111,47 @@ def test_worker_touches_only_its_resources(resources: Resources) -> None:
     )
     machine = next(iter(of_type(resources, "AWS::StepFunctions::StateMachine")))
     secret = next(iter(of_type(resources, "AWS::SecretsManager::Secret")))
-    scheduler_role = next(
+    websocket = _id(resources, "AWS::ApiGatewayV2::Api", ProtocolType="WEBSOCKET")
+    log_group = worker["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    assert ids == {table, queue, bucket, machine, secret, websocket, log_group}
+    # The only "*": answering task tokens (IAM has no resource for them).
+    assert star_actions == TASK_TOKEN_ACTIONS
+
+
+def _scheduler_role(resources: Resources) -> str:
+    return next(
         name
         for name, body in of_type(resources, "AWS::IAM::Role").items()
         if "scheduler.amazonaws.com" in json.dumps(body["Properties"]["AssumeRolePolicyDocument"])
     )
-    websocket = _id(resources, "AWS::ApiGatewayV2::Api", ProtocolType="WEBSOCKET")
-    log_group = worker["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
-    assert ids == {table, queue, bucket, machine, secret, scheduler_role, websocket, log_group}
-    # The only "*": answering task tokens (IAM has no resource for them).
-    assert star_actions == TASK_TOKEN_ACTIONS
+
+
+def test_worker_has_no_scheduler_grants(resources: Resources) -> None:
+    # No code creates schedules yet: the worker may neither call Scheduler nor pass
+    # the scheduler role, and is not told the timer settings.
+    _, worker = function_named(resources, "functions.worker.handler")
+    statements = statements_of_role(resources, role_of(worker))
+    actions = {action for s in statements for action in as_list(s["Action"])}
+    assert not {action for action in actions if action.startswith("scheduler:")}
+    assert "iam:PassRole" not in actions
+    scheduler_role = _scheduler_role(resources)
+    assert not [s for s in statements if scheduler_role in _logical_ids_in(s["Resource"])]
+    variables = worker["Properties"]["Environment"]["Variables"]
+    assert not {
+        "AGENT_RUNTIME_QUEUE_ARN",
+        "AGENT_RUNTIME_SCHEDULE_GROUP",
+        "AGENT_RUNTIME_SCHEDULER_ROLE_ARN",
+    } & set(variables)
+
+
+def test_no_function_may_call_scheduler_or_pass_a_role(resources: Resources) -> None:
+    for name, body in of_type(resources, "AWS::Lambda::Function").items():
+        actions = {
+            action
+            for s in statements_of_role(resources, role_of(body))
+            for action in as_list(s["Action"])
+        }
+        assert not {a for a in actions if a.startswith("scheduler:") or a == "iam:PassRole"}, name
 
 
 def test_worker_state_machine_calls(resources: Resources) -> None:
@@ -235,11 +266,7 @@ def test_state_machine_role_sends_to_the_queue_and_puts_into_the_table_only(
 
 
 def test_scheduler_role_may_only_send_to_the_queue(resources: Resources) -> None:
-    role = next(
-        name
-        for name, body in of_type(resources, "AWS::IAM::Role").items()
-        if "scheduler.amazonaws.com" in json.dumps(body["Properties"]["AssumeRolePolicyDocument"])
-    )
+    role = _scheduler_role(resources)
     queue = _id(resources, "AWS::SQS::Queue", DeduplicationScope="messageGroup")
     assert statements_of_role(resources, role) == [
         {
