@@ -10,6 +10,12 @@ A timed-out invocation kills its environment, as Lambda does; so does an environ
 died (``os._exit``, a crash): the invocation fails with ``Runtime.ExitError`` and the pool
 starts a fresh one next time.
 
+Only the thread using an environment closes its pipe: the invoking thread while it is busy,
+the pool while it is idle. Closing the pool while invocations run kills their child processes
+and nothing more; each invoking thread then reads EOF, fails its invocation and closes its own
+end. Were the closing thread to close the pipe too, the two would race to close one file
+descriptor: the loser fails with EBADF, or closes whatever file took the number meanwhile.
+
 Children come from multiprocessing's ``forkserver`` (``spawn`` where there is none): a clean
 process that has imported the heavy libraries once, so a cold start is a fork plus the
 handler's own imports, and no child inherits the threads or locks of the dev server. Children
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -40,6 +47,8 @@ from agent_runtime.dev.lambda_runtime import (
 )
 
 __all__ = ["INIT_TIMEOUT", "Environment", "EnvironmentPool", "prestart"]
+
+log = logging.getLogger(__name__)
 
 # Lambda allows 10 s for init; a loaded laptop may need longer to import an SDK.
 INIT_TIMEOUT = 30.0
@@ -143,16 +152,23 @@ class Environment:
         return "error", FunctionError(message[1], message[2], message[3])
 
     def stop(self) -> None:
+        """Ask an idle environment to exit, then `kill` it."""
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(("stop",))
         self.process.join(1.0)
         self.kill()
 
     def kill(self) -> None:
+        """Kill the child and close the pipe: only from the thread using this environment."""
         if self.process.is_alive():
             self.process.kill()
             self.process.join(5.0)
         self._conn.close()
+
+    def interrupt(self) -> None:
+        """Kill the child of an environment another thread is invoking, leaving the pipe to
+        that thread: its wait ends with EOF and it calls `kill` itself."""
+        self.process.kill()
 
 
 class EnvironmentPool:
@@ -174,6 +190,9 @@ class EnvironmentPool:
         self._changed = threading.Condition()
         self._closed = False
 
+    def _shutdown(self) -> FunctionError:
+        return FunctionError("Runtime.Shutdown", f"{self._config['function_name']} is stopped")
+
     def warm(self) -> None:
         """Have one initialised environment ready (the first cold start, done before serving)."""
         with self._changed:
@@ -190,17 +209,25 @@ class EnvironmentPool:
         except BaseException:
             with self._changed:
                 self._count -= 1
+                self._changed.notify_all()
             raise
         with self._changed:
-            self._all.add(environment)
-            self._idle.append(environment)
-            self._changed.notify()
+            closed = self._closed
+            if not closed:
+                self._all.add(environment)
+                self._idle.append(environment)
+                self._changed.notify_all()
+        if closed:  # closed while it started: `close` never saw it
+            self._end(environment, healthy=False)
 
     def invoke(
         self, payload: str, *, request_id: str, timeout: float, wait: float
     ) -> tuple[str, Any]:
         deadline = time.monotonic() + wait
-        environment = self._acquire(deadline)
+        try:
+            environment = self._acquire(deadline)
+        except FunctionError as exc:
+            return "error", exc
         if environment is None:
             return "timeout", None
         healthy = False
@@ -223,22 +250,40 @@ class EnvironmentPool:
         finally:
             self._release(environment, healthy)
 
-    def close(self) -> None:
+    def close(self, *, wait: float = 5.0) -> None:
+        """Stop every environment; invocations still running fail (``Runtime.ExitError``).
+
+        Idle environments are stopped here. Busy ones are only interrupted: the threads
+        invoking them close them (see the module docstring). Returns once they have, or after
+        `wait` seconds.
+        """
         with self._changed:
             self._closed = True
-            environments = list(self._all)
-            self._all.clear()
-            self._idle.clear()
-            self._count = 0
+            idle, self._idle = self._idle, []
+            self._all.difference_update(idle)
+            self._count -= len(idle)
+            busy = list(self._all)
             self._changed.notify_all()
-        for environment in environments:
+        for environment in idle:
             environment.stop()
+        for environment in busy:
+            environment.interrupt()
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._count == 0, timeout=wait):
+                log.warning(
+                    "%d %s environments still busy %.0f s after the stop",
+                    self._count,
+                    self._config["function_name"],
+                    wait,
+                )
 
     def _acquire(self, deadline: float) -> Environment | None:
+        """An environment for one invocation; None after `deadline`; `FunctionError`
+        (``Runtime.Shutdown``) once the pool is closed."""
         with self._changed:
             while True:
                 if self._closed:
-                    return None
+                    raise self._shutdown()
                 if self._idle:
                     return self._idle.pop()
                 if self._count < self.max_concurrency:
@@ -253,22 +298,36 @@ class EnvironmentPool:
         except BaseException:
             with self._changed:
                 self._count -= 1
-                self._changed.notify()
+                self._changed.notify_all()
             raise
         with self._changed:
-            self._all.add(environment)
+            closed = self._closed
+            if not closed:
+                self._all.add(environment)
+        if closed:  # closed while it started: `close` never saw it
+            self._end(environment, healthy=False)
+            raise self._shutdown()
         return environment
 
     def _release(self, environment: Environment, healthy: bool) -> None:
         with self._changed:
-            if healthy and not self._closed and environment in self._all:
+            if healthy and not self._closed:
                 self._idle.append(environment)
-            elif environment in self._all:
-                self._all.discard(environment)
-                self._count -= 1
-            self._changed.notify()
-        if not healthy:
+                self._changed.notify_all()
+                return
+            self._all.discard(environment)
+        self._end(environment, healthy=healthy)  # broken, or the pool closed while it ran
+
+    def _end(self, environment: Environment, *, healthy: bool) -> None:
+        """End an environment the calling thread holds, and only then stop counting it, so
+        that `close` returns once its pipe is closed."""
+        if healthy:
+            environment.stop()
+        else:
             environment.kill()
+        with self._changed:
+            self._count -= 1
+            self._changed.notify_all()
 
 
 def environment_main(

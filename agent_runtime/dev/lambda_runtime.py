@@ -177,6 +177,8 @@ class LocalFunction:
     _closed: bool = field(default=False, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _log_stream: str = field(default="", init=False, repr=False)
+    #: What the callers of thread-isolated invocations wait on; `close` wakes them.
+    _waiting: set[threading.Event] = field(default_factory=set, init=False, repr=False)
 
     @property
     def arn(self) -> str:
@@ -185,18 +187,31 @@ class LocalFunction:
     def load(self) -> None:
         """The init phase, done before serving: import the handler (thread isolation) or start
         one warm execution environment (process isolation). Raises `HandlerImportError`."""
-        if self.isolation == "thread":
-            if self._resolved is None:
-                self._resolved = load_handler(self.handler)
-                self._log_stream = new_log_stream()
-            return
         self._closed = False
+        if self.isolation == "thread":
+            self._import()
+            return
         self._environments().warm()
 
+    def _import(self) -> Handler:
+        if self._resolved is None:
+            self._resolved = load_handler(self.handler)
+            self._log_stream = new_log_stream()
+        return self._resolved
+
     def close(self) -> None:
-        """Stop every execution environment (busy ones too); later calls fail until `load()`."""
+        """Stop every execution environment; later calls fail until `load()`.
+
+        Invocations still running fail with ``Runtime.ExitError`` (process isolation: their
+        environments are killed) or ``Runtime.Shutdown`` (thread isolation: their threads
+        cannot be stopped, so they are abandoned, as on a timeout). Either way their callers
+        return at once.
+        """
         with self._lock:
             pool, self._pool, self._closed = self._pool, None, True
+            waiting, self._waiting = self._waiting, set()
+        for done in waiting:
+            done.set()
         if pool is not None:
             pool.close()
 
@@ -240,10 +255,12 @@ class LocalFunction:
         except PayloadTooLargeError as exc:
             return Invocation("rejected", request_id, 0.0, error=exc)
         limit = self.timeout if wait is None else min(wait, self.timeout)
-        if self.isolation == "thread":
-            outcome, value = self._invoke_in_thread(payload, request_id, limit)
-        elif self._closed:
+        outcome: str
+        value: Any
+        if self._closed:
             outcome, value = "error", FunctionError("Runtime.Shutdown", f"{self.name} is stopped")
+        elif self.isolation == "thread":
+            outcome, value = self._invoke_in_thread(payload, request_id, limit)
         else:
             outcome, value = self._environments().invoke(
                 payload, request_id=request_id, timeout=self.timeout, wait=limit
@@ -264,9 +281,7 @@ class LocalFunction:
         return Invocation("ok", request_id, duration_ms, result=json.loads(value))
 
     def _invoke_in_thread(self, payload: str, request_id: str, limit: float) -> tuple[str, Any]:
-        self.load()
-        handler = self._resolved
-        assert handler is not None
+        handler = self._import()
         context = self.context(request_id=request_id)
         box: dict[str, Any] = {}
         done = threading.Event()
@@ -279,12 +294,24 @@ class LocalFunction:
             finally:
                 done.set()
 
-        threading.Thread(target=run, name=f"{self.name}:{request_id[:8]}", daemon=True).start()
-        if not done.wait(limit):
-            return "timeout", None  # abandoned: a thread cannot be stopped
+        with self._lock:
+            if self._closed:
+                return "error", FunctionError("Runtime.Shutdown", f"{self.name} is stopped")
+            self._waiting.add(done)
+        try:
+            threading.Thread(target=run, name=f"{self.name}:{request_id[:8]}", daemon=True).start()
+            finished = done.wait(limit)
+        finally:
+            with self._lock:
+                self._waiting.discard(done)
         if "error" in box:
             return "error", box["error"]
-        return "ok", box["result"]
+        if "result" in box:
+            return "ok", box["result"]
+        # Abandoned, as a thread cannot be stopped: timed out, or woken by `close`.
+        if not finished:
+            return "timeout", None
+        return "error", FunctionError("Runtime.Shutdown", f"{self.name} is stopped")
 
 
 def marshal(value: Any) -> str:

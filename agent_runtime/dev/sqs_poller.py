@@ -45,6 +45,9 @@ __all__ = ["PollerStats", "SqsPoller", "batch_failures", "sqs_record"]
 
 log = logging.getLogger(__name__)
 
+#: How long a poller thread may take to settle its batch once its invocation has been ended.
+_AFTER_CLOSE = 5.0
+
 
 @dataclass
 class PollerStats:
@@ -121,15 +124,21 @@ class SqsPoller:
             self._threads.append(thread)
 
     def stop(self, grace: float = 10.0) -> None:
-        """Stop receiving; wait up to `grace` seconds for batches in progress to finish."""
+        """Stop receiving; wait up to `grace` seconds for batches in progress to finish, then
+        end those still running (they fail, so their messages stay in the queue) and return once
+        no thread calls SQS any more."""
         self._stop.set()
         deadline = time.monotonic() + grace
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("%s still runs a batch after %.0f s; stopping it", thread.name, grace)
+        self.function.close()  # the invocations still running fail at once
+        for thread in self._threads:
+            thread.join(_AFTER_CLOSE)
+            if thread.is_alive():
+                log.warning("%s did not stop", thread.name)
         self._threads = []
-        self.function.close()
 
     def __enter__(self) -> SqsPoller:
         self.start()

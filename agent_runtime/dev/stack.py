@@ -301,6 +301,17 @@ def run_dev(
     )
     previous = _on_signals(stop)
     try:
+        _serve(stack, stop, state_dir=state_dir, out=out)
+    finally:
+        # Restored only now: a second SIGTERM while the state is saved must not end the process.
+        _restore_signals(previous)
+
+
+def _serve(
+    stack: LocalStack, stop: threading.Event, *, state_dir: str | Path | None, out: TextIO
+) -> None:
+    """Start, print the start-up lines, wait for `stop`, and stop (saving the state)."""
+    try:
         stack.start()
         where = f"state in {state_dir}/" if state_dir is not None else "no saved state"
         phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in stack.phases.items())
@@ -320,12 +331,12 @@ def run_dev(
             "stopping; saving state" if state_dir is not None else "stopping", file=out, flush=True
         )
     finally:
-        _restore_signals(previous)
         stack.stop()
 
 
 def _on_signals(stop: threading.Event) -> dict[int, Any]:
-    """Ctrl-C and SIGTERM set `stop` (a second Ctrl-C interrupts the shutdown itself)."""
+    """Ctrl-C and SIGTERM set `stop`. A second Ctrl-C interrupts the shutdown itself; a second
+    SIGTERM does not (a supervisor repeating it would lose the state)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 

@@ -167,6 +167,13 @@ def ok_worker(event: dict[str, Any], context: Any) -> None:
     return None
 
 
+def blocked(event: dict[str, Any], context: Any) -> None:
+    """Touch the file ``event["started"]``, then sleep until the function times out."""
+    with open(event["started"], "w"):
+        pass
+    time.sleep(context.get_remaining_time_in_millis() / 1000)
+
+
 # -- WebSocket ----------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -406,52 +407,76 @@ def test_refused_requests_admit_nothing(client: httpx.Client, instance: str) -> 
 # --- restarts -------------------------------------------------------------------------
 
 
+class DevProcess:
+    """A local stack in a child process; its output read line by line as it comes.
+
+    A process of its own: moto's state is process-wide, so a second stack cannot share this
+    one's.
+    """
+
+    def __init__(self, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "AGENT_RUNTIME_"))}
+        env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+        self.process = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.seen: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name="dev-output", daemon=True)
+        self._reader.start()
+        try:
+            self.url = self.expect(r"ready: (http://127\.0\.0\.1:\d+)").group(1)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self) -> None:  # drained to the end, so the child never blocks on a full pipe
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def expect(self, pattern: str) -> re.Match[str]:
+        """The first line from now on that is all `pattern`."""
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line is None:
+                raise AssertionError(f"exited before a line matched {pattern!r}:\n{self.output()}")
+            self.seen.append(line)
+            if match := re.fullmatch(pattern, line.rstrip("\n")):
+                return match
+
+    def wait(self) -> int:
+        """The exit status; then `output()` is all of it."""
+        status = self.process.wait(timeout=DEADLINE)
+        self._reader.join(5)
+        with contextlib.suppress(queue.Empty):
+            while (line := self._lines.get_nowait()) is not None:
+                self.seen.append(line)
+        return status
+
+    def output(self) -> str:
+        return "".join(self.seen)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(5)
+
+
 @contextlib.contextmanager
 def dev_server(state: Path) -> Iterator[str]:
     """``agent-runtime dev`` in a child process on a free port; its URL once it is ready.
-
-    A process of its own: moto's state is process-wide, so a second stack cannot share this
-    one's. Stopped with SIGTERM, which saves the state folder, as Ctrl-C would.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "AGENT_RUNTIME_"))}
-    env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-    command = [sys.executable, "-m", "agent_runtime", "dev", "--port", "0", "--agents", str(AGENTS)]
-    process = subprocess.Popen(
-        [*command, "--state", str(state)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:  # drained to the end, so the child never blocks on a full pipe
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    reader = threading.Thread(target=read, name="dev-output", daemon=True)
-    reader.start()
-    seen: list[str] = []
+    Stopped with SIGTERM, which saves the state folder, as Ctrl-C would."""
+    dev = DevProcess("-m", "agent_runtime", "dev", "--port", "0", "--agents", str(AGENTS), "--state", str(state))
     try:
-        deadline, url = time.monotonic() + DEADLINE, None
-        while url is None:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            if line is None:
-                raise AssertionError(f"agent-runtime dev exited before it was ready: {''.join(seen)}")
-            seen.append(line)
-            if ready := re.fullmatch(r"ready: (http://127\.0\.0\.1:\d+)\n", line):
-                url = ready.group(1)
-        yield url
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=DEADLINE) == 0, "".join(seen)
+        yield dev.url
+        dev.process.send_signal(signal.SIGTERM)
+        assert dev.wait() == 0, dev.output()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        reader.join(5)
+        dev.close()
 
 
 def test_a_restarted_stack_keeps_history_and_submissions(tmp_path: Path) -> None:
@@ -488,3 +513,52 @@ def test_work_cut_off_by_a_stop_finishes_after_the_restart(tmp_path: Path) -> No
         assert done[0]["attempts"] == 2
         assert done[0]["result"]["text"].startswith("passed: interrupted")
         assert done[1]["result"]["text"] == "quick: after"
+
+
+#: `run_dev` as ``agent-runtime dev`` runs it, but with a stop grace far shorter than the
+#: blocked work, and the race of two threads closing one pipe made certain (`tests.pipes`).
+STOP_NOW = """
+import sys
+from tests.pipes import slow_pipe_closes
+slow_pipe_closes()
+from agent_runtime.dev import run_dev
+run_dev(0, sys.argv[1], sys.argv[2], stop_grace=0.1)
+"""
+
+
+def saved_submissions(state: Path) -> dict[str, str]:
+    """Submission id -> status, as the state folder has them."""
+    items = [json.loads(line) for line in (state / "dynamodb" / "agent-runtime.jsonl").read_text().splitlines()]
+    return {item["id"]["S"]: item["status"]["S"] for item in items if item["sk"]["S"].startswith("SUB#")}
+
+
+@pytest.mark.parametrize("cut_off", ["tool", "model stream"])
+def test_a_stop_while_work_runs_saves_the_state_and_exits_0(tmp_path: Path, cut_off: str) -> None:
+    """SIGTERM while a worker is busy (a tool blocked with a prompt queued behind it, or a
+    model streaming its answer): the busy execution environment is ended, the state saved,
+    and the process exits 0, even when a second SIGTERM comes while it saves."""
+    state, gate = tmp_path / "state", tmp_path / "gate"
+    dev = DevProcess("-c", STOP_NOW, str(AGENTS), str(state))
+    try:
+        with httpx.Client(base_url=dev.url, timeout=35.0) as client:
+            if cut_off == "tool":
+                running = admitted(client, "gated", "stopped", f"gate:{gate}")
+                queued = admitted(client, "gated", "stopped", "after")
+                wait_until_started(gate)
+                expected = {running["id"]: "running", queued["id"]: "queued"}
+            else:
+                running = admitted(client, "streamer", "stopped", " ".join(["word"] * 40))
+                path = submission_path("streamer", "stopped", running["id"])
+                eventually(lambda: get_submission(client, path)["status"] == "running", what="the stream")
+                expected = {running["id"]: "running"}
+        asked = time.time()
+        dev.process.send_signal(signal.SIGTERM)
+        dev.expect("stopping; saving state")
+        dev.process.send_signal(signal.SIGTERM)  # an impatient supervisor
+        assert dev.wait() == 0, dev.output()
+    finally:
+        dev.close()
+    assert "Traceback" not in dev.output(), dev.output()
+    saved_at = json.loads((state / "state.json").read_text())["saved_at"]
+    assert datetime.fromisoformat(saved_at).timestamp() >= asked
+    assert saved_submissions(state) == expected
