@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
+from agent_runtime.adapters.aws.dynamodb import DynamoDBStore
 from agent_runtime.errors import AbortRequested, AlreadySettled, Conflict, StaleAttempt
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Draft, Fence, Journal, Outcome, Phase, Status, input_hash
@@ -305,3 +311,114 @@ async def test_pending_instances_oldest_first_within_the_limit(backend: Backend,
     assert await backend.store.pending_instances(idle_since=clock(), limit=100) == oldest_first
     # Only those idle long enough (admitted at start, start+1, start+2; now is start+12).
     assert await backend.store.pending_instances(idle_since=clock() - 10, limit=100) == oldest_first[:3]
+
+
+# --- leases ---------------------------------------------------------------------------
+
+
+async def test_a_lease_is_held_until_strictly_past_lease_until(backend: Backend, clock: FakeClock) -> None:
+    await backend.store.admit(INST, draft("x"), now=clock())
+    first = await claim(backend, clock, "a1", lease=10)
+    assert first.state == "claimed" and first.record and first.record.lease_until == clock() + 10
+    clock.advance(10)  # now == lease_until: still held
+    held = await claim(backend, clock, "a2")
+    assert held.state == "busy" and held.record and held.record.attempt_id == "a1"
+    clock.advance(0.001)
+    taken = await claim(backend, clock, "a3")
+    assert taken.state == "claimed" and taken.record and taken.record.attempt_id == "a3"
+
+
+async def test_checkpoint_renews_the_lease(backend: Backend, clock: FakeClock) -> None:
+    await backend.store.admit(INST, draft("x"), now=clock())
+    c = await claim(backend, clock, "a1", lease=10)
+    assert c.record
+    clock.advance(8)
+    journal = Journal(applied=True, turn=1, phase=Phase.before_model, written=1)
+    await backend.store.checkpoint(Fence.of(c.record), journal, now=clock(), lease_seconds=10, messages=[Message.user("x")])
+    clock.advance(5)  # past the claim's lease, within the renewed one
+    busy = await claim(backend, clock, "a2")
+    assert busy.state == "busy" and busy.record and busy.record.lease_until == clock() + 5
+    # A checkpoint without messages (a plain journal update) renews it too.
+    journal = Journal(applied=True, turn=1, phase=Phase.model_done, written=1)
+    await backend.store.checkpoint(Fence.of(c.record), journal, now=clock(), lease_seconds=10)
+    clock.advance(9)
+    assert (await claim(backend, clock, "a3")).state == "busy"
+    clock.advance(2)
+    assert (await claim(backend, clock, "a4")).state == "claimed"
+
+
+# --- release --------------------------------------------------------------------------
+
+
+async def test_release_succeeds_on_an_abort_requested_submission(backend: Backend, clock: FakeClock) -> None:
+    # An attempt out of time (or failing) gives the submission back even though an abort
+    # was asked meanwhile: the next claim sees the flag and settles it `aborted`.
+    record = (await backend.store.admit(INST, draft("x"), now=clock())).record
+    c = await claim(backend, clock, "a1")
+    assert c.record
+    await backend.store.request_abort(INST, record.id, now=clock())
+    await backend.store.release(Fence.of(c.record), now=clock(), resume=True, not_before=None, error=None)
+    released = await backend.store.get(INST, record.id)
+    assert released and released.status is Status.queued and released.abort_requested
+    assert released.attempt_id is None and released.attempts == 0
+    again = await claim(backend, clock, "a2")
+    assert again.state == "claimed" and again.record and again.record.abort_requested
+    await backend.store.release(Fence.of(again.record), now=clock(), resume=False, not_before=clock() + 1, error={"type": "boom"})
+    failed = await backend.store.get(INST, record.id)
+    assert failed and failed.status is Status.queued and failed.error == {"type": "boom"} and failed.attempts == 1
+
+
+# --- claim_head racing an admission (DynamoDB's read-then-write) ------------------------
+
+
+class _AdmitAfterMetaRead:
+    """The DynamoDB client, except that once armed, the next consistent read of META is
+    followed by an admission (from another thread, as another process would), before
+    the caller acts on what it read."""
+
+    def __init__(self, client: Any, admit: Callable[[], None]) -> None:
+        self._client = client
+        self._admit = admit
+        self.armed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_item(self, **kwargs: Any) -> Any:
+        item = self._client.get_item(**kwargs)
+        if self.armed and kwargs["Key"]["sk"]["S"] == "META":
+            self.armed = False
+            thread = threading.Thread(target=self._admit)
+            thread.start()
+            thread.join()
+        return item
+
+
+async def test_admission_racing_an_idle_claim_stays_pending(backend: Backend, clock: FakeClock) -> None:
+    if backend.kind == "memory":
+        pytest.skip("the memory store claims under one lock: an admission cannot land mid-claim")
+    store = backend.store
+    assert isinstance(store, DynamoDBStore)
+    record = (await store.admit(INST, draft("x"), now=clock())).record
+    await store.request_abort(INST, record.id, now=clock())  # settled; META still pending
+    assert await store.pending_instances(idle_since=clock(), limit=10) == [INST]
+    clock.advance(10)
+    late: list[str] = []
+
+    def admit() -> None:
+        late.append(asyncio.run(store.admit(INST, draft("late"), now=clock())).record.id)
+
+    client = _AdmitAfterMetaRead(store.client, admit)
+    store.client = client
+    try:
+        client.armed = True
+        # W: claim_head reads META (next_seq 1) -- A: admit(seq 1) -- W: finds nothing
+        # unsettled below next_seq 1, and must not take the instance out of the index.
+        result = await claim(backend, clock, "a1")
+    finally:
+        store.client = client._client
+    assert late and not client.armed
+    assert result.state == "idle"
+    assert await store.pending_instances(idle_since=clock(), limit=10) == [INST]
+    nxt = await claim(backend, clock, "a2")
+    assert nxt.state == "claimed" and nxt.record and nxt.record.id == late[0]

@@ -120,7 +120,8 @@ class MemoryStore:
             record = state.ledger[state.head]
             if record.status is Status.waiting:
                 return Claim("waiting", _copy(record), state.next_seq)
-            if record.status is Status.running and (record.lease_until or 0) > now:
+            # Held up to and including `lease_until` (DynamoDB: claimable when `lease_until < :now`).
+            if record.status is Status.running and (record.lease_until or 0) >= now:
                 return Claim("busy", _copy(record), state.next_seq)
             if record.status is Status.queued and record.not_before is not None and record.not_before > now:
                 return Claim("backoff", _copy(record), state.next_seq)
