@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +31,14 @@ INST = InstanceRef("stepper", "w-1")
 INVOCATION_SECONDS = WORKER_SAFETY_MARGIN_MS / 1000 + 30
 STEP_SECONDS = 20
 STEPS = 4
+
+
+@pytest.fixture(autouse=True)
+def _no_metrics_left() -> Iterator[None]:
+    """`record_handler` adds metrics the handler would flush; the buffer is shared by
+    every `Metrics` of the process, so drop what these tests added."""
+    yield
+    worker.metrics.clear_metrics()
 
 
 def take_wakeups(backend: Backend) -> list[tuple[InstanceRef, str]]:
