@@ -1,18 +1,37 @@
-"""Ordering under load on moto, through the real worker handler and SQS FIFO."""
+"""Ordering under load on moto, through the real worker handler and SQS FIFO, with
+several workers taking batches from the queue at once.
+
+Each worker thread stands for one Lambda container: its own runtime (store and history
+cache), event loop and batch processor. The queue's visibility timeout is shorter than
+an invocation's drain, so a wake-up is redelivered to another worker while the first
+still holds the instance: only the ledger's lease keeps the two apart.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import threading
+import time
+import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
+from aws_lambda_powertools.utilities.batch.exceptions import (
+    BatchProcessingError,
+    SQSFifoCircuitBreakerError,
+    SQSFifoMessageGroupCircuitBreakerError,
+)
 from moto import mock_aws
+from moto.sqs.responses import SQSResponse
 
 import functions.worker as worker
+from agent_runtime.adapters.aws.dynamodb import dynamodb_stores
 from agent_runtime.definition import create_agent
+from agent_runtime.errors import NotClaimable
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Outcome
 from agent_runtime.models.base import ModelRequest
@@ -20,12 +39,62 @@ from agent_runtime.models.test import FunctionModel, last_user_text
 from agent_runtime.registry import Registry
 from agent_runtime.runtime import Runtime
 from agent_runtime.testing.backends import Backend, moto_backend
-from agent_runtime.testing.lambda_events import pump
+from agent_runtime.testing.lambda_events import LambdaContext, sqs_event
 from agent_runtime.testing.moto_serial import serialize_moto_dynamodb
+
+pytestmark = pytest.mark.slow
+
+T = TypeVar("T")
+WORKERS = 4
+#: Real seconds: a wake-up in flight this long is delivered again, to any worker.
+VISIBILITY_SECONDS = 2
+SERVE_TIMEOUT_SECONDS = 1200
+#: A record failed because a live attempt holds its instance, or skipped after one.
+BUSY = (NotClaimable, SQSFifoMessageGroupCircuitBreakerError, SQSFifoCircuitBreakerError)
+
+
+class PerThread:
+    """A value per thread, made on first use: what one container keeps for itself."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._local = threading.local()
+
+    def get(self) -> Any:
+        if not hasattr(self._local, "value"):
+            self._local.value = self._make()
+        return self._local.value
+
+    # The batch processor is called, then used, by `process_partial_response`.
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.get()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+class Locked:
+    """Calls into one shared object, one at a time (Powertools keeps the metrics buffer
+    per class, so every container of this process shares it)."""
+
+    def __init__(self, target: Any, lock: threading.Lock) -> None:
+        self._target = target
+        self._lock = lock
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return locked
 
 
 @pytest.fixture
-def loaded() -> Iterator[tuple[Backend, Runtime, Counter[str]]]:
+def loaded(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Backend, Runtime, Counter[str]]]:
     seen: Counter[str] = Counter()
     lock = threading.Lock()
 
@@ -39,14 +108,100 @@ def loaded() -> Iterator[tuple[Backend, Runtime, Counter[str]]]:
     registry.add("ticket", create_agent(model=FunctionModel(reply)))
     serialize_moto_dynamodb()
     with mock_aws():
-        backend = moto_backend(visibility_timeout=30)
+        backend = moto_backend(visibility_timeout=VISIBILITY_SECONDS)
         runtime = backend.runtime(registry)
-        original = worker.runtime
-        worker.runtime = lambda: runtime  # type: ignore[assignment]
+        assert backend.resources
+        table = backend.resources.table
+
+        def container_runtime() -> Runtime:
+            stores = dynamodb_stores(backend.clients["dynamodb"], table, backend.blobs)
+            return Runtime(registry=registry, stores=stores, wakeups=backend.wakeups, events=backend.events)
+
+        runtimes = PerThread(container_runtime)
+        loops = PerThread(asyncio.new_event_loop)
+
+        def run(coro: Coroutine[Any, Any, T]) -> T:
+            return loops.get().run_until_complete(coro)
+
+        monkeypatch.setattr(worker, "runtime", runtimes.get)
+        monkeypatch.setattr(worker, "run", run)
+        # As functions.worker builds it, one per container.
+        monkeypatch.setattr(worker, "processor", PerThread(lambda: SqsFifoPartialProcessor(skip_group_on_error=True)))
+        monkeypatch.setattr(worker, "metrics", Locked(worker.metrics, threading.Lock()))
+        # moto's SQS is not thread-safe (a receive iterates a set a delete changes); the
+        # service serialises each request itself, so moto's requests are made atomic here.
+        sqs_lock = threading.RLock()
+        original = SQSResponse.call_action
+
+        def call_action(self: SQSResponse) -> Any:
+            with sqs_lock:
+                return original(self)
+
+        monkeypatch.setattr(SQSResponse, "call_action", call_action)
+        yield backend, runtime, seen
+
+
+def serve(backend: Backend, *, workers: int = WORKERS) -> int:
+    """Run `workers` threads that each receive batches and call the worker handler, as
+    Lambda's event source does with concurrency: delete what succeeded, leave reported
+    failures for redelivery. Stops once the queue holds no message, visible or in
+    flight (a drain sends its continuation before its message is deleted, so work
+    left always has one). Returns how many records were reported failed (busy)."""
+    assert backend.resources
+    sqs = backend.clients["sqs"]
+    url, arn = backend.resources.queue_url, backend.resources.queue_arn
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    failures = Counter[str]()
+    deadline = time.monotonic() + SERVE_TIMEOUT_SECONDS
+
+    def drained() -> bool:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        return all(int(counts[name]) == 0 for name in names)
+
+    def work() -> None:
         try:
-            yield backend, runtime, seen
-        finally:
-            worker.runtime = original  # type: ignore[assignment]
+            while not stop.is_set() and time.monotonic() < deadline:
+                messages = sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
+                ).get("Messages", [])
+                if not messages:
+                    if drained():
+                        stop.set()
+                    else:
+                        time.sleep(0.05)  # wake-ups in flight elsewhere, or waiting to be redelivered
+                    continue
+                try:
+                    response = worker.handler(sqs_event(messages, arn), LambdaContext())
+                    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+                except BatchProcessingError as exc:
+                    # Every record failed (the first was busy, the rest of its group
+                    # skipped): Lambda retries the whole batch. Anything else is a bug.
+                    unexpected = [e for e, *_ in exc.child_exceptions if not issubclass(e, BUSY)]
+                    if unexpected:
+                        raise
+                    failed = {m["MessageId"] for m in messages}
+                failures["records"] += len(failed)
+                done = [m for m in messages if m["MessageId"] not in failed]
+                if done:
+                    # A handle from before a redelivery still deletes the message.
+                    sqs.delete_message_batch(
+                        QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+            traceback.print_exc()
+            stop.set()
+
+    pool = [threading.Thread(target=work, name=f"worker-{n}") for n in range(workers)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert not errors, errors
+    assert stop.is_set(), f"the queue did not drain in {SERVE_TIMEOUT_SECONDS} s"
+    return failures["records"]
 
 
 def admit_from_threads(runtime: Runtime, jobs: list[tuple[str, str]], threads: int) -> None:
@@ -99,8 +254,9 @@ def test_thousand_submissions_from_sixteen_threads_into_one_instance(loaded) -> 
     jobs = [("T-1", f"t{i % 16}-m{i // 16}") for i in range(1000)]
     admit_from_threads(runtime, jobs, threads=16)
     assert backend.resources
-    pump(backend.clients["sqs"], backend.resources.queue_url, backend.resources.queue_arn, worker.handler)
+    busy = serve(backend)
     check_instance(runtime, "T-1", 1000)
+    assert busy > 0, "no redelivery met a live lease: the workers never overlapped"
     assert len(seen) == 1000 and set(seen.values()) == {1}, "each processed once"
     # Each thread's own submissions keep their order too.
     records = asyncio.run(runtime.stores.ledger.list_submissions(InstanceRef("ticket", "T-1"), limit=1001))
@@ -114,7 +270,7 @@ def test_hundred_instances_by_ten_interleaved(loaded) -> None:
     jobs = [(f"I-{i % 100}", f"i{i % 100}-m{i // 100}") for i in range(1000)]
     admit_from_threads(runtime, jobs, threads=16)
     assert backend.resources
-    pump(backend.clients["sqs"], backend.resources.queue_url, backend.resources.queue_arn, worker.handler)
+    serve(backend)
     for i in range(100):
         check_instance(runtime, f"I-{i}", 10)
     assert len(seen) == 1000 and set(seen.values()) == {1}

@@ -54,6 +54,7 @@ def build(backend: Backend, clock: FakeClock, crash_at: Phase | None, crash_in_t
 
     def respond(request: ModelRequest):
         model_calls.append(request)
+        clock.advance(1)  # a model call takes time: events of one run get distinct times
         last = request.messages[-1]
         if last.role == "user" and not any(isinstance(p, ToolResultPart) for p in last.parts):
             return [ToolCall("charge", {"amount": 5}, id="c-charge"), ToolCall("lookup", {"order": "7"}, id="c-lookup")]
@@ -141,7 +142,7 @@ async def test_crash_inside_an_idempotent_tool_reruns_it(backend: Backend, clock
 
 
 async def test_later_submissions_wait_for_the_recovered_head(backend: Backend, clock: FakeClock) -> None:
-    runtime, _effects, _ = build(backend, clock, crash_at=Phase.tools_requested)
+    runtime, _effects, model_calls = build(backend, clock, crash_at=Phase.tools_requested)
     first = await runtime.prompt(INST.agent, INST.id, "one")
     second = await runtime.prompt(INST.agent, INST.id, "two")
     with pytest.raises(Crash):
@@ -150,8 +151,16 @@ async def test_later_submissions_wait_for_the_recovered_head(backend: Backend, c
     assert (await runtime.drain(INST, deadline=clock() + 600)).state == "busy"
     assert not (await runtime.submission(INST.agent, INST.id, second.record.id)).settled
     clock.advance(LEASE + 1)
+    recovered_at = clock()
     result = await runtime.drain(INST, deadline=clock() + 600)
     assert result.settled == 2
+    assert [s.submission_id for s in result.settlements] == [first.record.id, second.record.id]
     a = await runtime.submission(INST.agent, INST.id, first.record.id)
     b = await runtime.submission(INST.agent, INST.id, second.record.id)
-    assert a.settled_at and b.started_at and a.settled_at <= b.started_at
+    # The recovered head still had a model call to make (the clock moves 1 s per call),
+    # so it settled after the recovery began, and the second started only after that.
+    assert a.settled_at and b.started_at and b.settled_at
+    assert recovered_at < a.settled_at <= b.started_at < b.settled_at
+    # Every model call for the second came after the last one for the first.
+    for_second = [any(m.text == "two" for m in request.messages) for request in model_calls]
+    assert for_second == sorted(for_second) and for_second.count(True) == 2

@@ -400,4 +400,41 @@ async def test_a_lease_ending_exactly_now_still_holds(stores: Stores, clock: Fak
     taken = await claim(stores, clock, "a3")
     assert taken.state == "claimed" and taken.record and taken.record.attempt_id == "a3"
 
+
+async def test_checkpoint_renews_the_lease(stores: Stores, clock: FakeClock) -> None:
+    await stores.ledger.admit(INST, draft("x"), now=clock())
+    c = await claim(stores, clock, "a1", lease=10)
+    assert c.record
+    clock.advance(8)
+    journal = Journal(applied=True, turn=1, phase=Phase.before_model, written=1)
+    await stores.attempts.checkpoint(Fence.of(c.record), journal, now=clock(), lease_seconds=10, messages=[Message.user("x")])
+    clock.advance(5)  # past the claim's lease, within the renewed one
+    busy = await claim(stores, clock, "a2")
+    assert busy.state == "busy" and busy.record and busy.record.lease_until == clock() + 5
+    # A checkpoint without messages (a plain journal update) renews it too.
+    journal = Journal(applied=True, turn=1, phase=Phase.model_done, written=1)
+    await stores.attempts.checkpoint(Fence.of(c.record), journal, now=clock(), lease_seconds=10)
+    clock.advance(9)
+    assert (await claim(stores, clock, "a3")).state == "busy"
+    clock.advance(2)
+    assert (await claim(stores, clock, "a4")).state == "claimed"
+
+
+async def test_release_succeeds_on_an_abort_requested_submission(stores: Stores, clock: FakeClock) -> None:
+    # An attempt out of time (or failing) gives the submission back even though an abort
+    # was asked meanwhile: the next claim sees the flag and settles it `aborted`.
+    record = (await stores.ledger.admit(INST, draft("x"), now=clock())).record
+    c = await claim(stores, clock, "a1")
+    assert c.record
+    await stores.ledger.request_abort(INST, record.id, now=clock())
+    await stores.attempts.release(Fence.of(c.record), now=clock(), resume=True, not_before=None, error=None)
+    released = await stores.ledger.get(INST, record.id)
+    assert released and released.status is Status.queued and released.abort_requested
+    assert released.attempt_id is None and released.attempts == 0
+    again = await claim(stores, clock, "a2")
+    assert again.state == "claimed" and again.record and again.record.abort_requested
+    await stores.attempts.release(Fence.of(again.record), now=clock(), resume=False, not_before=clock() + 1, error={"type": "boom"})
+    failed = await stores.ledger.get(INST, record.id)
+    assert failed and failed.status is Status.queued and failed.error == {"type": "boom"} and failed.attempts == 1
+
 __all__ = ["pytestmark", *(name for name in dict(globals()) if name.startswith("test_"))]
