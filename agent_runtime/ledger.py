@@ -66,6 +66,10 @@ class Journal(BaseModel):
     pending_calls: list[str] = []  # copied per instance (see `models.base.ModelRequest`)
     repairs: int = 0
     usage: Usage = Field(default_factory=Usage)
+    #: Set by a hand-back (out of invocation time) at a boundary, where no call of the
+    #: turn is running: the next attempt may run the turn's unrecorded calls, after it
+    #: clears the flag in a checkpoint of its own (a crash after that is a crash).
+    handed_back: bool = False
 
 
 class SubmissionRecord(BaseModel):

@@ -129,10 +129,18 @@ class Attempts(Protocol):
         ...
 
     async def release(
-        self, fence: Fence, *, now: float, resume: bool, not_before: float | None, error: dict[str, Any] | None
+        self,
+        fence: Fence,
+        *,
+        now: float,
+        resume: bool,
+        not_before: float | None,
+        error: dict[str, Any] | None,
+        journal: Journal | None = None,
     ) -> None:
         """Fenced, abort not honoured: give the submission back to the queue. `resume=True`
-        (out of invocation time) gives the attempt back; otherwise it was a failed attempt."""
+        (out of invocation time) gives the attempt back; otherwise it was a failed attempt.
+        A `journal` is written with it."""
         ...
 
     async def suspend(self, fence: Fence, journal: Journal, *, reason: str, now: float) -> None:

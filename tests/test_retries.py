@@ -155,3 +155,71 @@ async def test_an_attempt_that_dies_every_time_ends_failed_after_max_attempts(ba
     assert record.error and record.error["type"] == "retries_exhausted"
     assert crashes == 3 and len(entered) == 3, "one run per attempt in the budget, then no more"
     assert (await runtime.drain(INST, deadline=clock() + 600)).state == "idle"
+
+
+@pytest.mark.parametrize("crash_in_tool", [False, True], ids=["clean", "crash-in-tool"])
+async def test_a_hand_back_before_the_tools_runs_them_in_the_next_attempt(
+    backend: Backend, clock: FakeClock, crash_in_tool: bool
+) -> None:
+    charges: list[float] = []
+
+    @tool
+    def charge(amount: int) -> str:
+        """Charge the card (not idempotent)."""
+        charges.append(clock())
+        if crash_in_tool and len(charges) == 1:
+            raise Crash("died inside charge")
+        return f"charged {amount}"
+
+    def respond(request: ModelRequest) -> Any:
+        results = tool_results(request)
+        if results:
+            return f"done: {results[0].status} {results[0].content}"
+        clock.advance(100)  # the model takes the invocation's remaining time
+        return [ToolCall("charge", {"amount": 5}, id="c-1")]
+
+    runtime = runtime_for(backend, clock, respond, tools=[charge], retry=3)
+    admission = await runtime.prompt(INST.agent, INST.id, "pay")
+    first = await runtime.drain(INST, deadline=clock() + 50)
+    assert first.state == "more" and not charges, "handed back between the model call and its tools"
+    if crash_in_tool:
+        with pytest.raises(Crash):
+            await runtime.drain(INST, deadline=clock() + 500)
+        clock.advance(LEASE + 1)
+    await runtime.drain(INST, deadline=clock() + 500)
+    record = await runtime.submission(INST.agent, INST.id, admission.record.id)
+    assert record.outcome is Outcome.completed, record.error
+    assert len(charges) == 1, "the charge runs once, never twice"
+    assert record.result
+    if crash_in_tool:  # died inside the charge: its outcome is unknown, never re-run
+        assert record.result["text"].startswith("done: interrupted")
+    else:  # a clean hand-back: the call never started, so it runs normally
+        assert record.result["text"] == "done: ok charged 5"
+        assert record.attempts == 1
+
+
+async def test_a_model_call_cut_off_by_the_invocation_deadline_hands_back(backend: Backend) -> None:
+    import asyncio
+    import time
+
+    replies: list[str] = []
+
+    async def slow_reply(request: ModelRequest) -> str:
+        await asyncio.sleep(0.3)
+        replies.append("answered")
+        return "late but fine"
+
+    registry = Registry()
+    registry.add(INST.agent, create_agent(model=FunctionModel(slow_reply), durability=Durability(retry=1)))
+    runtime = backend.runtime(registry, lease_seconds=LEASE)
+    admission = await runtime.prompt(INST.agent, INST.id, "go")
+    first = await runtime.drain(INST, deadline=time.time() + 0.1)
+    assert first.state == "more" and first.settled == 0
+    record = await runtime.submission(INST.agent, INST.id, admission.record.id)
+    assert record.status is Status.queued and record.attempts == 0 and record.yields == 1
+    assert record.error is None and record.not_before is None, "not a failed attempt: no error, no backoff"
+    assert replies == []
+    await runtime.drain(INST, deadline=time.time() + 30)
+    record = await runtime.submission(INST.agent, INST.id, admission.record.id)
+    assert record.outcome is Outcome.completed and record.attempts == 1, record.error
+    assert record.result and record.result["text"] == "late but fine"

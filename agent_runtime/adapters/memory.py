@@ -207,10 +207,19 @@ class MemoryAttempts(_Port):
             record.lease_until = now + lease_seconds
 
     async def release(
-        self, fence: Fence, *, now: float, resume: bool, not_before: float | None, error: dict[str, Any] | None
+        self,
+        fence: Fence,
+        *,
+        now: float,
+        resume: bool,
+        not_before: float | None,
+        error: dict[str, Any] | None,
+        journal: Journal | None = None,
     ) -> None:
         with self.table.lock:
             record = self.table.fenced(fence, honour_abort=False)
+            if journal is not None:
+                record.journal = journal.model_copy(deep=True)
             record.status = Status.queued
             record.attempt_id = None
             record.lease_until = None

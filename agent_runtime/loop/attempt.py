@@ -145,7 +145,11 @@ class Attempt:
                 await self._settle(step)
                 return step
             if isinstance(step, Yield):
-                await self.stores.attempts.release(self.fence, now=self.clock(), resume=True, not_before=None, error=None)
+                # At a boundary no call runs: the next attempt may run what is unrecorded.
+                self.journal.handed_back = True
+                await self.stores.attempts.release(
+                    self.fence, now=self.clock(), resume=True, not_before=None, error=None, journal=self.journal
+                )
                 return step
             if isinstance(step, Suspend):
                 await self.stores.attempts.suspend(self.fence, self.journal, reason=step.reason, now=self.clock())
@@ -154,6 +158,8 @@ class Attempt:
                 step = self._boundary() or await self._advance(step)
             except AbortRequested:
                 step = self._finish(Finish.aborted())
+            except _OutOfTime as out:
+                step = out.step
 
     async def _advance(self, step: ApplyInput | CallModel | RunTools | Commit) -> Step:
         if isinstance(step, ApplyInput):
@@ -185,7 +191,8 @@ class Attempt:
         calls = last.tool_calls
         if j.phase is Phase.model_done and not calls:
             return self._final_from_text(last)
-        return RunTools(calls, recovering=j.phase in (Phase.tools_requested, Phase.tool_result))
+        recovering = j.phase in (Phase.tools_requested, Phase.tool_result)
+        return RunTools(calls, recovering=recovering, handed_back=recovering and j.handed_back)
 
     # --- steps ---------------------------------------------------------------------
 
@@ -230,22 +237,35 @@ class Attempt:
         return RunTools(message.tool_calls)
 
     async def _stream(self, request: ModelRequest) -> ModelResponse:
+        """The model's reply, streamed as events. A call the invocation's deadline cuts
+        off hands the submission back (nothing of the reply is kept, no attempt spent);
+        one the submission's timeout cuts off ends it `failed`."""
+        invocation_bound = self.invocation_deadline < (self.deadline or float("inf"))
         deadline = min(self.deadline or float("inf"), self.invocation_deadline)
         timeout = max(0.001, deadline - self.clock())
-        async with asyncio.timeout(timeout if timeout != float("inf") else None), self._watching_abort():
-            reply = asyncio.ensure_future(self._read_stream(request))
-            aborted = asyncio.ensure_future(self.abort.wait())
-            try:
-                await asyncio.wait((reply, aborted), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                aborted.cancel()
-                if not reply.done():  # aborted, or this step was cancelled: stop the stream
-                    reply.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await reply
-            if not reply.done() or reply.cancelled():
-                raise AbortRequested(self.record.id)
-            return reply.result()
+        limit = asyncio.timeout(timeout if timeout != float("inf") else None)
+        try:
+            async with limit, self._watching_abort():
+                reply = asyncio.ensure_future(self._read_stream(request))
+                aborted = asyncio.ensure_future(self.abort.wait())
+                try:
+                    await asyncio.wait((reply, aborted), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    aborted.cancel()
+                    if not reply.done():  # aborted, or this step was cancelled: stop the stream
+                        reply.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await reply
+                if not reply.done() or reply.cancelled():
+                    raise AbortRequested(self.record.id)
+                return reply.result()
+        except TimeoutError:
+            if not limit.expired():
+                raise  # the model's own timeout: a failed attempt
+            if invocation_bound:
+                raise _OutOfTime(Yield()) from None
+            timed_out = Finish.failed("timeout", f"submission exceeded its timeout of {self.budget.timeout_s:g}s")
+            raise _OutOfTime(self._finish(timed_out)) from None
 
     async def _read_stream(self, request: ModelRequest) -> ModelResponse:
         turn = self.journal.turn
@@ -299,6 +319,12 @@ class Attempt:
 
     async def _run_tools(self, step: RunTools) -> Step:
         turn = self.journal.turn
+        if step.handed_back:
+            # Durably forget the clean hand-back before any call starts: if this attempt
+            # dies inside a call, the next one must treat that call's outcome as unknown.
+            self.journal.handed_back = False
+            await self._write(self.journal.phase or Phase.tools_requested)
+        unknown = step.recovering and not step.handed_back
         recorded = await self.stores.tool_results.of_turn(self.fence.instance, self.fence.sequence, turn) if step.recovering else {}
         results: list[ToolResultPart] = []
         ending: Handled | None = None
@@ -325,7 +351,7 @@ class Attempt:
                 ending = ending or (handled if handled.ends else None)
                 repair = repair or handled.repair
             else:
-                part = await self._run_own_tool(call, turn, recovering=step.recovering)
+                part = await self._run_own_tool(call, turn, unknown=unknown)
             self._results[call.id] = part
             await self.stores.tool_results.record(self.fence, turn, part, now=self.clock())
             results.append(part)
@@ -345,9 +371,10 @@ class Attempt:
                 return self._finish(failed, closing=closing)
         return Commit(closing)
 
-    async def _run_own_tool(self, call: ToolCallPart, turn: int, *, recovering: bool) -> ToolResultPart:
+    async def _run_own_tool(self, call: ToolCallPart, turn: int, *, unknown: bool) -> ToolResultPart:
+        """Run one of the agent's tools; `unknown`: an earlier attempt may have run it."""
         tool = self.config.tool_named(call.name)
-        if recovering and not (tool and tool.idempotent):
+        if unknown and not (tool and tool.idempotent):
             return interrupted(call, "interrupted: the runtime restarted while this call was running; its outcome is unknown")
         await self._emit(ev.ToolStart, flush=True, **tool_start_fields(turn, call))
         self._started.add(call.id)
@@ -421,6 +448,14 @@ class Attempt:
         )
         self.journal = journal
         self.history.extend(finish.closing)
+
+
+class _OutOfTime(Exception):
+    """A model call cut off by a deadline: the step the attempt takes instead."""
+
+    def __init__(self, step: Yield | Finish) -> None:
+        super().__init__()
+        self.step = step
 
 
 def _last_text(history: list[Message]) -> str:

@@ -30,8 +30,13 @@ class CallModel:
 
 @dataclass(frozen=True)
 class RunTools:
+    """Run the turn's calls. `recovering`: a later attempt, so recorded results are reused
+    and an unrecorded call may have been running when the last attempt died (its outcome
+    is unknown) unless `handed_back` says the last attempt gave the turn back cleanly."""
+
     calls: list[ToolCallPart]
     recovering: bool = False
+    handed_back: bool = False
 
 
 @dataclass(frozen=True)

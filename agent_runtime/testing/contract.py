@@ -437,4 +437,16 @@ async def test_release_succeeds_on_an_abort_requested_submission(stores: Stores,
     failed = await stores.ledger.get(INST, record.id)
     assert failed and failed.status is Status.queued and failed.error == {"type": "boom"} and failed.attempts == 1
 
+
+async def test_a_release_keeps_the_journal_it_is_given(stores: Stores, clock: FakeClock) -> None:
+    record = (await stores.ledger.admit(INST, draft("x"), now=clock())).record
+    c = await claim(stores, clock)
+    assert c.record
+    journal = Journal(applied=True, turn=2, phase=Phase.tools_requested, written=3, pending_calls=["c1"], handed_back=True)
+    await stores.attempts.release(Fence.of(c.record), now=clock(), resume=True, not_before=None, error=None, journal=journal)
+    released = await stores.ledger.get(INST, record.id)
+    assert released and released.journal == journal and released.status is Status.queued
+    again = await claim(stores, clock, "a2")
+    assert again.record and again.record.journal == journal
+
 __all__ = ["pytestmark", *(name for name in dict(globals()) if name.startswith("test_"))]

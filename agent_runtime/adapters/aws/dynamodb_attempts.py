@@ -183,7 +183,14 @@ class DynamoDBAttempts(TablePort):
             raise LedgerError(f"checkpoint of {fence.submission_id} was cancelled: {reasons}")
 
     async def release(
-        self, fence: Fence, *, now: float, resume: bool, not_before: float | None, error: dict[str, Any] | None
+        self,
+        fence: Fence,
+        *,
+        now: float,
+        resume: bool,
+        not_before: float | None,
+        error: dict[str, Any] | None,
+        journal: Journal | None = None,
     ) -> None:
         condition, values = self._fence_condition(fence, honour_abort=False)
         sets = ["#status = :queued", "yields = yields + :yield"]
@@ -197,6 +204,13 @@ class DynamoDBAttempts(TablePort):
             sets.append("#error = :error")
             names["#error"] = name
             values[":error"] = attr
+        if journal is not None:
+            name, attr = await self.items.json_attr(
+                fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json"
+            )
+            sets.append("#journal = :journal")
+            names["#journal"] = name
+            values[":journal"] = attr
         try:
             self.client.update_item(
                 TableName=self.table,
