@@ -10,7 +10,8 @@ continues above every offset the old one could have handed out.
 
 The names follow the agent event vocabulary users know: ``agent_start``, ``turn_start``,
 ``text_delta``, ``thinking_delta``, ``tool_start``, ``tool_call``, ``turn_end``,
-``agent_end``, ``idle`` and ``error``, plus the ledger's ``submission_queued`` and
+``agent_end``, ``task_start`` and ``task`` (a child started and its outcome recorded, in
+the parent's log), ``idle`` and ``error``, plus the ledger's ``submission_queued`` and
 ``submission_settled``. Deltas are coalesced before they are stored (see
 `agent_runtime.streaming`), so one ``text_delta`` holds whatever the model wrote
 since the last flush.
@@ -46,7 +47,7 @@ class _Event(BaseModel):
 
 class SubmissionQueued(_Event):
     type: Literal["submission_queued"] = "submission_queued"
-    kind: Literal["direct", "dispatch"]
+    kind: Literal["direct", "dispatch", "task"]
     sequence: int
 
 
@@ -96,6 +97,30 @@ class ToolCall(_Event):
     truncated: bool = False
 
 
+class TaskStart(_Event):
+    """A tool call of this submission started a child: ``child`` (``agent/id``) runs
+    ``child_submission_id``; its own events stay in its own log."""
+
+    type: Literal["task_start"] = "task_start"
+    call_id: str
+    child: str
+    child_submission_id: str
+    blocking: bool = True
+
+
+class Task(_Event):
+    """A child's outcome was recorded as the result of the call that started it."""
+
+    type: Literal["task"] = "task"
+    call_id: str
+    child: str
+    child_submission_id: str
+    status: Literal["ok", "error"]
+    result: str | None = None
+    error: str | None = None
+    truncated: bool = False
+
+
 class TurnEnd(_Event):
     type: Literal["turn_end"] = "turn_end"
     turn: int
@@ -138,6 +163,8 @@ Event = Annotated[
     | ThinkingDelta
     | ToolStart
     | ToolCall
+    | TaskStart
+    | Task
     | TurnEnd
     | AgentEnd
     | SubmissionSettled
@@ -156,6 +183,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "thinking_delta",
     "tool_start",
     "tool_call",
+    "task_start",
+    "task",
     "turn_end",
     "agent_end",
     "submission_settled",

@@ -17,7 +17,7 @@ from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AgentDefinitionError, DefinitionError
 from agent_runtime.ids import InstanceRef
 from agent_runtime.loop import Checkpoint
-from agent_runtime.ports import EventLog, Stores, WakeUps
+from agent_runtime.ports import Children, EventLog, Stores, WakeUps
 from agent_runtime.registry import Registry
 from agent_runtime.streaming import Broadcaster, EventStream
 
@@ -38,6 +38,7 @@ class Parts:
         broadcaster: Broadcaster | None = None,
         stream_options: dict[str, Any] | None = None,
         abort_poll_seconds: float | None = None,
+        children: Children | None = None,
     ) -> None:
         self.registry = registry
         self.stores = stores
@@ -51,6 +52,8 @@ class Parts:
         self.broadcaster = broadcaster
         self.stream_options = stream_options or {}
         self.abort_poll_seconds = settings.abort_poll_seconds() if abort_poll_seconds is None else abort_poll_seconds
+        #: The blocking children's driver; without one, agents are offered no `task` tool.
+        self.children = children
 
     def instance(self, agent: str, instance_id: str) -> InstanceRef:
         """The instance, after checking its name and id (400) and that the agent exists (404)."""

@@ -5,6 +5,7 @@
     Ledger        admission and reads (the service)       Attempts     claims .. settle (the worker)
     ToolResults   per-call results of a turn              History      session messages, paged
     KV            the instance's key-value store          WakeUps      "instance X has work"
+    Children      blocking children's driver
     BlobStore     big attributes                          EventLog, Connections, Poster: events
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent_runtime.children import ChildLink
 from agent_runtime.errors import InvalidInput
 from agent_runtime.events import Event
 from agent_runtime.ids import InstanceRef
@@ -204,6 +206,32 @@ class KV(Protocol):
     async def get(self, instance: InstanceRef, key: str) -> Any: ...
     async def put(self, instance: InstanceRef, key: str, value: Any) -> None: ...
     async def delete(self, instance: InstanceRef, key: str) -> None: ...
+
+
+class Children(Protocol):
+    """Drives blocking children (`agent_runtime.children`): memory, in process; AWS, one
+    Step Functions execution per call. The child's ledger stays the truth: a lost report
+    is found again when the parent's worker looks at the child's record."""
+
+    async def start(self, link: ChildLink) -> None:
+        """Start the child's run (its submission is admitted): harmless when repeated."""
+        ...
+
+    async def accept(self, child: InstanceRef, submission_id: str, token: str) -> None:
+        """Keep the driver's callback token that came with the child's wake-up."""
+        ...
+
+    async def heartbeat(self, link: ChildLink) -> None:
+        """The child still runs (sent while its attempt runs)."""
+        ...
+
+    async def report(self, link: ChildLink, child: SubmissionRecord) -> None:
+        """The child settled: tell the driver, which wakes the parent."""
+        ...
+
+    async def outcome(self, link: ChildLink) -> ToolResultPart | None:
+        """An outcome the driver recorded for the call (a timeout, a failure), if any."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,7 @@ class PromptResult(BaseModel):
 
 class Submission(BaseModel):
     id: str
-    kind: Literal["direct", "dispatch"]
+    kind: Literal["direct", "dispatch", "task"]
     session: str
     sequence: int
     status: Literal["queued", "running", "waiting", "settled"]

@@ -17,7 +17,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from agent_runtime.definition import AgentDefinition
+from agent_runtime.children import agent_name_of
+from agent_runtime.definition import (
+    PROBE_ID,
+    AgentContext,
+    AgentDefinition,
+    AgentProfile,
+    create_agent,
+)
 from agent_runtime.errors import AgentNotFound, DefinitionError
 from agent_runtime.ids import validate_agent_name
 
@@ -30,6 +37,9 @@ class RegisteredAgent:
     websocket: Callable[..., Any] | None = None
     on_dispatch: Callable[..., Any] | None = None
     module: str | None = None
+    #: Set for a subagent's agent: the profile its children run (no hooks of its own;
+    #: its instances are reached through their parents).
+    profile: AgentProfile | None = None
 
 
 class Registry:
@@ -42,7 +52,27 @@ class Registry:
         validate_agent_name(name)
         entry = RegisteredAgent(name=name, definition=definition, **hooks)
         self._agents[name] = entry
+        self.add_subagents(entry)
         return entry
+
+    def add_subagents(self, entry: RegisteredAgent) -> None:
+        """Register the agents an agent's children run: one per subagent profile (its name,
+        ``_`` -> ``-``), recursively. A profile without a model runs on its parent's."""
+        config = entry.definition.configure(AgentContext(id=PROBE_ID, agent=entry.name))
+        for profile in config.subagents:
+            name = agent_name_of(profile.name)
+            known = self._agents.get(name)
+            if known is not None:
+                if known.profile is None or known.profile.name != profile.name:
+                    raise DefinitionError(
+                        "subagents", f"subagent {profile.name!r} of {entry.name!r} has the name of another agent ({name!r})"
+                    )
+                continue
+            model = profile.model or config.model
+            definition = create_agent({"profile": profile, "model": model})
+            child = RegisteredAgent(name=name, definition=definition, profile=profile)
+            self._agents[name] = child
+            self.add_subagents(child)
 
     def get(self, name: str) -> RegisteredAgent:
         try:
@@ -106,4 +136,6 @@ def discover(folder: str | Path = "agents") -> Registry:
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
         registry._agents[name] = _entry_from_module(name, module)
+    for entry in list(registry):
+        registry.add_subagents(entry)
     return registry

@@ -176,7 +176,7 @@ class Service(Parts):
 
         now = self.clock()
         try:
-            await settle(self.stores.attempts, record, finish, now=now, emit=collect)
+            await settle(self.stores.attempts, record, finish, now=now, emit=collect, children=self.children)
         except (AlreadySettled, StaleAttempt):
             return record  # settled meanwhile, or claimed: that attempt sees the flag
         await self._publish(record.ref, events)

@@ -26,6 +26,7 @@ LOCAL_TABLE = "agent-runtime"
 LOCAL_QUEUE = "agent-runtime-wakeups.fifo"
 LOCAL_DLQ = "agent-runtime-wakeups-dlq.fifo"
 LOCAL_BUCKET = "agent-runtime-local"
+LOCAL_STATE_MACHINE = "agent-runtime-blocking-child"
 
 # DynamoDB key schema (see agent_runtime.adapters.aws.dynamodb_items for the item layout).
 TABLE_PARTITION_KEY = "pk"

@@ -12,18 +12,21 @@ Endings are written by `agent_runtime.loop.settle`, the one place a submission s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agent_runtime import events as ev
+from agent_runtime.children import link_from_reason, link_of, outcome_of
 from agent_runtime.errors import AgentDefinitionError, AlreadySettled, StaleAttempt
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Budget, Fence, SubmissionRecord, new_attempt_id
 from agent_runtime.loop import Attempt, Finish, Settlement, settle
-from agent_runtime.messages import Message
+from agent_runtime.messages import Message, ToolResultPart
 from agent_runtime.models.base import Model, resolve_model
 from agent_runtime.parts import Parts
 from agent_runtime.ports import StoredMessage
@@ -34,6 +37,8 @@ log = logging.getLogger("agent_runtime")
 #: Backoff after a failed attempt: base * 2**(attempt-1), capped, with jitter.
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 30.0
+#: How often a running child tells its driver it is alive (the state machine allows 300 s).
+HEARTBEAT_SECONDS = 60.0
 #: Sessions whose history a worker keeps between submissions (least recently used go).
 HISTORY_CACHE_SESSIONS = 64
 
@@ -74,12 +79,54 @@ class Worker(Parts):
         """The continuation wake-up after a drain that returned `more`."""
         await self.wakeups.send(instance, reason="continue", dedupe_id=dedupe_id)
 
+    async def accept_child(self, child: InstanceRef, submission_id: str, token: str) -> None:
+        """A child's wake-up carried its driver's callback token: keep it for the report."""
+        if self.children is not None:
+            await self.children.accept(child, submission_id, token)
+
+    async def _resolve_wait(self, record: SubmissionRecord, stream: EventStream) -> bool:
+        """Resume a submission waiting on a child that has an outcome: the child's settled
+        record, else what its driver recorded when the child never answered (a missed
+        heartbeat, a timeout). True when it was resumed (by this call or another), so the
+        head may be claimed again."""
+        link = link_from_reason(record)
+        if link is None or record.waiting_on is None:
+            return False
+        child = await self.stores.ledger.get(link.child, link.child_submission_id)
+        if child is not None and child.settled:
+            part: ToolResultPart | None = outcome_of(link, child)
+        else:
+            part = await self.children.outcome(link) if self.children is not None else None
+        if part is None:
+            return False
+        resumed = await self.stores.attempts.resume(
+            record.ref, record.id, reason=record.waiting_on, now=self.clock(), result=part
+        )
+        if resumed:
+            content, truncated = ev.clip(part.content)
+            await stream.emit(
+                ev.Task(
+                    **stream.fields(record.session, record.id),
+                    call_id=link.call_id,
+                    child=link.child.key,
+                    child_submission_id=link.child_submission_id,
+                    status="error" if part.is_error else "ok",
+                    result=None if part.is_error else content,
+                    error=content if part.is_error else None,
+                    truncated=truncated,
+                ),
+                flush=True,
+            )
+        return True
+
     async def _drain(self, instance: InstanceRef, deadline: float, stream: EventStream) -> DrainResult:
         settled: list[Settlement] = []
         while self.clock() < deadline:
             claim = await self.stores.attempts.claim_head(
                 instance, attempt_id=new_attempt_id(), now=self.clock(), lease_seconds=self.lease_seconds
             )
+            if claim.state == "waiting" and claim.record is not None and await self._resolve_wait(claim.record, stream):
+                continue  # resumed: claim it again
             if claim.state in ("idle", "waiting"):
                 return DrainResult("idle", tuple(settled))
             if claim.state == "busy":
@@ -133,8 +180,10 @@ class Worker(Parts):
                 checkpoint=self.checkpoint,
                 stream=stream,
                 abort_poll_seconds=self.abort_poll_seconds,
+                children=self.children,
             )
-            await attempt.run()
+            async with self._heartbeats(record):
+                await attempt.run()
         except (StaleAttempt, AlreadySettled):
             log.warning("attempt lost its lease", extra={"submission_id": record.id})
             self._forget_history(record)
@@ -163,7 +212,9 @@ class Worker(Parts):
 
     async def _end(self, record: SubmissionRecord, fence: Fence, finish: Finish, stream: EventStream) -> Settlement | None:
         try:
-            return await settle(self.stores.attempts, record, finish, now=self.clock(), emit=stream.emit, fence=fence)
+            return await settle(
+                self.stores.attempts, record, finish, now=self.clock(), emit=stream.emit, fence=fence, children=self.children
+            )
         except (StaleAttempt, AlreadySettled):
             return None
 
@@ -185,6 +236,31 @@ class Worker(Parts):
         with contextlib.suppress(StaleAttempt, AlreadySettled):
             await self.stores.attempts.release(fence, now=now, resume=False, not_before=not_before, error=error)
         return None
+
+    @contextlib.asynccontextmanager
+    async def _heartbeats(self, record: SubmissionRecord) -> AsyncIterator[None]:
+        """While a child's attempt runs, tell its driver every `HEARTBEAT_SECONDS`."""
+        link = link_of(record)
+        if link is None or self.children is None:
+            yield
+            return
+        children = self.children
+
+        async def beat() -> None:
+            while True:
+                try:
+                    await children.heartbeat(link)
+                except Exception:  # the driver's heartbeat timeout is the backstop
+                    log.warning("child heartbeat failed", extra={"child": link.child.key}, exc_info=True)
+                await asyncio.sleep(HEARTBEAT_SECONDS)
+
+        task = asyncio.ensure_future(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _model(self, model: str | Model) -> Model:
         if isinstance(model, Model):

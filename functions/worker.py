@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from agent_runtime.adapters.aws.bootstrap import default_runtime, run
-from agent_runtime.adapters.aws.sqs import parse_wakeup
+from agent_runtime.adapters.aws.sqs import child_token, parse_wakeup
 from agent_runtime.errors import NotClaimable
 from agent_runtime.loop import Settlement
 from agent_runtime.settings import METRICS_NAMESPACE, SERVICE_NAME, WORKER_SAFETY_MARGIN_MS
@@ -51,6 +51,9 @@ def runtime() -> Worker:
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     rt = runtime()
     instance = parse_wakeup(record.body)
+    token = child_token(record.body)
+    if token is not None:  # a blocking child's execution woke it: keep the callback token
+        run(rt.accept_child(instance, *token))
     budget_ms = lambda_context.get_remaining_time_in_millis() - WORKER_SAFETY_MARGIN_MS
     result = run(rt.drain(instance, deadline=rt.clock() + max(0, budget_ms) / 1000))
     logger.info("drained", instance=instance.key, state=result.state, settled=result.settled)

@@ -28,7 +28,13 @@ from agent_runtime.testing.moto_serial import serialize_moto_dynamodb  # noqa: E
 
 serialize_moto_dynamodb()
 
-from agent_runtime.testing.backends import Backend, FakeClock, memory_backend, moto_backend  # noqa: E402
+from agent_runtime.testing.backends import (  # noqa: E402
+    MOTO_CONFIG,
+    Backend,
+    FakeClock,
+    memory_backend,
+    moto_backend,
+)
 
 
 @pytest.fixture
@@ -42,7 +48,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "memory":
         yield memory_backend()
         return
-    with mock_aws():
+    with mock_aws(config=MOTO_CONFIG):
         yield moto_backend(visibility_timeout=30)
 
 

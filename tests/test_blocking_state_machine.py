@@ -81,7 +81,7 @@ def _start(
     )
 
 
-def _receive_one(machine: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+def _receive_one(machine: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     sqs, queue_url = machine["sqs"], machine["resources"].queue_url
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -97,7 +97,7 @@ def _receive_one(machine: dict[str, Any], timeout: float = 10.0) -> dict[str, An
 
 
 def _wait_done(
-    machine: dict[str, Any], execution_arn: str, timeout: float = 15.0
+    machine: dict[str, Any], execution_arn: str, timeout: float = 60.0
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -67,8 +67,8 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     calls: Counter[str] = Counter()
     original = Router.for_config.__func__  # type: ignore[attr-defined]
 
-    def for_config(cls: type[Router], config, *extra):  # type: ignore[no-untyped-def]
-        return original(cls, config, *extra, WaitFamily(calls))
+    def for_config(cls: type[Router], config, *extra, **options):  # type: ignore[no-untyped-def]
+        return original(cls, config, *extra, WaitFamily(calls), **options)
 
     monkeypatch.setattr(Router, "for_config", classmethod(for_config))
     return calls

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_runtime.children import ChildLink
 from agent_runtime.errors import (
     AbortRequested,
     AlreadySettled,
@@ -35,7 +36,7 @@ from agent_runtime.ledger import (
     submission_id_for,
 )
 from agent_runtime.messages import Message, ToolResultPart
-from agent_runtime.ports import HistoryPage, StoredMessage, Stores, parse_cursor
+from agent_runtime.ports import HistoryPage, StoredMessage, Stores, WakeUps, parse_cursor
 
 
 @dataclass
@@ -365,6 +366,32 @@ class MemoryWakeUps:
         self._seen.add(dedupe_id)
         self.sent.append((instance, reason, dedupe_id))
         self.queue.put_nowait((instance, reason))
+
+
+class MemoryChildren:
+    """`Children` in process: a child starts on a wake-up, its report wakes the parent.
+    There is no driver to time a child out (its own timeout bounds it), so `outcome` has
+    nothing of its own to say: the parent reads the child's settled record."""
+
+    def __init__(self, wakeups: WakeUps) -> None:
+        self.wakeups = wakeups
+        self.heartbeats: list[ChildLink] = []
+
+    async def start(self, link: ChildLink) -> None:
+        await self.wakeups.send(link.child, reason="child", dedupe_id=f"child-{link.child_submission_id}")
+
+    async def accept(self, child: InstanceRef, submission_id: str, token: str) -> None:
+        return None
+
+    async def heartbeat(self, link: ChildLink) -> None:
+        self.heartbeats.append(link)
+
+    async def report(self, link: ChildLink, child: SubmissionRecord) -> None:
+        dedupe = f"child-done-{link.parent_submission_id}-{link.call_id}"
+        await self.wakeups.send(link.parent, reason="child_done", dedupe_id=dedupe)
+
+    async def outcome(self, link: ChildLink) -> ToolResultPart | None:
+        return None
 
 
 class MemoryBlobs:

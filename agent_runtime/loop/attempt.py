@@ -61,7 +61,7 @@ from agent_runtime.models.base import (
     TextDelta,
     ThinkingDelta,
 )
-from agent_runtime.ports import Stores
+from agent_runtime.ports import Children, Stores
 from agent_runtime.streaming import EventStream
 from agent_runtime.tools import AbortSignal, ToolContext
 
@@ -77,6 +77,8 @@ def input_message(record: SubmissionRecord) -> Message:
     payload = record.payload
     if record.kind == "direct" and isinstance(payload, dict) and isinstance(payload.get("message"), str):
         return Message.user(payload["message"])
+    if record.kind == "task" and isinstance(payload, dict) and isinstance(payload.get("prompt"), str):
+        return Message.user(payload["prompt"])  # a child sees its prompt, never the parent's transcript
     text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
     return Message.user(text)
 
@@ -101,6 +103,7 @@ class Attempt:
         router: Router | None = None,
         checkpoint: Checkpoint | None = None,
         abort_poll_seconds: float = settings.ABORT_POLL_SECONDS,
+        children: Children | None = None,
     ) -> None:
         assert record.attempt_id is not None
         self.stores = stores
@@ -115,7 +118,8 @@ class Attempt:
         self.lease_seconds = lease_seconds
         self.invocation_deadline = invocation_deadline
         self.stream = stream
-        self.router = router or Router.for_config(config)
+        self.children = children
+        self.router = router or Router.for_config(config, children=children)
         self.on_checkpoint = checkpoint
         self.abort_poll_seconds = abort_poll_seconds
         self.fence = Fence.of(record)
@@ -342,7 +346,7 @@ class Attempt:
             if builtin is not None:
                 if not silent:
                     await self._emit(ev.ToolStart, flush=True, **tool_start_fields(turn, call))
-                handled = await builtin.call(call, CallContext(self.record, self.fence, turn, self.stores))
+                handled = await builtin.call(call, CallContext(self.record, self.fence, turn, self.stores, self.clock, self._emit))
                 if handled.suspend is not None:
                     # Its result arrives with `Attempts.resume`; the other calls go on.
                     suspend = suspend or handled.suspend
@@ -445,6 +449,7 @@ class Attempt:
             fence=self.fence,
             journal=journal,
             honour_abort=honour_abort,
+            children=self.children,
         )
         self.journal = journal
         self.history.extend(finish.closing)

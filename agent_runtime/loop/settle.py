@@ -5,22 +5,27 @@ a boundary, timeout, max_turns), the worker's decisions on a claimed submission 
 must not run (abort, timeout, retry budget spent, a broken definition) or whose last
 attempt failed, and the service's abort of a queued or waiting submission. It writes
 the terminal state (the first terminal write wins, in `Attempts.settle`), tells the
-event log (`agent_end` when the submission had started, then `submission_settled`) and
-returns the `Settlement` that logs and metrics report.
+event log (`agent_end` when the submission had started, then `submission_settled`),
+reports a child's ending to its driver (which wakes the parent) and returns the
+`Settlement` that logs and metrics report.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from agent_runtime import events as ev
-from agent_runtime.ledger import Fence, Journal, Outcome, SubmissionRecord
+from agent_runtime.children import link_of
+from agent_runtime.ledger import Fence, Journal, Outcome, Status, SubmissionRecord
 from agent_runtime.loop.steps import Finish
 from agent_runtime.messages import Usage
-from agent_runtime.ports import Attempts
+from agent_runtime.ports import Attempts, Children
 from agent_runtime.streaming import event_fields
+
+log = logging.getLogger("agent_runtime")
 
 #: Where settle's events go: an attempt's buffered stream, or the service's log append.
 Emit = Callable[[ev.Event], Awaitable[None]]
@@ -61,6 +66,7 @@ async def settle(
     fence: Fence | None = None,
     journal: Journal | None = None,
     honour_abort: bool = False,
+    children: Children | None = None,
 ) -> Settlement:
     """Write `finish` as the submission's terminal state, then announce it.
 
@@ -87,6 +93,15 @@ async def settle(
     if record.started_at is not None:
         await emit(ev.AgentEnd(**fields, outcome=finish.outcome, result=result, error=finish.error))
     await emit(ev.SubmissionSettled(**fields, outcome=finish.outcome))
+    link = link_of(record)
+    if link is not None and children is not None:
+        settled = record.model_copy(
+            update={"status": Status.settled, "outcome": finish.outcome, "result": result, "error": finish.error, "settled_at": now}
+        )
+        try:
+            await children.report(link, settled)
+        except Exception:  # the parent finds the child's record when it next looks
+            log.warning("could not report a child's outcome", extra={"child": record.ref.key}, exc_info=True)
     return Settlement(
         agent=record.ref.agent,
         submission_id=record.id,

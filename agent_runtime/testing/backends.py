@@ -11,14 +11,18 @@ from typing import Any
 
 from agent_runtime.adapters.aws.dynamodb import dynamodb_stores
 from agent_runtime.adapters.aws.events import DynamoDBConnections, DynamoDBEventLog
-from agent_runtime.adapters.aws.provision import Resources, provision
+from agent_runtime.adapters.aws.provision import Resources, provision, provision_children
 from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.adapters.aws.sqs import SqsWakeUps
-from agent_runtime.adapters.memory import MemoryBlobs, MemoryWakeUps, memory_stores
+from agent_runtime.adapters.aws.stepfunctions import StepFunctionsChildren
+from agent_runtime.adapters.memory import MemoryBlobs, MemoryChildren, MemoryWakeUps, memory_stores
 from agent_runtime.adapters.memory_events import MemoryConnections, MemoryEventLog
-from agent_runtime.ports import BlobStore, Connections, EventLog, Stores, WakeUps
+from agent_runtime.ports import BlobStore, Children, Connections, EventLog, Stores, WakeUps
 from agent_runtime.registry import Registry
 from agent_runtime.runtime import Runtime
+
+#: `mock_aws(config=MOTO_CONFIG)`: moto's Step Functions executes state machines.
+MOTO_CONFIG: dict[str, Any] = {"stepfunctions": {"execute_state_machine": True}}
 
 
 class FakeClock:
@@ -45,24 +49,35 @@ class Backend:
     blobs: BlobStore
     events: EventLog
     connections: Connections
+    children: Children | None = None
     resources: Resources | None = None
     clients: dict[str, Any] = field(default_factory=dict)
 
     def runtime(self, registry: Registry, **options: Any) -> Runtime:
         options.setdefault("events", self.events)
+        options.setdefault("children", self.children)
         return Runtime(registry=registry, stores=self.stores, wakeups=self.wakeups, **options)
 
 
 def memory_backend() -> Backend:
-    return Backend("memory", memory_stores(), MemoryWakeUps(), MemoryBlobs(), MemoryEventLog(), MemoryConnections())
+    wakeups = MemoryWakeUps()
+    return Backend(
+        "memory", memory_stores(), wakeups, MemoryBlobs(), MemoryEventLog(), MemoryConnections(), MemoryChildren(wakeups)
+    )
 
 
 def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, **provision_options: Any) -> Backend:
-    """The AWS adapters on whatever endpoint boto3 reaches: call inside `mock_aws()`."""
+    """The AWS adapters on whatever endpoint boto3 reaches: call inside `mock_aws()`
+    (with ``config=MOTO_CONFIG`` for blocking children: Step Functions then runs the
+    state machine)."""
     import boto3
 
-    clients = {name: boto3.client(name, region_name=region) for name in ("dynamodb", "sqs", "s3")}
+    clients = {name: boto3.client(name, region_name=region) for name in ("dynamodb", "sqs", "s3", "stepfunctions")}
     resources = provision(dynamodb=clients["dynamodb"], sqs=clients["sqs"], s3=clients["s3"], **provision_options)
+    machine = provision_children(clients["stepfunctions"], resources)
+    children = StepFunctionsChildren(
+        stepfunctions=clients["stepfunctions"], state_machine_arn=machine, dynamodb=clients["dynamodb"], table=resources.table
+    )
     blobs = S3Blobs(clients["s3"], resources.bucket)
     store_options = {} if spill_bytes is None else {"spill_bytes": spill_bytes}
     stores = dynamodb_stores(clients["dynamodb"], resources.table, blobs, **store_options)
@@ -73,6 +88,7 @@ def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, *
         blobs,
         DynamoDBEventLog(clients["dynamodb"], resources.table),
         DynamoDBConnections(clients["dynamodb"], resources.table),
+        children,
         resources,
         clients,
     )

@@ -106,3 +106,22 @@ def provision(
     except Exception:
         s3.create_bucket(Bucket=bucket)
     return Resources(table=table, queue_url=queue_url, queue_arn=queue_arn, dlq_url=dlq_url, bucket=bucket)
+
+
+#: The role moto accepts for state machines it runs (it does not check IAM).
+LOCAL_STATE_MACHINE_ROLE = "arn:aws:iam::123456789012:role/agent-runtime-blocking-child"
+
+
+def provision_children(stepfunctions: Any, resources: Resources, *, name: str = settings.LOCAL_STATE_MACHINE) -> str:
+    """Create (or find) the blocking-child state machine over `resources`; its ARN. The
+    definition is the one the stack deploys (`agent_runtime.blocking`)."""
+    from agent_runtime.blocking import blocking_child_definition
+
+    for machine in stepfunctions.list_state_machines()["stateMachines"]:
+        if machine["name"] == name:
+            return str(machine["stateMachineArn"])
+    definition = blocking_child_definition(table=resources.table, queue_url=resources.queue_url)
+    created = stepfunctions.create_state_machine(
+        name=name, definition=json.dumps(definition), roleArn=LOCAL_STATE_MACHINE_ROLE, type="STANDARD"
+    )
+    return str(created["stateMachineArn"])

@@ -23,6 +23,16 @@ def parse_wakeup(body: str) -> InstanceRef:
     return InstanceRef.parse(data["instance"])
 
 
+def child_token(body: str) -> tuple[str, str] | None:
+    """``(submission id, task token)`` when the wake-up comes from a blocking child's
+    execution (`agent_runtime.blocking`), else None."""
+    data = json.loads(body)
+    token, submission_id = data.get("task_token"), data.get("submission_id")
+    if isinstance(token, str) and isinstance(submission_id, str):
+        return submission_id, token
+    return None
+
+
 class SqsWakeUps:
     def __init__(self, client: Any, queue_url: str) -> None:
         self.client = client

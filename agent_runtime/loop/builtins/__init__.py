@@ -15,11 +15,12 @@ turn (end the submission with data, a repair turn, or a suspension on a reason).
 module per family, each adding its built-ins in `_FAMILIES`:
 
     result.py     final_result (a result schema)
+    task.py       task (subagents, as child instances)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,7 +28,7 @@ from agent_runtime.definition import AgentConfig
 from agent_runtime.ledger import Fence, SubmissionRecord
 from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
 from agent_runtime.models.base import ToolChoice, ToolSpec
-from agent_runtime.ports import Stores
+from agent_runtime.ports import Children, Stores
 
 _NO_DATA: Any = object()
 
@@ -51,12 +52,15 @@ class Handled:
 
 @dataclass(frozen=True)
 class CallContext:
-    """What a built-in may use: the attempt's fence and record, the turn, the stores."""
+    """What a built-in may use: the attempt's fence and record, the turn, the stores, the
+    clock, and `emit(EventType, **fields)` into the submission's event stream."""
 
     record: SubmissionRecord
     fence: Fence
     turn: int
     stores: Stores
+    clock: Callable[[], float]
+    emit: Callable[..., Awaitable[None]]
 
 
 class Builtin(Protocol):
@@ -84,13 +88,17 @@ class Router:
         self._builtins = {b.spec.name: b for f in self.families for b in f.builtins()}
 
     @classmethod
-    def for_config(cls, config: AgentConfig, *extra: Family) -> Router:
-        """The built-ins of `config`; `extra` families join them (tests, later features)."""
+    def for_config(cls, config: AgentConfig, *extra: Family, children: Children | None = None) -> Router:
+        """The built-ins of `config`; `extra` families join them (tests, later features).
+        `task` needs a children driver: without one, subagents are not offered."""
         from agent_runtime.loop.builtins.result import ResultFamily
+        from agent_runtime.loop.builtins.task import TaskFamily
 
         families: list[Family] = []
         if config.result is not None:
             families.append(ResultFamily(config.result))
+        if config.subagents and children is not None:
+            families.append(TaskFamily(config.subagents, children))
         return cls(config, [*families, *extra])
 
     def specs(self) -> list[ToolSpec]:

@@ -1,0 +1,132 @@
+"""`task`: delegate to a subagent, which runs as a child instance (`agent_runtime.children`).
+
+Offered only when the agent has subagents. Its arguments: ``agent`` (one of their names),
+``prompt``, and ``attachments`` (file paths; files are not available yet, so any value is
+a tool error). A call admits the child's submission (idempotent: a call run again after a
+crash finds the same child), starts it through the `Children` driver, tells the parent's
+log (`task_start`) and suspends the parent's submission until the child settles. Every
+mistake (unknown agent, bad arguments, a tree too deep, a cycle) is a tool error for the
+model, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent_runtime import events as ev
+from agent_runtime.children import (
+    MAX_DEPTH,
+    TASK_TOOL,
+    ChildLink,
+    agent_name_of,
+    ancestors_of,
+    child_instance,
+    child_ref,
+    depth_of,
+    task_payload,
+    wait_reason,
+)
+from agent_runtime.definition import AgentProfile
+from agent_runtime.errors import InvalidInput
+from agent_runtime.ids import InstanceRef
+from agent_runtime.ledger import Draft, input_hash
+from agent_runtime.loop.builtins import Builtin, CallContext, Handled
+from agent_runtime.loop.tools import error_result
+from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
+from agent_runtime.models.base import ToolChoice, ToolSpec
+from agent_runtime.ports import Children
+from agent_runtime.tools import format_validation_error
+
+CHILD_SESSION = "default"
+
+
+class TaskArguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str
+    prompt: str = Field(min_length=1)
+    attachments: list[str] | None = None
+
+
+class TaskBuiltin:
+    silent = False
+
+    def __init__(self, subagents: Sequence[AgentProfile], children: Children) -> None:
+        self.subagents = {p.name: p for p in subagents}
+        self.children = children
+        listing = "\n".join(f"- {p.name}: {p.description}" for p in subagents)
+        self.spec = ToolSpec(
+            name=TASK_TOOL,
+            description=(
+                "Delegate a task to a subagent and wait for its answer. The subagent sees only "
+                f"your prompt, not this conversation. Subagents:\n{listing}"
+            ),
+            parameters={
+                "type": "object",
+                "properties": {
+                    "agent": {"type": "string", "enum": list(self.subagents), "description": "Which subagent."},
+                    "prompt": {"type": "string", "minLength": 1, "description": "Everything the subagent needs to know."},
+                    "attachments": {"type": "array", "items": {"type": "string"}, "description": "File paths to hand over."},
+                },
+                "required": ["agent", "prompt"],
+                "additionalProperties": False,
+            },
+        )
+
+    async def call(self, call: ToolCallPart, ctx: CallContext) -> Handled:
+        try:
+            args = TaskArguments.model_validate(call.arguments)
+        except ValidationError as exc:
+            return Handled(error_result(call, format_validation_error(exc)))
+        if args.agent not in self.subagents:
+            known = ", ".join(self.subagents)
+            return Handled(error_result(call, f"unknown subagent {args.agent!r} (available: {known})"))
+        if args.attachments:
+            return Handled(error_result(call, "attachments need the instance's files, which are not available yet"))
+        parent = ctx.record.ref
+        agent = agent_name_of(args.agent)
+        if depth_of(parent) + 1 > MAX_DEPTH:
+            return Handled(error_result(call, f"subagents may nest {MAX_DEPTH} deep; this task would go deeper"))
+        ancestors = ancestors_of(ctx.record)
+        if agent in ancestors:
+            chain = " -> ".join([*ancestors, agent])
+            return Handled(error_result(call, f"refused: the task would make a cycle ({chain})"))
+        try:
+            child = child_instance(parent, agent, ctx.record.id, call.id)
+        except InvalidInput as exc:
+            return Handled(error_result(call, str(exc)))
+        admission = await ctx.stores.ledger.admit(child, self._draft(args.prompt, ctx, call, child, ancestors), now=ctx.clock())
+        link = ChildLink(parent, ctx.record.id, call.id, child, admission.record.id)
+        await self.children.start(link)
+        await ctx.emit(ev.TaskStart, call_id=call.id, child=child.key, child_submission_id=link.child_submission_id)
+        pending = ToolResultPart(call_id=call.id, name=call.name, content="")
+        return Handled(pending, suspend=wait_reason(link))
+
+    def _draft(self, prompt: str, ctx: CallContext, call: ToolCallPart, child: InstanceRef, ancestors: list[str]) -> Draft:
+        # The child's submission id is its record's own: the payload's link leaves it
+        # empty. The receipt makes a repeated call find the first admission.
+        link = ChildLink(ctx.record.ref, ctx.record.id, call.id, child, "")
+        payload = task_payload(prompt, link, ancestors)
+        return Draft(
+            kind="task",
+            session=CHILD_SESSION,
+            payload=payload,
+            receipt_key=f"task:{child_ref(ctx.record.id, call.id)}",
+            receipt_hash=input_hash("task", CHILD_SESSION, payload),
+        )
+
+
+class TaskFamily:
+    def __init__(self, subagents: Sequence[AgentProfile], children: Children) -> None:
+        self.task = TaskBuiltin(subagents, children)
+
+    def builtins(self) -> Sequence[Builtin]:
+        return [self.task]
+
+    def text_answer(self, message: Message) -> str | None:
+        return None
+
+    def tool_choice(self, choice: ToolChoice) -> ToolChoice:
+        return choice

@@ -1,0 +1,431 @@
+"""Subagents on both adapters: the `task` built-in, children as instances, blocking
+children (in process on memory; on moto, moto's Step Functions executing the real state
+machine), their errors as tool errors, the depth cap and cycles, and crashes on the
+child's path with counts proving no child ran twice.
+
+Wake-ups go through the worker Lambda's record handler, as deployed: on moto that
+includes the state machine's wake-up of the child, which carries its task token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+import functions.worker as worker
+from agent_runtime.adapters.aws.sqs import wakeup_body
+from agent_runtime.adapters.aws.stepfunctions import execution_name
+from agent_runtime.adapters.memory import MemoryWakeUps
+from agent_runtime.children import MAX_DEPTH, ChildLink, child_ref
+from agent_runtime.definition import AgentProfile, create_agent, define_agent_profile
+from agent_runtime.errors import NotClaimable
+from agent_runtime.ids import InstanceRef
+from agent_runtime.ledger import Outcome, Status, SubmissionRecord
+from agent_runtime.messages import ToolResultPart
+from agent_runtime.models.base import ModelRequest
+from agent_runtime.models.test import FunctionModel, ToolCall, last_user_text
+from agent_runtime.registry import Registry
+from agent_runtime.runtime import Runtime
+from agent_runtime.testing.backends import Backend
+from agent_runtime.testing.lambda_events import LambdaContext, sqs_event
+from agent_runtime.tools import tool
+
+ROOT = InstanceRef("coordinator", "T-42")
+
+
+@pytest.fixture(autouse=True)
+def _no_metrics_left() -> Iterator[None]:
+    yield
+    worker.metrics.clear_metrics()
+
+
+class Crash(BaseException):
+    """Process death: nothing in the runtime catches it."""
+
+
+def results_in(request: ModelRequest) -> list[ToolResultPart]:
+    last = request.messages[-1]
+    return [p for p in last.parts if isinstance(p, ToolResultPart)]
+
+
+def delegator(label: str, calls: Counter[str], task: Callable[[ModelRequest], dict[str, Any]] | None = None):
+    """A model that delegates once through `task` (when it has it), then answers with
+    what came back; without `task`, it answers at once."""
+
+    def respond(request: ModelRequest) -> str | ToolCall:
+        calls[label] += 1
+        results = results_in(request)
+        if results:
+            return f"{label} got: {results[0].content}"
+        names = [t.name for t in request.tools]
+        if "task" in names:
+            if task is not None:
+                return ToolCall("task", task(request), id=f"call-{label}")
+            agent = request.tools[names.index("task")].parameters["properties"]["agent"]["enum"][0]
+            return ToolCall("task", {"agent": agent, "prompt": f"help {label} with: {last_user_text(request)}"}, id=f"call-{label}")
+        return f"{label} answers: {last_user_text(request)}"
+
+    return FunctionModel(respond)
+
+
+def chain(depth: int, calls: Counter[str]) -> AgentProfile:
+    """Profiles level1 -> level2 -> ... -> level<depth>, each delegating to the next."""
+    below: AgentProfile | None = None
+    for n in range(depth, 0, -1):
+        below = define_agent_profile(
+            name=f"level{n}",
+            description=f"Level {n} of the chain.",
+            model=delegator(f"level{n}", calls),
+            subagents=[below] if below else None,
+        )
+    assert below is not None
+    return below
+
+
+class Served:
+    """The worker Lambda on the backend's queue: each wake-up through `record_handler`."""
+
+    def __init__(self, backend: Backend, runtime: Runtime) -> None:
+        self.backend = backend
+        self.runtime = runtime
+        self.handled = 0
+        self.crashes = 0
+        #: Wake-ups of instances this says yes to are lost (a worker that never runs them).
+        self.drop: Callable[[InstanceRef], bool] = lambda instance: False
+
+    def batch(self) -> list[tuple[SQSRecord, Callable[[], None], Callable[[], None]]]:
+        """Wake-ups to handle, each with how to delete it and how to make it come back."""
+        wakeups = self.backend.wakeups
+        if isinstance(wakeups, MemoryWakeUps):
+            items = []
+            while not wakeups.queue.empty():
+                instance, reason = wakeups.queue.get_nowait()
+                if self.drop(instance):
+                    continue
+                message = {"MessageId": "m", "ReceiptHandle": "r", "Body": wakeup_body(instance, reason)}
+                record = SQSRecord(sqs_event([message], "arn:aws:sqs:::q.fifo")["Records"][0])
+                items.append((record, lambda: None, lambda i=instance, r=reason: wakeups.queue.put_nowait((i, r))))
+            return items
+        assert self.backend.resources
+        sqs, url = self.backend.clients["sqs"], self.backend.resources.queue_url
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
+        items = []
+        for m in messages:
+            if self.drop(InstanceRef.parse(json.loads(m["Body"])["instance"])):
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                continue
+            items.append(
+                (
+                    SQSRecord(sqs_event([m], self.backend.resources.queue_arn)["Records"][0]),
+                    lambda m=m: sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"]),
+                    lambda m=m: sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0),
+                )
+            )
+        return items
+
+    def until(self, done: Callable[[], bool], *, timeout: float = 30.0, crash_ok: bool = False) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, "did not get there in time"
+            batch = self.batch()
+            if not batch:
+                time.sleep(0.05)  # the state machine runs on moto's threads
+                continue
+            for record, delete, again in batch:
+                try:
+                    worker.record_handler(record, LambdaContext())
+                except (Crash, NotClaimable) as exc:
+                    if isinstance(exc, Crash) and not crash_ok:
+                        raise
+                    self.crashes += isinstance(exc, Crash)
+                    # Not deleted: the wake-up comes back after its visibility timeout, which
+                    # outlasts the lease of the attempt that died (as the stack configures it).
+                    time.sleep(self.runtime.lease_seconds + 0.05)
+                    again()
+                    continue
+                self.handled += 1
+                delete()
+
+    def record(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord:
+        return asyncio.run(self.runtime.submission(instance.agent, instance.id, submission_id))
+
+    def settled(self, instance: InstanceRef, submission_id: str) -> Callable[[], bool]:
+        return lambda: self.record(instance, submission_id).settled
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[[Backend, Runtime], Served]:
+    def make(backend: Backend, runtime: Runtime) -> Served:
+        monkeypatch.setattr(worker, "runtime", lambda: runtime)
+        return Served(backend, runtime)
+
+    return make
+
+
+def coordinator_runtime(backend: Backend, calls: Counter[str], researcher: AgentProfile, **options: Any) -> Runtime:
+    registry = Registry()
+    registry.add(ROOT.agent, create_agent(model=delegator("coordinator", calls), subagents=[researcher]))
+    return backend.runtime(registry, lease_seconds=5, **options)
+
+
+def researcher_profile(calls: Counter[str], *, tools: list[Any] | None = None) -> AgentProfile:
+    return define_agent_profile(
+        name="policy_researcher",
+        description="Finds policy text and quotes it.",
+        model=delegator("researcher", calls),
+        tools=tools,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def events_of(runtime: Runtime, instance: InstanceRef) -> list[Any]:
+    return asyncio.run(runtime.events_after(instance.agent, instance.id, after=0, limit=1000)).events
+
+
+def test_a_blocking_child_round_trip(backend: Backend, serve: Callable[[Backend, Runtime], Served]) -> None:
+    calls: Counter[str] = Counter()
+    runtime = coordinator_runtime(backend, calls, researcher_profile(calls))
+    served = serve(backend, runtime)
+    admitted = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "is the refund allowed?"))
+    first = asyncio.run(runtime.submission(ROOT.agent, ROOT.id, admitted.record.id))
+
+    # The parent's first wake-up runs its turn up to the task call: then it waits.
+    served.until(lambda: served.record(ROOT, first.id).status is Status.waiting)
+    child = InstanceRef("policy-researcher", f"{ROOT.id}~{child_ref(first.id, 'call-coordinator')}")
+    started = [e for e in events_of(runtime, ROOT) if e.type == "task_start"]
+    assert [(e.child, e.call_id) for e in started] == [(child.key, "call-coordinator")]
+
+    served.until(served.settled(ROOT, first.id))
+    done = served.record(ROOT, first.id)
+    assert done.outcome is Outcome.completed, done.error
+    assert done.result and done.result["text"] == (
+        "coordinator got: researcher answers: help coordinator with: is the refund allowed?"
+    )
+    assert calls == {"coordinator": 2, "researcher": 1}, "each ran once"
+    # The child is an instance of its own: its history has only its prompt and answer.
+    history = asyncio.run(runtime.history(child.agent, child.id, "default")).messages
+    assert [m.message.text for m in history] == [
+        "help coordinator with: is the refund allowed?",
+        "researcher answers: help coordinator with: is the refund allowed?",
+    ]
+    child_submission = started[0].child_submission_id
+    assert served.record(child, child_submission).kind == "task"
+    recorded = [e for e in events_of(runtime, ROOT) if e.type == "task"]
+    assert [(e.status, e.child, e.child_submission_id) for e in recorded] == [("ok", child.key, child_submission)]
+    assert all(e.type not in ("task_start", "task") for e in events_of(runtime, child))
+    if backend.kind == "moto":  # one execution of the real state machine, named after the call
+        sfn = backend.clients["stepfunctions"]
+        (machine,) = sfn.list_state_machines()["stateMachines"]
+        executions = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+        assert [e["name"] for e in executions] == [execution_name(ChildLink(ROOT, first.id, "call-coordinator", child, ""))]
+        wait_for(lambda: sfn.describe_execution(executionArn=executions[0]["executionArn"])["status"] == "SUCCEEDED")
+        assert served.handled == 3, "parent, child (woken by the execution, with its token), parent again"
+
+
+def test_mistakes_in_a_task_call_are_tool_errors(backend: Backend, serve: Callable[[Backend, Runtime], Served]) -> None:
+    seen: list[str] = []
+    attempts = iter(
+        [
+            {"agent": "nobody", "prompt": "x"},
+            {"agent": "policy_researcher"},
+            {"agent": "policy_researcher", "prompt": "x", "attachments": ["/attachments/a.png"]},
+        ]
+    )
+
+    def respond(request: ModelRequest) -> str | ToolCall:
+        results = results_in(request)
+        if results:
+            seen.append(results[0].content)
+        try:
+            return ToolCall("task", next(attempts), id=f"c{len(seen)}")
+        except StopIteration:
+            return "gave up"
+
+    calls: Counter[str] = Counter()
+    registry = Registry()
+    registry.add(ROOT.agent, create_agent(model=FunctionModel(respond), subagents=[researcher_profile(calls)]))
+    runtime = backend.runtime(registry)
+    served = serve(backend, runtime)
+    admitted = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "go"))
+    served.until(served.settled(ROOT, admitted.record.id))
+    assert served.record(ROOT, admitted.record.id).outcome is Outcome.completed
+    assert "unknown subagent 'nobody' (available: policy_researcher)" in seen[0]
+    assert "prompt" in seen[1] and "Field required" in seen[1]
+    assert "files" in seen[2] and "not available" in seen[2]
+    assert calls["researcher"] == 0, "no child started"
+
+
+def test_the_task_tool_lists_the_subagents(backend: Backend) -> None:
+    requests: list[ModelRequest] = []
+
+    def respond(request: ModelRequest) -> str:
+        requests.append(request)
+        return "ok"
+
+    calls: Counter[str] = Counter()
+    registry = Registry()
+    registry.add(ROOT.agent, create_agent(model=FunctionModel(respond), subagents=[researcher_profile(calls)]))
+    registry.add("plain", create_agent(model=FunctionModel(respond)))
+    runtime = backend.runtime(registry)
+    for agent in (ROOT.agent, "plain"):
+        asyncio.run(runtime.prompt(agent, "x", "hi"))
+        asyncio.run(runtime.drain(InstanceRef(agent, "x"), deadline=time.time() + 30))
+    with_task, without = requests
+    (task,) = [t for t in with_task.tools if t.name == "task"]
+    assert task.parameters["properties"]["agent"]["enum"] == ["policy_researcher"]
+    assert "policy_researcher: Finds policy text and quotes it." in task.description
+    assert "task" not in [t.name for t in without.tools], "only agents with subagents get it"
+
+
+def test_depth_is_capped_and_cycles_are_refused(backend: Backend, serve: Callable[[Backend, Runtime], Served]) -> None:
+    calls: Counter[str] = Counter()
+    registry = Registry()
+    registry.add(ROOT.agent, create_agent(model=delegator("coordinator", calls), subagents=[chain(MAX_DEPTH + 1, calls)]))
+    runtime = backend.runtime(registry)
+    served = serve(backend, runtime)
+    admitted = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "dig"))
+    served.until(served.settled(ROOT, admitted.record.id))
+    text = served.record(ROOT, admitted.record.id).result["text"]  # type: ignore[index]
+    assert f"subagents may nest {MAX_DEPTH} deep" in text
+    assert calls[f"level{MAX_DEPTH}"] == 2 and calls[f"level{MAX_DEPTH + 1}"] == 0
+
+    # x -> y -> x: the second x is refused.
+    inner_x = define_agent_profile(name="x", description="X again.", model=delegator("x-again", calls))
+    y = define_agent_profile(name="y", description="Y.", model=delegator("y", calls), subagents=[inner_x])
+    x = define_agent_profile(name="x", description="X.", model=delegator("x", calls), subagents=[y])
+    registry = Registry()
+    registry.add("loop-root", create_agent(model=delegator("loop-root", calls), subagents=[x]))
+    runtime = backend.runtime(registry)
+    served = serve(backend, runtime)
+    root = InstanceRef("loop-root", "L-1")
+    admitted = asyncio.run(runtime.prompt(root.agent, root.id, "go round"))
+    served.until(served.settled(root, admitted.record.id))
+    text = served.record(root, admitted.record.id).result["text"]  # type: ignore[index]
+    assert "refused: the task would make a cycle (loop-root -> x -> y -> x)" in text
+    assert calls["x-again"] == 0
+
+
+def crash_once(counter: Counter[str], key: str) -> None:
+    counter[key] += 1
+    if counter[key] == 1:
+        raise Crash(key)
+
+
+@pytest.mark.parametrize("point", ["parent-after-start", "child-mid-run", "child-settled-parent-not-told"])
+def test_crashes_on_the_child_path_run_nothing_twice(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served], monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    calls: Counter[str] = Counter()
+    crashes: Counter[str] = Counter()
+
+    @tool
+    def quote_policy(section: str) -> str:
+        """Quote one section of the policy (not idempotent: it bills a lookup)."""
+        calls["quote_policy"] += 1
+        if point == "child-mid-run":
+            crash_once(crashes, "tool")
+        return f"section {section}: refunds within 30 days"
+
+    def research(request: ModelRequest) -> str | ToolCall:
+        calls["researcher"] += 1
+        results = results_in(request)
+        if results:
+            return f"quoted ({results[0].status}): {results[0].content}"
+        return ToolCall("quote_policy", {"section": "4.2"}, id="q-1")
+
+    researcher = define_agent_profile(
+        name="policy_researcher", description="Quotes policy.", model=FunctionModel(research), tools=[quote_policy]
+    )
+    registry = Registry()
+    registry.add(ROOT.agent, create_agent(model=delegator("coordinator", calls), subagents=[researcher]))
+    runtime = backend.runtime(registry, lease_seconds=0.3)
+    assert runtime.children is not None
+    children = runtime.children
+    if point == "parent-after-start":
+        real_start = children.start
+
+        async def start(link: ChildLink) -> None:
+            await real_start(link)
+            crash_once(crashes, "start")
+
+        monkeypatch.setattr(children, "start", start)
+    if point == "child-settled-parent-not-told":
+        async def report(link: ChildLink, child: SubmissionRecord) -> None:
+            crash_once(crashes, "report")
+
+        monkeypatch.setattr(children, "report", report)
+    served = serve(backend, runtime)
+    admitted = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "refunds?"))
+    child = InstanceRef("policy-researcher", f"{ROOT.id}~{child_ref(admitted.record.id, 'call-coordinator')}")
+    if point == "child-settled-parent-not-told":
+
+        def child_done() -> bool:
+            submissions = asyncio.run(runtime.stores.ledger.list_submissions(child))
+            return bool(submissions) and submissions[0].settled
+
+        served.until(child_done, crash_ok=True)
+        time.sleep(0.2)
+        served.until(lambda: not served.batch(), crash_ok=True)  # nothing wakes the parent now
+        assert served.record(ROOT, admitted.record.id).status is Status.waiting
+        # The sweeper finds the waiting parent (its instance is pending) and wakes it.
+        from agent_runtime.sweep import sweep
+
+        asyncio.run(sweep(runtime.stores.ledger, runtime.wakeups, now=time.time(), idle_seconds=-1))
+    served.until(served.settled(ROOT, admitted.record.id), crash_ok=True)
+    record = served.record(ROOT, admitted.record.id)
+    assert record.outcome is Outcome.completed, record.error
+    assert served.crashes == 1, crashes
+    assert calls["quote_policy"] == 1, "the child's tool never ran twice"
+    expected = "interrupted" if point == "child-mid-run" else "ok"
+    assert record.result and record.result["text"].startswith(f"coordinator got: quoted ({expected})")
+    children_admitted = asyncio.run(runtime.stores.ledger.list_submissions(child))
+    assert len(children_admitted) == 1, "one child submission, however often the call ran"
+    assert calls["coordinator"] == 2
+
+
+def test_a_child_that_never_answers_ends_as_a_tool_error(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served]
+) -> None:
+    if backend.kind == "memory":
+        pytest.skip("in process, a child is bounded by its own timeout; the heartbeat is the state machine's")
+    from agent_runtime.adapters.aws.stepfunctions import StepFunctionsChildren
+    from agent_runtime.blocking import blocking_child_definition
+
+    assert backend.resources
+    sfn = backend.clients["stepfunctions"]
+    definition = blocking_child_definition(
+        table=backend.resources.table, queue_url=backend.resources.queue_url, heartbeat_seconds=1, timeout_seconds=30
+    )
+    arn = sfn.create_state_machine(
+        name="impatient", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/x"
+    )["stateMachineArn"]
+    children = StepFunctionsChildren(
+        stepfunctions=sfn, state_machine_arn=arn, dynamodb=backend.clients["dynamodb"], table=backend.resources.table
+    )
+    calls: Counter[str] = Counter()
+    runtime = coordinator_runtime(backend, calls, researcher_profile(calls), children=children)
+    served = serve(backend, runtime)
+    served.drop = lambda instance: instance.agent == "policy-researcher"  # its worker never runs
+    admitted = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "anyone there?"))
+    served.until(served.settled(ROOT, admitted.record.id), timeout=30)
+    record = served.record(ROOT, admitted.record.id)
+    assert record.outcome is Outcome.completed
+    assert record.result and record.result["text"].startswith(
+        "coordinator got: the subagent policy-researcher did not finish: States."
+    )
+    assert calls["researcher"] == 0
+    (task,) = [e for e in events_of(runtime, ROOT) if e.type == "task"]
+    assert task.status == "error"
