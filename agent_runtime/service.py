@@ -12,6 +12,7 @@ import time
 from typing import Any, Literal
 
 from agent_runtime import events as ev
+from agent_runtime.children import link_of
 from agent_runtime.errors import AlreadySettled, StaleAttempt, SubmissionNotFound
 from agent_runtime.ids import InstanceRef, validate_key, validate_session
 from agent_runtime.ledger import (
@@ -176,10 +177,16 @@ class Service(Parts):
 
         now = self.clock()
         try:
-            await settle(self.stores.attempts, record, finish, now=now, emit=collect, children=self.children)
+            await settle(self.stores.attempts, record, finish, now=now, emit=collect)
         except (AlreadySettled, StaleAttempt):
             return record  # settled meanwhile, or claimed: that attempt sees the flag
         await self._publish(record.ref, events)
+        link = link_of(record)
+        if link is not None:
+            # An aborted child: its parent's worker resumes it with the outcome. (The
+            # driver's own callback is the worker's to answer; the handlers hold no grant.)
+            dedupe = f"child-aborted-{link.child_submission_id}"
+            await self.wakeups.send(link.parent, reason="child_done", dedupe_id=dedupe)
         return record.model_copy(
             update={"status": Status.settled, "outcome": Outcome.aborted, "error": finish.error, "settled_at": now}
         )

@@ -16,6 +16,8 @@ A small WSGI wrapper counts, per AWS service, the requests that may have changed
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import re
@@ -30,7 +32,7 @@ from urllib.parse import unquote
 import boto3
 from botocore.config import Config
 
-from agent_runtime.adapters.aws.provision import Resources, provision
+from agent_runtime.adapters.aws.provision import Resources, provision, provision_children
 from agent_runtime.errors import AgentRuntimeError
 from agent_runtime.testing.moto_serial import serialize_moto_dynamodb
 
@@ -195,9 +197,11 @@ class LocalAws:
             self.tracker = _install_tracker(self._server)
             self._reset_moto()  # start from nothing even if this process used moto before
             self._set_environment()
-            self.resources = provision(
-                dynamodb=self.client("dynamodb"), sqs=self.client("sqs"), s3=self.client("s3")
-            )
+            resources = provision(dynamodb=self.client("dynamodb"), sqs=self.client("sqs"), s3=self.client("s3"))
+            # Step Functions runs the blocking-child state machine, as deployed.
+            self._configure_moto({"stepfunctions": {"execute_state_machine": True}})
+            machine = provision_children(self.client("stepfunctions"), resources)
+            self.resources = dataclasses.replace(resources, state_machine_arn=machine)
             return self.resources
         except BaseException:
             self.stop()
@@ -238,6 +242,17 @@ class LocalAws:
         wsgi_server = getattr(self._server, "_server", None)
         if wsgi_server is not None:
             wsgi_server.server_close()
+
+    def _configure_moto(self, config: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            f"{self.endpoint_url}/moto-api/config",
+            data=json.dumps(config).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(request, timeout=10) as response:
+            response.read()
 
     def _reset_moto(self) -> None:
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")

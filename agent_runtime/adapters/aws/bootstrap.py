@@ -23,6 +23,7 @@ from agent_runtime.adapters.aws.events import (
 )
 from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.adapters.aws.sqs import SqsWakeUps
+from agent_runtime.adapters.aws.stepfunctions import StepFunctionsChildren
 from agent_runtime.registry import Registry, discover
 from agent_runtime.runtime import Runtime
 from agent_runtime.settings import Settings
@@ -78,7 +79,27 @@ def aws_runtime(settings: Settings, *, registry: Registry, aws: Clients) -> Runt
         events=DynamoDBEventLog(aws.dynamodb, settings.table, ttl_seconds=names.event_ttl_seconds()),
         broadcaster=broadcaster(aws, settings.table, os.environ.get(names.ENV_WEBSOCKET_ENDPOINT)),
         stream_options=names.event_flush_options(),
+        children=children(aws, settings),
     )
+
+
+def children(aws: Clients, settings: Settings) -> StepFunctionsChildren | None:
+    """Blocking children on the stack's state machine (None where none is configured)."""
+    if not settings.state_machine_arn:
+        return None
+    return StepFunctionsChildren(
+        stepfunctions=stepfunctions_client, state_machine_arn=settings.state_machine_arn, dynamodb=aws.dynamodb, table=settings.table
+    )
+
+
+@functools.cache
+def stepfunctions_client() -> Any:
+    """Made on first use: only a worker running a `task`, or a child, needs it."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+    return boto3.client("stepfunctions", config=config)
 
 
 @functools.cache

@@ -34,14 +34,19 @@ class Resources:
     queue_arn: str
     dlq_url: str
     bucket: str
+    #: The blocking-child state machine, once `provision_children` made it.
+    state_machine_arn: str | None = None
 
     def env(self) -> dict[str, str]:
         """The environment variables the Lambda handlers read (see `settings.Settings`)."""
-        return {
+        env = {
             settings.ENV_TABLE: self.table,
             settings.ENV_QUEUE_URL: self.queue_url,
             settings.ENV_BUCKET: self.bucket,
         }
+        if self.state_machine_arn:
+            env[settings.ENV_STATE_MACHINE_ARN] = self.state_machine_arn
+        return env
 
 
 def provision(

@@ -44,11 +44,20 @@ def execution_name(link: ChildLink) -> str:
 
 
 class StepFunctionsChildren:
+    """`stepfunctions` is a client, or a function that makes one on first use (the worker
+    of an agent without subagents never pays for it)."""
+
     def __init__(self, *, stepfunctions: Any, state_machine_arn: str, dynamodb: Any, table: str) -> None:
-        self.sfn = stepfunctions
+        self._sfn = stepfunctions
         self.state_machine_arn = state_machine_arn
         self.dynamodb = dynamodb
         self.table = table
+
+    @property
+    def sfn(self) -> Any:
+        if callable(self._sfn) and not hasattr(self._sfn, "start_execution"):
+            self._sfn = self._sfn()
+        return self._sfn
 
     async def start(self, link: ChildLink) -> None:
         execution_input = {
