@@ -13,9 +13,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from agent_runtime.errors import AgentNotFound
+from agent_runtime.events import iso
+from agent_runtime.ids import InstanceRef
 from agent_runtime.protocol import (
     AbortQuery,
     AbortResponse,
+    Child,
+    ChildrenPage,
+    ChildrenQuery,
     DispatchReceipt,
     DispatchRequest,
     EventsPage,
@@ -101,4 +106,63 @@ async def abort(service: Service, req: RouteRequest) -> RouteResponse:
     return json_response(AbortResponse(aborted=[Submission.from_record(r) for r in aborted]))
 
 
-__all__ = ["Endpoint", "abort", "dispatch", "events", "messages", "prompt", "serve", "submission"]
+async def children(service: Service, req: RouteRequest) -> RouteResponse:
+    query = parse_query(ChildrenQuery, req.query)
+    found = await service.list_children(req.params["name"], req.params["id"], after=query.after, limit=query.limit + 1)
+    page = found[: query.limit]
+    listed = [
+        Child(
+            ref=entry.ref,
+            agent=entry.child.agent,
+            id=entry.child.id,
+            call_id=entry.call_id,
+            parent_submission_id=entry.parent_submission_id,
+            submission_id=entry.submission_id,
+            status=record.status.value if record else "queued",
+            outcome=record.outcome.value if record and record.outcome else None,
+            created_at=iso(entry.created_at),
+            settled_at=iso(record.settled_at) if record else None,
+        )
+        for entry, record in page
+    ]
+    return json_response(ChildrenPage(children=listed, next=page[-1][0].ref if len(found) > query.limit else None))
+
+
+async def _child(service: Service, req: RouteRequest) -> InstanceRef:
+    return await service.child_of(req.params["name"], req.params["id"], req.params["ref"])
+
+
+async def child_submission(service: Service, req: RouteRequest) -> RouteResponse:
+    child = await _child(service, req)
+    record = await service.submission(child.agent, child.id, req.params["submission_id"])
+    return json_response(Submission.from_record(record))
+
+
+async def child_messages(service: Service, req: RouteRequest) -> RouteResponse:
+    child = await _child(service, req)
+    query = parse_query(HistoryQuery, req.query)
+    page = await service.history(child.agent, child.id, req.params["session"], limit=query.limit, cursor=query.cursor)
+    return json_response(HistoryPage.from_page(page))
+
+
+async def child_events(service: Service, req: RouteRequest) -> RouteResponse:
+    child = await _child(service, req)
+    query = parse_query(EventsQuery, req.query)
+    page = await service.events_after(child.agent, child.id, after=query.after, limit=query.limit, wait=query.wait)
+    return json_response(EventsPage.from_page(page))
+
+
+__all__ = [
+    "Endpoint",
+    "abort",
+    "child_events",
+    "child_messages",
+    "child_submission",
+    "children",
+    "dispatch",
+    "events",
+    "messages",
+    "prompt",
+    "serve",
+    "submission",
+]

@@ -93,6 +93,10 @@ class SubmissionNotFound(NotFound):
     type = "submission_not_found"
 
 
+class ChildNotFound(NotFound):
+    type = "child_not_found"
+
+
 class Conflict(AgentRuntimeError):
     """The same idempotency key or dispatch id was used with other input."""
 

@@ -235,6 +235,32 @@ class Children(Protocol):
 
 
 @dataclass(frozen=True)
+class ChildEntry:
+    """One child of an instance, as its parent lists it (`ref` is the child id's suffix)."""
+
+    ref: str
+    child: InstanceRef
+    submission_id: str
+    call_id: str
+    parent_submission_id: str
+    created_at: float
+
+
+class ChildIndex(Protocol):
+    """An instance's children, kept in its own partition: listing them needs no scan."""
+
+    async def add(self, parent: InstanceRef, entry: ChildEntry) -> None:
+        """Keep `entry`; the first entry for a ref wins (a task call run again adds nothing)."""
+        ...
+
+    async def get(self, parent: InstanceRef, ref: str) -> ChildEntry | None: ...
+
+    async def page(self, parent: InstanceRef, *, after: str | None, limit: int) -> list[ChildEntry]:
+        """Children in ref order, after the ref `after`."""
+        ...
+
+
+@dataclass(frozen=True)
 class Stores:
     """The instance-store ports of one backend, over the same table."""
 
@@ -243,6 +269,7 @@ class Stores:
     tool_results: ToolResults
     history: History
     kv: KV
+    child_index: ChildIndex
 
 
 class WakeUps(Protocol):

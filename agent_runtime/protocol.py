@@ -128,6 +128,11 @@ class HistoryQuery(_Query):
     cursor: str | None = Field(None, pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page.")
 
 
+class ChildrenQuery(_Query):
+    after: str | None = Field(None, pattern=r"^[0-9a-f]{1,16}$", description="`next` of the previous page.")
+    limit: int = Field(50, ge=1, le=100)
+
+
 class AbortQuery(_Query):
     queued: bool = Field(False, description="Also abort the instance's queued submissions.")
 
@@ -230,6 +235,26 @@ class Submission(BaseModel):
                 "attempts": record.attempts,
             }
         )
+
+
+class Child(BaseModel):
+    """A child of the instance: `ref` addresses it under the parent's routes."""
+
+    ref: str
+    agent: str
+    id: str
+    call_id: str
+    parent_submission_id: str
+    submission_id: str
+    status: Literal["queued", "running", "waiting", "settled"]
+    outcome: Literal["completed", "failed", "aborted"] | None
+    created_at: Timestamp
+    settled_at: Timestamp | None
+
+
+class ChildrenPage(BaseModel):
+    children: list[Child]
+    next: str | None = Field(description="Pass as `after` for the next page; null on the last one.")
 
 
 class PromptResponse(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from agent_runtime import events as ev
 from agent_runtime.children import link_of
-from agent_runtime.errors import AlreadySettled, StaleAttempt, SubmissionNotFound
+from agent_runtime.errors import AlreadySettled, ChildNotFound, StaleAttempt, SubmissionNotFound
 from agent_runtime.ids import InstanceRef, validate_key, validate_session
 from agent_runtime.ledger import (
     Admission,
@@ -28,7 +28,7 @@ from agent_runtime.ledger import (
 )
 from agent_runtime.loop import Finish, settle
 from agent_runtime.parts import Parts
-from agent_runtime.ports import EventPage, HistoryPage
+from agent_runtime.ports import ChildEntry, EventPage, HistoryPage
 from agent_runtime.streaming import event_fields
 
 log = logging.getLogger("agent_runtime")
@@ -137,6 +137,24 @@ class Service(Parts):
             if page.events or remaining <= 0:
                 return page
             await asyncio.sleep(min(poll, remaining))
+
+    # --- children ------------------------------------------------------------------
+
+    async def list_children(
+        self, agent: str, instance_id: str, *, after: str | None = None, limit: int = 50
+    ) -> list[tuple[ChildEntry, SubmissionRecord | None]]:
+        """The instance's children in ref order, each with its task submission."""
+        instance = self.instance(agent, instance_id)
+        entries = await self.stores.child_index.page(instance, after=after, limit=limit)
+        return [(e, await self.stores.ledger.get(e.child, e.submission_id)) for e in entries]
+
+    async def child_of(self, agent: str, instance_id: str, ref: str) -> InstanceRef:
+        """The child `ref` of an instance, for reads through the parent's routes."""
+        instance = self.instance(agent, instance_id)
+        entry = await self.stores.child_index.get(instance, ref)
+        if entry is None:
+            raise ChildNotFound(f"{instance} has no child {ref!r}", details={"ref": ref})
+        return entry.child
 
     # --- abort ---------------------------------------------------------------------
 

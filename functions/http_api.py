@@ -4,6 +4,8 @@
     GET  /agents/{name}/{id}/submissions/{submission_id}  one submission
     POST /agents/{name}/{id}/dispatch                     202 receipt; same dispatch_id and input, same receipt
     GET  /agents/{name}/{id}/sessions/{session}/messages  history, paged: ?limit=&cursor=
+    GET  /agents/{name}/{id}/children                     the instance's children: ?after=&limit=
+    GET  /agents/{name}/{id}/children/{ref}/...           a child's submissions/{id}, sessions/{s}/messages, events
     POST /agents/{name}/{id}/abort                        the running submission; ?queued=true, queued ones too
     GET  /openapi.json, GET /health
 
@@ -43,6 +45,8 @@ from agent_runtime.protocol import (
     MAX_BODY_BYTES,
     AbortQuery,
     AbortResponse,
+    ChildrenPage,
+    ChildrenQuery,
     DispatchReceipt,
     DispatchRequest,
     ErrorBody,
@@ -121,6 +125,9 @@ _REQUESTS: dict[tuple[str, str], _Accepts] = {
     ("get", "/agents/{name}/{id}/sessions/{session}/messages"): _Accepts(query=HistoryQuery),
     ("post", "/agents/{name}/{id}/abort"): _Accepts(query=AbortQuery),
     ("get", "/agents/{name}/{id}/events"): _Accepts(query=EventsQuery),
+    ("get", "/agents/{name}/{id}/children"): _Accepts(query=ChildrenQuery),
+    ("get", "/agents/{name}/{id}/children/{ref}/sessions/{session}/messages"): _Accepts(query=HistoryQuery),
+    ("get", "/agents/{name}/{id}/children/{ref}/events"): _Accepts(query=EventsQuery),
 }
 
 
@@ -252,6 +259,42 @@ def events(name: str, id: str) -> Response[Any]:
 )
 def abort(name: str, id: str) -> Response[Any]:
     return _serve(endpoints.abort, name=name, id=id)
+
+
+@app.get(
+    "/agents/<name>/<id>/children",
+    summary="List an instance's children (subagents run as instances of their own)",
+    responses=_responses({200: _json(ChildrenPage, "One page of children, in ref order")}),
+)
+def children(name: str, id: str) -> Response[Any]:
+    return _serve(endpoints.children, name=name, id=id)
+
+
+@app.get(
+    "/agents/<name>/<id>/children/<ref>/submissions/<submission_id>",
+    summary="Read a child's submission",
+    responses=_responses({200: _json(Submission, "The child's submission")}),
+)
+def child_submission(name: str, id: str, ref: str, submission_id: str) -> Response[Any]:
+    return _serve(endpoints.child_submission, name=name, id=id, ref=ref, submission_id=submission_id)
+
+
+@app.get(
+    "/agents/<name>/<id>/children/<ref>/sessions/<session>/messages",
+    summary="Read a child's history",
+    responses=_responses({200: _json(HistoryPage, "One page of the child's messages, oldest first")}),
+)
+def child_messages(name: str, id: str, ref: str, session: str) -> Response[Any]:
+    return _serve(endpoints.child_messages, name=name, id=id, ref=ref, session=session)
+
+
+@app.get(
+    "/agents/<name>/<id>/children/<ref>/events",
+    summary="Read a child's events after an offset",
+    responses=_responses({200: _json(EventsPage, "The child's events after `after`, oldest first")}),
+)
+def child_events(name: str, id: str, ref: str) -> Response[Any]:
+    return _serve(endpoints.child_events, name=name, id=id, ref=ref)
 
 
 # --- the rest ------------------------------------------------------------------------

@@ -429,3 +429,52 @@ def test_a_child_that_never_answers_ends_as_a_tool_error(
     assert calls["researcher"] == 0
     (task,) = [e for e in events_of(runtime, ROOT) if e.type == "task"]
     assert task.status == "error"
+
+
+def test_children_are_listed_and_read_through_the_parents_routes(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served]
+) -> None:
+    from agent_runtime.endpoints import child_events, child_messages, child_submission, children
+    from agent_runtime.endpoints import serve as route
+    from agent_runtime.routing import Headers, RouteRequest, RouteResponse
+
+    seen: list[str] = []
+
+    async def guard(req: RouteRequest, call_next: Callable[[], Any]) -> RouteResponse:
+        seen.append(req.path)
+        if req.headers.get("authorization") != "Bearer parent":
+            return req.json({"error": "Unauthorized"}, status=401)
+        return await call_next()
+
+    calls: Counter[str] = Counter()
+    registry = Registry()
+    registry.add(ROOT.agent, create_agent(model=delegator("coordinator", calls), subagents=[researcher_profile(calls)]), route=guard)
+    runtime = backend.runtime(registry)
+    served = serve(backend, runtime)
+    admitted = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "who may get a refund?"))
+    served.until(served.settled(ROOT, admitted.record.id))
+
+    def get(path: str, endpoint: Any, token: str = "parent", **params: str) -> RouteResponse:
+        req = RouteRequest(
+            method="GET",
+            path=path,
+            headers=Headers({"authorization": f"Bearer {token}"}),
+            query={},
+            params={"name": ROOT.agent, "id": ROOT.id, **params},
+        )
+        return asyncio.run(route(runtime, req, endpoint))
+
+    listed = get("/children", children).json()
+    (kid,) = listed["children"]
+    ref = child_ref(admitted.record.id, "call-coordinator")
+    assert kid["ref"] == ref and kid["agent"] == "policy-researcher" and kid["id"] == f"{ROOT.id}~{ref}"
+    assert kid["status"] == "settled" and kid["outcome"] == "completed" and listed["next"] is None
+    submission = get("/child-submission", child_submission, ref=ref, submission_id=kid["submission_id"]).json()
+    assert submission["kind"] == "task" and submission["result"]["text"].startswith("researcher answers:")
+    messages = get("/child-messages", child_messages, ref=ref, session="default").json()["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    events = get("/child-events", child_events, ref=ref).json()["events"]
+    assert {"agent_start", "agent_end"} <= {e["type"] for e in events}
+    assert get("/children", children, token="someone-else").status == 401, "the parent's hook guards its children"
+    missing = get("/child-events", child_events, ref="0123456789")
+    assert missing.status == 404 and missing.json()["error"]["type"] == "child_not_found"

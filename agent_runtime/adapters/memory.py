@@ -36,7 +36,14 @@ from agent_runtime.ledger import (
     submission_id_for,
 )
 from agent_runtime.messages import Message, ToolResultPart
-from agent_runtime.ports import HistoryPage, StoredMessage, Stores, WakeUps, parse_cursor
+from agent_runtime.ports import (
+    ChildEntry,
+    HistoryPage,
+    StoredMessage,
+    Stores,
+    WakeUps,
+    parse_cursor,
+)
 
 
 @dataclass
@@ -48,6 +55,7 @@ class _Instance:
     history: dict[str, dict[tuple[int, int], Message]] = field(default_factory=lambda: defaultdict(dict))
     tool_results: dict[tuple[int, int, str], ToolResultPart] = field(default_factory=dict)
     kv: dict[str, Any] = field(default_factory=dict)
+    children: dict[str, ChildEntry] = field(default_factory=dict)
     #: Set while admitted work may be unsettled: the time of the last admission or fenced
     #: settle (the DynamoDB adapter's ``pending_since`` on META, listed by its index).
     pending_since: float | None = None
@@ -340,6 +348,23 @@ class MemoryKV(_Port):
             self.table.of(instance).kv.pop(key, None)
 
 
+class MemoryChildIndex(_Port):
+    """`ChildIndex` over a `MemoryTable`."""
+
+    async def add(self, parent: InstanceRef, entry: ChildEntry) -> None:
+        with self.table.lock:
+            self.table.of(parent).children.setdefault(entry.ref, entry)
+
+    async def get(self, parent: InstanceRef, ref: str) -> ChildEntry | None:
+        with self.table.lock:
+            return self.table.of(parent).children.get(ref)
+
+    async def page(self, parent: InstanceRef, *, after: str | None, limit: int) -> list[ChildEntry]:
+        with self.table.lock:
+            kids = self.table.of(parent).children
+            return [kids[ref] for ref in sorted(kids) if after is None or ref > after][:limit]
+
+
 def memory_stores(table: MemoryTable | None = None) -> Stores:
     """Every instance-store port over one memory table."""
     table = table or MemoryTable()
@@ -349,6 +374,7 @@ def memory_stores(table: MemoryTable | None = None) -> Stores:
         tool_results=MemoryToolResults(table),
         history=MemoryHistory(table),
         kv=MemoryKV(table),
+        child_index=MemoryChildIndex(table),
     )
 
 

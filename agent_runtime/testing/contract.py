@@ -28,7 +28,7 @@ from agent_runtime.errors import AbortRequested, AlreadySettled, Conflict, Stale
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Claim, Draft, Fence, Journal, Outcome, Phase, Status, input_hash
 from agent_runtime.messages import Message, ToolResultPart
-from agent_runtime.ports import Stores
+from agent_runtime.ports import ChildEntry, Stores
 from agent_runtime.testing.backends import FakeClock
 
 pytestmark = pytest.mark.asyncio
@@ -448,5 +448,21 @@ async def test_a_release_keeps_the_journal_it_is_given(stores: Stores, clock: Fa
     assert released and released.journal == journal and released.status is Status.queued
     again = await claim(stores, clock, "a2")
     assert again.record and again.record.journal == journal
+
+
+async def test_children_are_listed_in_ref_order_and_the_first_entry_wins(stores: Stores, clock: FakeClock) -> None:
+    def entry(ref: str, submission: str = "sub-0000000000-aaaaaaaa") -> ChildEntry:
+        child = InstanceRef("researcher", f"{INST.id}~{ref}")
+        return ChildEntry(ref, child, submission, f"call-{ref}", "sub-0000000003-bbbbbbbb", clock())
+
+    for ref in ("c3", "a1", "b2"):
+        await stores.child_index.add(INST, entry(ref))
+    await stores.child_index.add(INST, entry("a1", "sub-0000000009-cccccccc"))  # the call ran again
+    assert [e.ref for e in await stores.child_index.page(INST, after=None, limit=10)] == ["a1", "b2", "c3"]
+    assert [e.ref for e in await stores.child_index.page(INST, after="a1", limit=1)] == ["b2"]
+    first = await stores.child_index.get(INST, "a1")
+    assert first == entry("a1")
+    assert await stores.child_index.get(INST, "zz") is None
+    assert await stores.child_index.page(InstanceRef("ticket-agent", "other"), after=None, limit=10) == []
 
 __all__ = ["pytestmark", *(name for name in dict(globals()) if name.startswith("test_"))]

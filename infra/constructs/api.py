@@ -32,6 +32,10 @@ HTTP_ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (GET, "/agents/{name}/{id}/sessions/{session}/messages"),
     (GET, "/agents/{name}/{id}/events"),
     (POST, "/agents/{name}/{id}/abort"),
+    (GET, "/agents/{name}/{id}/children"),
+    (GET, "/agents/{name}/{id}/children/{ref}/submissions/{submission_id}"),
+    (GET, "/agents/{name}/{id}/children/{ref}/sessions/{session}/messages"),
+    (GET, "/agents/{name}/{id}/children/{ref}/events"),
     (GET, "/openapi.json"),
     (GET, "/health"),
 )

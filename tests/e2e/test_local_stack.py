@@ -592,3 +592,11 @@ def test_a_blocking_child_runs_on_step_functions_while_the_parent_waits(
     assert "task_start" in types and "task" in types
     (task,) = [e for e in events if e["type"] == "task"]
     assert task["status"] == "ok" and task["child"].startswith(f"slow-researcher/{instance}~")
+    # The child is listed under its parent and read through the parent's routes.
+    (child,) = ok(client.get(f"/agents/delegating/{instance}/children"))["children"]
+    assert child["agent"] == "slow-researcher" and child["outcome"] == "completed"
+    base = f"/agents/delegating/{instance}/children/{child['ref']}"
+    assert ok(client.get(f"{base}/submissions/{child['submission_id']}"))["kind"] == "task"
+    messages = ok(client.get(f"{base}/sessions/default/messages"))["messages"]
+    assert messages[0]["parts"][0]["text"] == "the refund policy", "the child saw only its prompt"
+    assert ok(client.get(f"{base}/events"))["events"]

@@ -4,7 +4,7 @@
 
     dynamodb_ledger      Ledger: admission, reads, the abort flag, the pending index
     dynamodb_attempts    Attempts: claims, fenced checkpoints, release, suspend/resume, settle
-    dynamodb_history     History, ToolResults, KV
+    dynamodb_history     History, ToolResults, KV, ChildIndex
     dynamodb_table       their base: client, table, codec, the fence condition
     dynamodb_items       the item layout (keys, attributes, JSON over `SPILL_BYTES` spilled
                          to S3) and `Items`, the codec between records and items
@@ -33,6 +33,7 @@ from typing import Any
 from agent_runtime.adapters.aws.dynamodb_attempts import DynamoDBAttempts
 from agent_runtime.adapters.aws.dynamodb_history import (
     KV_MAX_BYTES,
+    DynamoDBChildIndex,
     DynamoDBHistory,
     DynamoDBKV,
     DynamoDBToolResults,
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_ADMIT_RETRIES",
     "SPILL_BYTES",
     "DynamoDBAttempts",
+    "DynamoDBChildIndex",
     "DynamoDBHistory",
     "DynamoDBKV",
     "DynamoDBLedger",
@@ -64,4 +66,5 @@ def dynamodb_stores(client: Any, table: str, blobs: BlobStore, *, spill_bytes: i
         tool_results=DynamoDBToolResults(client, table, items),
         history=DynamoDBHistory(client, table, items),
         kv=DynamoDBKV(client, table, items),
+        child_index=DynamoDBChildIndex(client, table, items),
     )

@@ -1,5 +1,5 @@
-"""`History`, `ToolResults` and `KV` on DynamoDB: items of the instance's partition
-(see `agent_runtime.adapters.aws.dynamodb_items` for their keys).
+"""`History`, `ToolResults`, `KV` and `ChildIndex` on DynamoDB: items of the instance's
+partition (see `agent_runtime.adapters.aws.dynamodb_items` for their keys).
 """
 
 from __future__ import annotations
@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent_runtime.adapters.aws.dynamodb_items import _key, _msg, _pk, _s, _sub
+from botocore.exceptions import ClientError
+
+from agent_runtime.adapters.aws.dynamodb_items import _code, _key, _msg, _n, _pk, _s, _sub
 from agent_runtime.adapters.aws.dynamodb_table import TablePort
 from agent_runtime.errors import PayloadTooLarge
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Fence
 from agent_runtime.messages import ToolResultPart
-from agent_runtime.ports import HistoryPage, parse_cursor
+from agent_runtime.ports import ChildEntry, HistoryPage, parse_cursor
 
 KV_MAX_BYTES = 350 * 1024
 
@@ -97,3 +99,51 @@ class DynamoDBKV(TablePort):
 
     async def delete(self, instance: InstanceRef, key: str) -> None:
         self.client.delete_item(TableName=self.table, Key=_key(instance, f"KV#{key}"))
+
+
+class DynamoDBChildIndex(TablePort):
+    """``KID#<ref>`` items in the parent's partition."""
+
+    async def add(self, parent: InstanceRef, entry: ChildEntry) -> None:
+        item = {
+            **_key(parent, f"KID#{entry.ref}"),
+            "child": _s(entry.child.key),
+            "submission_id": _s(entry.submission_id),
+            "call_id": _s(entry.call_id),
+            "parent_submission_id": _s(entry.parent_submission_id),
+            "created_at": _n(entry.created_at),
+        }
+        try:
+            self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(sk)")
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+
+    async def get(self, parent: InstanceRef, ref: str) -> ChildEntry | None:
+        item = self.client.get_item(TableName=self.table, Key=_key(parent, f"KID#{ref}"), ConsistentRead=True).get("Item")
+        return None if item is None else _entry(item)
+
+    async def page(self, parent: InstanceRef, *, after: str | None, limit: int) -> list[ChildEntry]:
+        kwargs: dict[str, Any] = {}
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = _key(parent, f"KID#{after}")
+        response = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": _s(_pk(parent)), ":prefix": _s("KID#")},
+            Limit=limit,
+            ConsistentRead=True,
+            **kwargs,
+        )
+        return [_entry(item) for item in response["Items"]]
+
+
+def _entry(item: dict[str, Any]) -> ChildEntry:
+    return ChildEntry(
+        ref=item["sk"]["S"][len("KID#") :],
+        child=InstanceRef.parse(item["child"]["S"]),
+        submission_id=item["submission_id"]["S"],
+        call_id=item["call_id"]["S"],
+        parent_submission_id=item["parent_submission_id"]["S"],
+        created_at=float(item["created_at"]["N"]),
+    )

@@ -12,6 +12,7 @@ Key layout (``pk``, ``sk``; both strings):
          "MSG#{session}#{seq:010d}#{idx:06d}"   one history message; never rewritten
          "TR#{seq:010d}#{turn:04d}#{call_id}"   one recorded tool result
          "KV#{key}"                             a kv value
+         "KID#{ref}"                            a child: child instance, submission, call, created_at
 
 History keys sort by (submission sequence, index within the submission): submissions
 of an instance run one at a time in sequence order, so that is conversation order,

@@ -36,7 +36,7 @@ from agent_runtime.loop.builtins import Builtin, CallContext, Handled
 from agent_runtime.loop.tools import error_result
 from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
 from agent_runtime.models.base import ToolChoice, ToolSpec
-from agent_runtime.ports import Children
+from agent_runtime.ports import ChildEntry, Children
 from agent_runtime.tools import format_validation_error
 
 CHILD_SESSION = "default"
@@ -99,6 +99,15 @@ class TaskBuiltin:
             return Handled(error_result(call, str(exc)))
         admission = await ctx.stores.ledger.admit(child, self._draft(args.prompt, ctx, call, child, ancestors), now=ctx.clock())
         link = ChildLink(parent, ctx.record.id, call.id, child, admission.record.id)
+        entry = ChildEntry(
+            ref=child_ref(ctx.record.id, call.id),
+            child=child,
+            submission_id=admission.record.id,
+            call_id=call.id,
+            parent_submission_id=ctx.record.id,
+            created_at=admission.record.accepted_at,
+        )
+        await ctx.stores.child_index.add(parent, entry)
         await self.children.start(link)
         await ctx.emit(ev.TaskStart, call_id=call.id, child=child.key, child_submission_id=link.child_submission_id)
         pending = ToolResultPart(call_id=call.id, name=call.name, content="")
