@@ -247,12 +247,12 @@ class Worker(Parts):
         children = self.children
 
         async def beat() -> None:
-            while True:
+            while True:  # a child done within the interval costs no heartbeat at all
+                await asyncio.sleep(HEARTBEAT_SECONDS)
                 try:
                     await children.heartbeat(link)
                 except Exception:  # the driver's heartbeat timeout is the backstop
                     log.warning("child heartbeat failed", extra={"child": link.child.key}, exc_info=True)
-                await asyncio.sleep(HEARTBEAT_SECONDS)
 
         task = asyncio.ensure_future(beat())
         try:

@@ -478,3 +478,38 @@ def test_children_are_listed_and_read_through_the_parents_routes(
     assert get("/children", children, token="someone-else").status == 401, "the parent's hook guards its children"
     missing = get("/child-events", child_events, ref="0123456789")
     assert missing.status == 404 and missing.json()["error"]["type"] == "child_not_found"
+
+
+def test_a_child_that_runs_long_keeps_telling_its_driver(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent_runtime.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "HEARTBEAT_SECONDS", 0.05)
+    beats: list[ChildLink] = []
+    calls: Counter[str] = Counter()
+
+    @tool
+    async def slow_search(question: str) -> str:
+        """Search, slowly."""
+        await asyncio.sleep(0.4)
+        return "found it"
+
+    def research(request: ModelRequest) -> str | ToolCall:
+        return "done: found" if results_in(request) else ToolCall("slow_search", {"question": "q"})
+
+    profile = define_agent_profile(name="slowpoke", description="Slow.", model=FunctionModel(research), tools=[slow_search])
+    runtime = coordinator_runtime(backend, calls, profile)
+    assert runtime.children is not None
+    real = runtime.children.heartbeat
+
+    async def heartbeat(link: ChildLink) -> None:
+        beats.append(link)
+        await real(link)  # on moto: SendTaskHeartbeat with the kept token
+
+    monkeypatch.setattr(runtime.children, "heartbeat", heartbeat)
+    served = serve(backend, runtime)
+    admitted = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "take your time"))
+    served.until(served.settled(ROOT, admitted.record.id))
+    assert served.record(ROOT, admitted.record.id).outcome is Outcome.completed
+    assert len(beats) >= 3 and {b.child.agent for b in beats} == {"slowpoke"}
