@@ -63,9 +63,11 @@ class Registry:
             name = agent_name_of(profile.name)
             known = self._agents.get(name)
             if known is not None:
-                if known.profile is None or known.profile.name != profile.name:
+                if known.profile != profile:  # one name, one definition: never a silent mix-up
                     raise DefinitionError(
-                        "subagents", f"subagent {profile.name!r} of {entry.name!r} has the name of another agent ({name!r})"
+                        "subagents",
+                        f"subagent {profile.name!r} of {entry.name!r} runs as agent {name!r}, "
+                        "which another agent or profile already defines differently",
                     )
                 continue
             model = profile.model or config.model

@@ -290,7 +290,7 @@ def test_the_task_tool_lists_the_subagents(backend: Backend) -> None:
     assert "task" not in [t.name for t in without.tools], "only agents with subagents get it"
 
 
-def test_depth_is_capped_and_cycles_are_refused(backend: Backend, serve: Callable[[Backend, Runtime], Served]) -> None:
+def test_the_depth_of_a_tree_is_capped(backend: Backend, serve: Callable[[Backend, Runtime], Served]) -> None:
     calls: Counter[str] = Counter()
     registry = Registry()
     registry.add(ROOT.agent, create_agent(model=delegator("coordinator", calls), subagents=[chain(MAX_DEPTH + 1, calls)]))
@@ -302,20 +302,49 @@ def test_depth_is_capped_and_cycles_are_refused(backend: Backend, serve: Callabl
     assert f"subagents may nest {MAX_DEPTH} deep" in text
     assert calls[f"level{MAX_DEPTH}"] == 2 and calls[f"level{MAX_DEPTH + 1}"] == 0
 
-    # x -> y -> x: the second x is refused.
-    inner_x = define_agent_profile(name="x", description="X again.", model=delegator("x-again", calls))
-    y = define_agent_profile(name="y", description="Y.", model=delegator("y", calls), subagents=[inner_x])
-    x = define_agent_profile(name="x", description="X.", model=delegator("x", calls), subagents=[y])
+
+
+def test_a_task_that_would_make_a_cycle_is_refused() -> None:
+    from agent_runtime.adapters.memory import MemoryChildren, MemoryWakeUps, memory_stores
+    from agent_runtime.ledger import Draft, Fence, input_hash
+    from agent_runtime.loop.builtins import CallContext
+    from agent_runtime.loop.builtins.task import TaskBuiltin
+    from agent_runtime.messages import ToolCallPart
+
+    calls: Counter[str] = Counter()
+    x = define_agent_profile(name="x", description="X.", model=delegator("x", calls))
+    stores, wakeups = memory_stores(), MemoryWakeUps()
+    # An instance of y, itself a child of x, itself a child of the root.
+    here = InstanceRef("y", "L-1~aaaaaaaaaa~bbbbbbbbbb")
+    payload = {"prompt": "go", "link": {}, "ancestors": ["loop-root", "x"]}
+    draft = Draft(kind="task", session="default", payload=payload, receipt_key="task:k", receipt_hash=input_hash("task", "default", payload))
+    record = asyncio.run(stores.ledger.admit(here, draft, now=0.0)).record
+    claimed = asyncio.run(stores.attempts.claim_head(here, attempt_id="a", now=0.0, lease_seconds=60)).record
+    assert claimed
+
+    async def emit(*args: Any, **values: Any) -> None:
+        raise AssertionError("nothing starts")
+
+    builtin = TaskBuiltin([x], MemoryChildren(wakeups))
+    ctx = CallContext(claimed, Fence.of(claimed), 1, stores, lambda: 0.0, emit)
+    handled = asyncio.run(builtin.call(ToolCallPart(id="c1", name="task", arguments={"agent": "x", "prompt": "again"}), ctx))
+    assert handled.result.is_error and handled.suspend is None
+    assert handled.result.content == "refused: the task would make a cycle (loop-root -> x -> y -> x)"
+    assert wakeups.sent == [] and record.id
+
+
+def test_two_subagents_of_one_name_must_be_one_definition() -> None:
+    from agent_runtime.errors import DefinitionError
+
+    calls: Counter[str] = Counter()
+    one = define_agent_profile(name="helper", description="One.", model=delegator("one", calls))
+    other = define_agent_profile(name="helper", description="Another.", model=delegator("other", calls))
     registry = Registry()
-    registry.add("loop-root", create_agent(model=delegator("loop-root", calls), subagents=[x]))
-    runtime = backend.runtime(registry)
-    served = serve(backend, runtime)
-    root = InstanceRef("loop-root", "L-1")
-    admitted = asyncio.run(runtime.prompt(root.agent, root.id, "go round"))
-    served.until(served.settled(root, admitted.record.id))
-    text = served.record(root, admitted.record.id).result["text"]  # type: ignore[index]
-    assert "refused: the task would make a cycle (loop-root -> x -> y -> x)" in text
-    assert calls["x-again"] == 0
+    registry.add("first", create_agent(model=delegator("first", calls), subagents=[one]))
+    registry.add("same", create_agent(model=delegator("same", calls), subagents=[one]))  # shared: fine
+    with pytest.raises(DefinitionError) as info:
+        registry.add("second", create_agent(model=delegator("second", calls), subagents=[other]))
+    assert info.value.field == "subagents" and "'helper'" in str(info.value)
 
 
 def crash_once(counter: Counter[str], key: str) -> None:
