@@ -5,7 +5,11 @@ says when to wake the instance again.
                                       | broken definition  -> settle]
                                   -> Attempt.run -> Finish (settled) | Yield | Suspend
                                   -> attempt failed -> retry with backoff, or settle failed
+                    -> head waiting on a child that has an outcome -> resume, claim again
                     -> idle | more (send a continuation) | busy (a live attempt holds it)
+
+A child's attempt tells its driver it is alive every `HEARTBEAT_SECONDS`; the token the
+driver's wake-up carried is kept by `accept_child` before the drain.
 
 Endings are written by `agent_runtime.loop.settle`, the one place a submission settles.
 """
