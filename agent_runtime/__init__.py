@@ -10,8 +10,10 @@ from agent_runtime.definition import (
     AgentDefinition,
     AgentProfile,
     Durability,
+    Subagent,
     create_agent,
     define_agent_profile,
+    subagent,
 )
 from agent_runtime.errors import AgentRuntimeError, DefinitionError, UserError
 from agent_runtime.ids import InstanceRef
@@ -36,6 +38,7 @@ __all__ = [
     "ModelResponse",
     "RouteRequest",
     "ScriptedModel",
+    "Subagent",
     "ToolCall",
     "ToolContext",
     "ToolFailure",
@@ -43,6 +46,7 @@ __all__ = [
     "allow_model_requests",
     "create_agent",
     "define_agent_profile",
+    "subagent",
     "tool",
 ]
 

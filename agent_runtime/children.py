@@ -46,14 +46,20 @@ class ChildLink:
     call_id: str
     child: InstanceRef
     child_submission_id: str
+    #: False: the call returned at once; the outcome goes to the parent as a `child_report`.
+    blocking: bool = True
+    #: The parent's session (where a non-blocking child's report goes).
+    parent_session: str = "default"
 
-    def as_json(self) -> dict[str, str]:
+    def as_json(self) -> dict[str, Any]:
         return {
             "parent": self.parent.key,
             "parent_submission_id": self.parent_submission_id,
             "call_id": self.call_id,
             "child": self.child.key,
             "child_submission_id": self.child_submission_id,
+            "blocking": self.blocking,
+            "parent_session": self.parent_session,
         }
 
     @classmethod
@@ -64,6 +70,8 @@ class ChildLink:
             call_id=data["call_id"],
             child=InstanceRef.parse(data["child"]),
             child_submission_id=data["child_submission_id"],
+            blocking=bool(data.get("blocking", True)),
+            parent_session=str(data.get("parent_session", "default")),
         )
 
 

@@ -65,11 +65,34 @@ class AgentProfile:
     instructions: Instructions | None = None
     model: str | Model | None = None
     tools: tuple[Tool, ...] = ()
-    subagents: tuple[AgentProfile, ...] = ()
+    subagents: tuple[Subagent, ...] = ()
     result: type[BaseModel] | None = None
     tool_choice: ToolChoice = "auto"
     max_turns: int | None = None
     model_settings: ModelSettings | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subagent:
+    """A profile as a subagent, and how `task` runs it: `blocking` (the default) waits for
+    the child's outcome as the call's result; otherwise the call returns the child's
+    reference at once and the outcome arrives later as a message (a `child_report`)."""
+
+    profile: AgentProfile
+    blocking: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+
+def subagent(profile: AgentProfile, *, blocking: bool = True) -> Subagent:
+    """``subagents=[researcher, subagent(monitor, blocking=False)]``."""
+    if not isinstance(profile, AgentProfile):
+        raise DefinitionError("subagents", "subagent(...) takes a profile from define_agent_profile(...)")
+    if not isinstance(blocking, bool):
+        raise DefinitionError("subagents", "blocking must be True or False")
+    return Subagent(profile=profile, blocking=blocking)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +102,7 @@ class AgentConfig:
     model: str | Model
     instructions: Instructions | None = None
     tools: tuple[Tool, ...] = ()
-    subagents: tuple[AgentProfile, ...] = ()
+    subagents: tuple[Subagent, ...] = ()
     result: type[BaseModel] | None = None
     tool_choice: ToolChoice = "auto"
     max_turns: int = 20
@@ -150,16 +173,17 @@ def _check_tools(value: Any, field_name: str) -> tuple[Tool, ...]:
     return tuple(tools)
 
 
-def _check_subagents(value: Any, field_name: str) -> tuple[AgentProfile, ...]:
+def _check_subagents(value: Any, field_name: str) -> tuple[Subagent, ...]:
     if value is None:
         return ()
-    if not isinstance(value, Sequence) or not all(isinstance(v, AgentProfile) for v in value):
-        raise DefinitionError(field_name, "expected a list of profiles from define_agent_profile(...)")
-    names = [p.name for p in value]
+    if not isinstance(value, Sequence) or not all(isinstance(v, AgentProfile | Subagent) for v in value):
+        raise DefinitionError(field_name, "expected a list of profiles from define_agent_profile(...) or subagent(...)")
+    subagents = tuple(v if isinstance(v, Subagent) else Subagent(profile=v) for v in value)
+    names = [s.name for s in subagents]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise DefinitionError(field_name, f"duplicate subagent name(s): {', '.join(sorted(duplicates))}")
-    return tuple(value)
+    return subagents
 
 
 def _check_result(value: Any, field_name: str) -> type[BaseModel] | None:
@@ -225,7 +249,7 @@ def define_agent_profile(
     instructions: Instructions | None = None,
     model: str | Model | None = None,
     tools: Sequence[Tool | Callable[..., Any]] | None = None,
-    subagents: Sequence[AgentProfile] | None = None,
+    subagents: Sequence[AgentProfile | Subagent] | None = None,
     result: type[BaseModel] | None = None,
     tool_choice: ToolChoice = "auto",
     max_turns: int | None = None,

@@ -81,7 +81,7 @@ class SubmissionRecord(BaseModel):
     id: str
     instance: str
     sequence: int
-    kind: Literal["direct", "dispatch", "task"]
+    kind: Literal["direct", "dispatch", "task", "child_report"]
     session: str
     payload: Any
     status: Status = Status.queued
@@ -155,7 +155,7 @@ class Draft(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["direct", "dispatch", "task"]
+    kind: Literal["direct", "dispatch", "task", "child_report"]
     session: str
     payload: Any
     receipt_key: str | None = None

@@ -17,6 +17,7 @@ from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AgentDefinitionError, DefinitionError
 from agent_runtime.ids import InstanceRef
 from agent_runtime.loop import Checkpoint
+from agent_runtime.loop.child_runs import ChildRuns
 from agent_runtime.ports import Children, EventLog, Stores, WakeUps
 from agent_runtime.registry import Registry
 from agent_runtime.streaming import Broadcaster, EventStream
@@ -54,6 +55,7 @@ class Parts:
         self.abort_poll_seconds = settings.abort_poll_seconds() if abort_poll_seconds is None else abort_poll_seconds
         #: The blocking children's driver; without one, agents are offered no `task` tool.
         self.children = children
+        self.child_runs = ChildRuns(children, stores.ledger, wakeups) if children is not None else None
 
     def instance(self, agent: str, instance_id: str) -> InstanceRef:
         """The instance, after checking its name and id (400) and that the agent exists (404)."""

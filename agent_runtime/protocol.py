@@ -205,7 +205,7 @@ class PromptResult(BaseModel):
 
 class Submission(BaseModel):
     id: str
-    kind: Literal["direct", "dispatch", "task"]
+    kind: Literal["direct", "dispatch", "task", "child_report"]
     session: str
     sequence: int
     status: Literal["queued", "running", "waiting", "settled"]

@@ -59,7 +59,7 @@ class Registry:
         """Register the agents an agent's children run: one per subagent profile (its name,
         ``_`` -> ``-``), recursively. A profile without a model runs on its parent's."""
         config = entry.definition.configure(AgentContext(id=PROBE_ID, agent=entry.name))
-        for profile in config.subagents:
+        for profile in (s.profile for s in config.subagents):
             name = agent_name_of(profile.name)
             known = self._agents.get(name)
             if known is not None:

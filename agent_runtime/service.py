@@ -200,9 +200,12 @@ class Service(Parts):
             return record  # settled meanwhile, or claimed: that attempt sees the flag
         await self._publish(record.ref, events)
         link = link_of(record)
-        if link is not None:
-            # An aborted child: its parent's worker resumes it with the outcome. (The
-            # driver's own callback is the worker's to answer; the handlers hold no grant.)
+        if link is not None and not link.blocking and self.child_runs is not None:
+            settled = record.model_copy(update={"outcome": Outcome.aborted, "error": finish.error, "settled_at": now})
+            await self.child_runs.settled(link, settled, now=now, session=link.parent_session)
+        elif link is not None:
+            # An aborted blocking child: its parent's worker resumes it with the outcome.
+            # (The driver's callback is the worker's to answer; the handlers hold no grant.)
             dedupe = f"child-aborted-{link.child_submission_id}"
             await self.wakeups.send(link.parent, reason="child_done", dedupe_id=dedupe)
         return record.model_copy(

@@ -184,7 +184,7 @@ class Worker(Parts):
                 checkpoint=self.checkpoint,
                 stream=stream,
                 abort_poll_seconds=self.abort_poll_seconds,
-                children=self.children,
+                child_runs=self.child_runs,
             )
             async with self._heartbeats(record):
                 await attempt.run()
@@ -217,7 +217,7 @@ class Worker(Parts):
     async def _end(self, record: SubmissionRecord, fence: Fence, finish: Finish, stream: EventStream) -> Settlement | None:
         try:
             return await settle(
-                self.stores.attempts, record, finish, now=self.clock(), emit=stream.emit, fence=fence, children=self.children
+                self.stores.attempts, record, finish, now=self.clock(), emit=stream.emit, fence=fence, child_runs=self.child_runs
             )
         except (StaleAttempt, AlreadySettled):
             return None
@@ -245,7 +245,7 @@ class Worker(Parts):
     async def _heartbeats(self, record: SubmissionRecord) -> AsyncIterator[None]:
         """While a child's attempt runs, tell its driver every `HEARTBEAT_SECONDS`."""
         link = link_of(record)
-        if link is None or self.children is None:
+        if link is None or not link.blocking or self.children is None:
             yield
             return
         children = self.children

@@ -306,9 +306,11 @@ def test_the_depth_of_a_tree_is_capped(backend: Backend, serve: Callable[[Backen
 
 def test_a_task_that_would_make_a_cycle_is_refused() -> None:
     from agent_runtime.adapters.memory import MemoryChildren, MemoryWakeUps, memory_stores
+    from agent_runtime.definition import Subagent
     from agent_runtime.ledger import Draft, Fence, input_hash
     from agent_runtime.loop.builtins import CallContext
     from agent_runtime.loop.builtins.task import TaskBuiltin
+    from agent_runtime.loop.child_runs import ChildRuns
     from agent_runtime.messages import ToolCallPart
 
     calls: Counter[str] = Counter()
@@ -325,7 +327,7 @@ def test_a_task_that_would_make_a_cycle_is_refused() -> None:
     async def emit(*args: Any, **values: Any) -> None:
         raise AssertionError("nothing starts")
 
-    builtin = TaskBuiltin([x], MemoryChildren(wakeups))
+    builtin = TaskBuiltin([Subagent(profile=x)], ChildRuns(MemoryChildren(wakeups), stores.ledger, wakeups))
     ctx = CallContext(claimed, Fence.of(claimed), 1, stores, lambda: 0.0, emit)
     handled = asyncio.run(builtin.call(ToolCallPart(id="c1", name="task", arguments={"agent": "x", "prompt": "again"}), ctx))
     assert handled.result.is_error and handled.suspend is None
@@ -542,3 +544,61 @@ def test_a_child_that_runs_long_keeps_telling_its_driver(
     served.until(served.settled(ROOT, admitted.record.id))
     assert served.record(ROOT, admitted.record.id).outcome is Outcome.completed
     assert len(beats) >= 3 and {b.child.agent for b in beats} == {"slowpoke"}
+
+
+def test_a_non_blocking_child_reports_when_it_is_done(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served]
+) -> None:
+    from agent_runtime.definition import subagent
+
+    gate: list[str] = []
+    requests: list[ModelRequest] = []
+
+    def monitor(request: ModelRequest) -> str:
+        gate.append(last_user_text(request))
+        return "inbox: 3 new messages"
+
+    def coordinator(request: ModelRequest) -> str | ToolCall:
+        requests.append(request)
+        results = results_in(request)
+        if last_user_text(request) == "watch the inbox" and not results:
+            return ToolCall("task", {"agent": "inbox_monitor", "prompt": "check the inbox"}, id="t-1")
+        if results:
+            return f"started: {results[0].content}"
+        return f"you said: {last_user_text(request)}"
+
+    watcher = define_agent_profile(name="inbox_monitor", description="Watches the inbox.", model=FunctionModel(monitor))
+    registry = Registry()
+    registry.add(ROOT.agent, create_agent(model=FunctionModel(coordinator), subagents=[subagent(watcher, blocking=False)]))
+    runtime = backend.runtime(registry)
+    served = serve(backend, runtime)
+    first = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "watch the inbox"))
+    # The call returns at once: the parent settles without waiting for the child.
+    served.drop = lambda instance: instance.agent == "inbox-monitor"
+    served.until(served.settled(ROOT, first.record.id))
+    done = served.record(ROOT, first.record.id)
+    assert done.result and done.result["text"].startswith("started: started inbox_monitor as inbox-monitor/T-42~")
+    assert gate == [], "the child has not run yet"
+    # A second prompt is queued; then the child runs, and its report queues behind it.
+    second = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "anything new?"))
+    child = InstanceRef("inbox-monitor", f"{ROOT.id}~{child_ref(first.record.id, 't-1')}")
+    child_submission = asyncio.run(runtime.stores.ledger.list_submissions(child))[0]
+    served.drop = lambda instance: False
+    asyncio.run(runtime.wakeups.send(child, reason="child", dedupe_id="again"))  # its lost wake-up, redelivered
+    served.until(served.settled(child, child_submission.id))
+    served.until(served.settled(ROOT, second.record.id))
+    served.until(lambda: all(s.settled for s in asyncio.run(runtime.stores.ledger.list_submissions(ROOT))))
+    submissions = asyncio.run(runtime.stores.ledger.list_submissions(ROOT))
+    assert [s.kind for s in submissions] == ["direct", "direct", "child_report"]
+    report = submissions[2]
+    assert report.outcome is Outcome.completed and report.payload["outcome"] == "completed"
+    # Silent: the report is in the parent's history, with no model call for it ...
+    history = [m.message for m in asyncio.run(runtime.history(ROOT.agent, ROOT.id, "default")).messages]
+    assert history[-1].text == f"[subagent {child.key} (call t-1) completed] inbox: 3 new messages"
+    assert len(requests) == 3
+    # ... and the model reads it on its next turn.
+    third = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "and now?"))
+    served.until(served.settled(ROOT, third.record.id))
+    assert any("inbox: 3 new messages" in (m.text or "") for m in requests[-1].messages)
+    started = [e for e in events_of(runtime, ROOT) if e.type == "task_start"]
+    assert [e.blocking for e in started] == [False]

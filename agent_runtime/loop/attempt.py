@@ -32,6 +32,7 @@ from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AbortRequested, AgentRuntimeError
 from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
 from agent_runtime.loop.builtins import CallContext, Handled, Router
+from agent_runtime.loop.child_runs import ChildRuns, report_text
 from agent_runtime.loop.settle import Settlement, settle
 from agent_runtime.loop.steps import (
     ApplyInput,
@@ -61,7 +62,7 @@ from agent_runtime.models.base import (
     TextDelta,
     ThinkingDelta,
 )
-from agent_runtime.ports import Children, Stores
+from agent_runtime.ports import Stores
 from agent_runtime.streaming import EventStream
 from agent_runtime.tools import AbortSignal, ToolContext
 
@@ -79,6 +80,8 @@ def input_message(record: SubmissionRecord) -> Message:
         return Message.user(payload["message"])
     if record.kind == "task" and isinstance(payload, dict) and isinstance(payload.get("prompt"), str):
         return Message.user(payload["prompt"])  # a child sees its prompt, never the parent's transcript
+    if record.kind == "child_report" and isinstance(payload, dict):
+        return Message.user(report_text(payload), synthetic=True)
     text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
     return Message.user(text)
 
@@ -103,7 +106,7 @@ class Attempt:
         router: Router | None = None,
         checkpoint: Checkpoint | None = None,
         abort_poll_seconds: float = settings.ABORT_POLL_SECONDS,
-        children: Children | None = None,
+        child_runs: ChildRuns | None = None,
     ) -> None:
         assert record.attempt_id is not None
         self.stores = stores
@@ -118,8 +121,8 @@ class Attempt:
         self.lease_seconds = lease_seconds
         self.invocation_deadline = invocation_deadline
         self.stream = stream
-        self.children = children
-        self.router = router or Router.for_config(config, children=children)
+        self.child_runs = child_runs
+        self.router = router or Router.for_config(config, child_runs=child_runs)
         self.on_checkpoint = checkpoint
         self.abort_poll_seconds = abort_poll_seconds
         self.fence = Fence.of(record)
@@ -214,7 +217,10 @@ class Attempt:
     async def _apply_input(self) -> Step:
         self.journal.applied = True
         self.journal.turn = 1
-        await self._write(Phase.before_model, [input_message(self.record)])
+        message = input_message(self.record)
+        await self._write(Phase.before_model, [message])
+        if self.record.kind == "child_report":  # silent: the model reads it on its next turn
+            return Finish(Outcome.completed, text=message.text)
         return CallModel()
 
     async def _call_model(self) -> Step:
@@ -449,7 +455,7 @@ class Attempt:
             fence=self.fence,
             journal=journal,
             honour_abort=honour_abort,
-            children=self.children,
+            child_runs=self.child_runs,
         )
         self.journal = journal
         self.history.extend(finish.closing)

@@ -15,14 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_runtime import events as ev
 from agent_runtime.children import link_of
 from agent_runtime.ledger import Fence, Journal, Outcome, Status, SubmissionRecord
 from agent_runtime.loop.steps import Finish
 from agent_runtime.messages import Usage
-from agent_runtime.ports import Attempts, Children
+from agent_runtime.ports import Attempts
+
+if TYPE_CHECKING:
+    from agent_runtime.loop.child_runs import ChildRuns
 from agent_runtime.streaming import event_fields
 
 log = logging.getLogger("agent_runtime")
@@ -66,7 +69,7 @@ async def settle(
     fence: Fence | None = None,
     journal: Journal | None = None,
     honour_abort: bool = False,
-    children: Children | None = None,
+    child_runs: ChildRuns | None = None,
 ) -> Settlement:
     """Write `finish` as the submission's terminal state, then announce it.
 
@@ -94,12 +97,12 @@ async def settle(
         await emit(ev.AgentEnd(**fields, outcome=finish.outcome, result=result, error=finish.error))
     await emit(ev.SubmissionSettled(**fields, outcome=finish.outcome))
     link = link_of(record)
-    if link is not None and children is not None:
+    if link is not None and child_runs is not None:
         settled = record.model_copy(
             update={"status": Status.settled, "outcome": finish.outcome, "result": result, "error": finish.error, "settled_at": now}
         )
         try:
-            await children.report(link, settled)
+            await child_runs.settled(link, settled, now=now, session=link.parent_session)
         except Exception:  # the parent finds the child's record when it next looks
             log.warning("could not report a child's outcome", extra={"child": record.ref.key}, exc_info=True)
     return Settlement(

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent_runtime.definition import AgentConfig
 from agent_runtime.ledger import Fence, SubmissionRecord
 from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
 from agent_runtime.models.base import ToolChoice, ToolSpec
-from agent_runtime.ports import Children, Stores
+from agent_runtime.ports import Stores
+
+if TYPE_CHECKING:
+    from agent_runtime.loop.child_runs import ChildRuns
 
 _NO_DATA: Any = object()
 
@@ -88,17 +91,17 @@ class Router:
         self._builtins = {b.spec.name: b for f in self.families for b in f.builtins()}
 
     @classmethod
-    def for_config(cls, config: AgentConfig, *extra: Family, children: Children | None = None) -> Router:
+    def for_config(cls, config: AgentConfig, *extra: Family, child_runs: ChildRuns | None = None) -> Router:
         """The built-ins of `config`; `extra` families join them (tests, later features).
-        `task` needs a children driver: without one, subagents are not offered."""
+        `task` needs a way to run children: without one, subagents are not offered."""
         from agent_runtime.loop.builtins.result import ResultFamily
         from agent_runtime.loop.builtins.task import TaskFamily
 
         families: list[Family] = []
         if config.result is not None:
             families.append(ResultFamily(config.result))
-        if config.subagents and children is not None:
-            families.append(TaskFamily(config.subagents, children))
+        if config.subagents and child_runs is not None:
+            families.append(TaskFamily(config.subagents, child_runs))
         return cls(config, [*families, *extra])
 
     def specs(self) -> list[ToolSpec]:

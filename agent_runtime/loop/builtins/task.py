@@ -3,14 +3,17 @@
 Offered only when the agent has subagents. Its arguments: ``agent`` (one of their names),
 ``prompt``, and ``attachments`` (file paths; files are not available yet, so any value is
 a tool error). A call admits the child's submission (idempotent: a call run again after a
-crash finds the same child), starts it through the `Children` driver, tells the parent's
-log (`task_start`) and suspends the parent's submission until the child settles. Every
+crash finds the same child), starts it (`loop.child_runs`), tells the parent's log
+(`task_start`), and then either suspends the parent's submission until the child settles
+(blocking, the default) or returns the child's reference at once (non-blocking: the
+outcome comes back as a `child_report`). Every
 mistake (unknown agent, bad arguments, a tree too deep, a cycle) is a tool error for the
 model, never a crash.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,15 +31,15 @@ from agent_runtime.children import (
     task_payload,
     wait_reason,
 )
-from agent_runtime.definition import AgentProfile
+from agent_runtime.definition import Subagent
 from agent_runtime.errors import InvalidInput
-from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Draft, input_hash
 from agent_runtime.loop.builtins import Builtin, CallContext, Handled
+from agent_runtime.loop.child_runs import ChildRuns
 from agent_runtime.loop.tools import error_result
 from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
 from agent_runtime.models.base import ToolChoice, ToolSpec
-from agent_runtime.ports import ChildEntry, Children
+from agent_runtime.ports import ChildEntry
 from agent_runtime.tools import format_validation_error
 
 CHILD_SESSION = "default"
@@ -53,15 +56,19 @@ class TaskArguments(BaseModel):
 class TaskBuiltin:
     silent = False
 
-    def __init__(self, subagents: Sequence[AgentProfile], children: Children) -> None:
-        self.subagents = {p.name: p for p in subagents}
-        self.children = children
-        listing = "\n".join(f"- {p.name}: {p.description}" for p in subagents)
+    def __init__(self, subagents: Sequence[Subagent], child_runs: ChildRuns) -> None:
+        self.subagents = {s.name: s for s in subagents}
+        self.child_runs = child_runs
+        listing = "\n".join(
+            f"- {s.name}: {s.profile.description}" + ("" if s.blocking else " (runs on its own; reports when done)")
+            for s in subagents
+        )
         self.spec = ToolSpec(
             name=TASK_TOOL,
             description=(
-                "Delegate a task to a subagent and wait for its answer. The subagent sees only "
-                f"your prompt, not this conversation. Subagents:\n{listing}"
+                "Delegate a task to a subagent. The subagent sees only your prompt, not this "
+                "conversation. You get its answer as the result, or, for one that runs on its own, "
+                f"its reference now and its outcome as a later message. Subagents:\n{listing}"
             ),
             parameters={
                 "type": "object",
@@ -86,6 +93,7 @@ class TaskBuiltin:
         if args.attachments:
             return Handled(error_result(call, "attachments need the instance's files, which are not available yet"))
         parent = ctx.record.ref
+        spec = self.subagents[args.agent]
         agent = agent_name_of(args.agent)
         if depth_of(parent) + 1 > MAX_DEPTH:
             return Handled(error_result(call, f"subagents may nest {MAX_DEPTH} deep; this task would go deeper"))
@@ -97,8 +105,9 @@ class TaskBuiltin:
             child = child_instance(parent, agent, ctx.record.id, call.id)
         except InvalidInput as exc:
             return Handled(error_result(call, str(exc)))
-        admission = await ctx.stores.ledger.admit(child, self._draft(args.prompt, ctx, call, child, ancestors), now=ctx.clock())
-        link = ChildLink(parent, ctx.record.id, call.id, child, admission.record.id)
+        link = ChildLink(parent, ctx.record.id, call.id, child, "", spec.blocking, ctx.record.session)
+        admission = await ctx.stores.ledger.admit(child, self._draft(args.prompt, link, ancestors), now=ctx.clock())
+        link = dataclasses.replace(link, child_submission_id=admission.record.id)
         entry = ChildEntry(
             ref=child_ref(ctx.record.id, call.id),
             child=child,
@@ -108,28 +117,36 @@ class TaskBuiltin:
             created_at=admission.record.accepted_at,
         )
         await ctx.stores.child_index.add(parent, entry)
-        await self.children.start(link)
-        await ctx.emit(ev.TaskStart, call_id=call.id, child=child.key, child_submission_id=link.child_submission_id)
+        await self.child_runs.start(link)
+        await ctx.emit(
+            ev.TaskStart,
+            call_id=call.id,
+            child=child.key,
+            child_submission_id=link.child_submission_id,
+            blocking=link.blocking,
+        )
+        if not link.blocking:
+            started = f"started {args.agent} as {child.key} (ref {entry.ref}); its outcome will arrive as a message"
+            return Handled(ToolResultPart(call_id=call.id, name=call.name, content=started))
         pending = ToolResultPart(call_id=call.id, name=call.name, content="")
         return Handled(pending, suspend=wait_reason(link))
 
-    def _draft(self, prompt: str, ctx: CallContext, call: ToolCallPart, child: InstanceRef, ancestors: list[str]) -> Draft:
+    def _draft(self, prompt: str, link: ChildLink, ancestors: list[str]) -> Draft:
         # The child's submission id is its record's own: the payload's link leaves it
         # empty. The receipt makes a repeated call find the first admission.
-        link = ChildLink(ctx.record.ref, ctx.record.id, call.id, child, "")
         payload = task_payload(prompt, link, ancestors)
         return Draft(
             kind="task",
             session=CHILD_SESSION,
             payload=payload,
-            receipt_key=f"task:{child_ref(ctx.record.id, call.id)}",
+            receipt_key=f"task:{child_ref(link.parent_submission_id, link.call_id)}",
             receipt_hash=input_hash("task", CHILD_SESSION, payload),
         )
 
 
 class TaskFamily:
-    def __init__(self, subagents: Sequence[AgentProfile], children: Children) -> None:
-        self.task = TaskBuiltin(subagents, children)
+    def __init__(self, subagents: Sequence[Subagent], child_runs: ChildRuns) -> None:
+        self.task = TaskBuiltin(subagents, child_runs)
 
     def builtins(self) -> Sequence[Builtin]:
         return [self.task]
