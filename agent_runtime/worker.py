@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agent_runtime import events as ev
-from agent_runtime.children import link_from_reason, link_of, outcome_of
+from agent_runtime.children import depth_of, link_from_reason, link_of, outcome_of
 from agent_runtime.errors import AgentDefinitionError, AlreadySettled, StaleAttempt
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Budget, Fence, SubmissionRecord, new_attempt_id
@@ -88,6 +88,17 @@ class Worker(Parts):
         if self.children is not None:
             await self.children.accept(child, submission_id, token)
 
+    async def _tell_parent_again(self, instance: InstanceRef) -> None:
+        """A child instance woken with nothing to run: its worker may have died between
+        the child's settle and telling the parent (the wake-up came back because that
+        invocation never finished). Tell it again; both ways of telling are idempotent."""
+        if self.child_runs is None or depth_of(instance) == 0:
+            return
+        first = await self.stores.ledger.list_submissions(instance, limit=1)
+        link = link_of(first[0]) if first else None
+        if link is not None and first[0].settled:
+            await self.child_runs.settled(link, first[0], now=self.clock(), session=link.parent_session)
+
     async def _resolve_wait(self, record: SubmissionRecord, stream: EventStream) -> bool:
         """Resume a submission waiting on a child that has an outcome: the child's settled
         record, else what its driver recorded when the child never answered (a missed
@@ -131,6 +142,8 @@ class Worker(Parts):
             )
             if claim.state == "waiting" and claim.record is not None and await self._resolve_wait(claim.record, stream):
                 continue  # resumed: claim it again
+            if claim.state == "idle" and not settled:
+                await self._tell_parent_again(instance)
             if claim.state in ("idle", "waiting"):
                 return DrainResult("idle", tuple(settled))
             if claim.state == "busy":

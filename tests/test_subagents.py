@@ -99,6 +99,13 @@ class Served:
         self.crashes = 0
         #: Wake-ups of instances this says yes to are lost (a worker that never runs them).
         self.drop: Callable[[InstanceRef], bool] = lambda instance: False
+        #: A crashed invocation's wake-up is lost too (gone to the dead-letter queue, say).
+        self.lose_on_crash = False
+        self._empty_polls = 0
+
+    def idle(self) -> bool:
+        """True once a few polls in a row found nothing to do."""
+        return self._empty_polls >= 5
 
     def batch(self) -> list[tuple[SQSRecord, Callable[[], None], Callable[[], None]]]:
         """Wake-ups to handle, each with how to delete it and how to make it come back."""
@@ -136,8 +143,10 @@ class Served:
             assert time.monotonic() < deadline, "did not get there in time"
             batch = self.batch()
             if not batch:
+                self._empty_polls += 1
                 time.sleep(0.05)  # the state machine runs on moto's threads
                 continue
+            self._empty_polls = 0
             for record, delete, again in batch:
                 try:
                     worker.record_handler(record, LambdaContext())
@@ -145,6 +154,9 @@ class Served:
                     if isinstance(exc, Crash) and not crash_ok:
                         raise
                     self.crashes += isinstance(exc, Crash)
+                    if isinstance(exc, Crash) and self.lose_on_crash:
+                        delete()
+                        continue
                     # Not deleted: the wake-up comes back after its visibility timeout, which
                     # outlasts the lease of the attempt that died (as the stack configures it).
                     time.sleep(self.runtime.lease_seconds + 0.05)
@@ -355,7 +367,9 @@ def crash_once(counter: Counter[str], key: str) -> None:
         raise Crash(key)
 
 
-@pytest.mark.parametrize("point", ["parent-after-start", "child-mid-run", "child-settled-parent-not-told"])
+@pytest.mark.parametrize(
+    "point", ["parent-after-start", "child-mid-run", "child-settled-parent-not-told", "child-settled-wakeup-lost"]
+)
 def test_crashes_on_the_child_path_run_nothing_twice(
     backend: Backend, serve: Callable[[Backend, Runtime], Served], monkeypatch: pytest.MonkeyPatch, point: str
 ) -> None:
@@ -393,25 +407,25 @@ def test_crashes_on_the_child_path_run_nothing_twice(
             crash_once(crashes, "start")
 
         monkeypatch.setattr(children, "start", start)
-    if point == "child-settled-parent-not-told":
-        async def report(link: ChildLink, child: SubmissionRecord) -> None:
-            crash_once(crashes, "report")
+    if point.startswith("child-settled"):
+        assert runtime.child_runs is not None
+        tell = runtime.child_runs.settled
 
-        monkeypatch.setattr(children, "report", report)
+        async def settled(link: ChildLink, child: SubmissionRecord, *, now: float, session: str) -> None:
+            crash_once(crashes, "tell")  # dies after the child's settle, before the parent hears
+            await tell(link, child, now=now, session=session)
+
+        monkeypatch.setattr(runtime.child_runs, "settled", settled)
     served = serve(backend, runtime)
+    served.lose_on_crash = point == "child-settled-wakeup-lost"
     admitted = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "refunds?"))
     child = InstanceRef("policy-researcher", f"{ROOT.id}~{child_ref(admitted.record.id, 'call-coordinator')}")
-    if point == "child-settled-parent-not-told":
-
-        def child_done() -> bool:
-            submissions = asyncio.run(runtime.stores.ledger.list_submissions(child))
-            return bool(submissions) and submissions[0].settled
-
-        served.until(child_done, crash_ok=True)
-        time.sleep(0.2)
-        served.until(lambda: not served.batch(), crash_ok=True)  # nothing wakes the parent now
+    if point == "child-settled-wakeup-lost":
+        # The crashed child's wake-up is lost too: only the sweeper finds the waiting parent
+        # (its instance stays pending) and wakes it; it resumes from the child's record.
+        served.until(lambda: served.crashes == 1, crash_ok=True)
+        served.until(lambda: served.idle(), crash_ok=True)
         assert served.record(ROOT, admitted.record.id).status is Status.waiting
-        # The sweeper finds the waiting parent (its instance is pending) and wakes it.
         from agent_runtime.sweep import sweep
 
         asyncio.run(sweep(runtime.stores.ledger, runtime.wakeups, now=time.time(), idle_seconds=-1))
@@ -602,3 +616,48 @@ def test_a_non_blocking_child_reports_when_it_is_done(
     assert any("inbox: 3 new messages" in (m.text or "") for m in requests[-1].messages)
     started = [e for e in events_of(runtime, ROOT) if e.type == "task_start"]
     assert [e.blocking for e in started] == [False]
+
+
+def test_a_non_blocking_report_survives_a_crash_before_it_is_admitted(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_runtime.definition import subagent
+
+    crashes: Counter[str] = Counter()
+    runs: Counter[str] = Counter()
+
+    def monitor(request: ModelRequest) -> str:
+        runs["monitor"] += 1
+        return "inbox: empty"
+
+    def coordinator(request: ModelRequest) -> str | ToolCall:
+        results = results_in(request)
+        if results:
+            return "watching"
+        return ToolCall("task", {"agent": "inbox_monitor", "prompt": "check"}, id="t-9")
+
+    watcher = define_agent_profile(name="inbox_monitor", description="Watches.", model=FunctionModel(monitor))
+    registry = Registry()
+    registry.add(ROOT.agent, create_agent(model=FunctionModel(coordinator), subagents=[subagent(watcher, blocking=False)]))
+    runtime = backend.runtime(registry, lease_seconds=0.3)
+    assert runtime.child_runs is not None
+    tell = runtime.child_runs.settled
+
+    async def settled(link: ChildLink, child: SubmissionRecord, *, now: float, session: str) -> None:
+        crash_once(crashes, "tell")
+        await tell(link, child, now=now, session=session)
+
+    monkeypatch.setattr(runtime.child_runs, "settled", settled)
+    served = serve(backend, runtime)
+    asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "watch"))
+
+    def reported() -> bool:
+        return any(s.kind == "child_report" and s.settled for s in asyncio.run(runtime.stores.ledger.list_submissions(ROOT)))
+
+    served.until(reported, crash_ok=True)
+    served.until(served.idle)
+    assert served.crashes == 1 and runs["monitor"] == 1
+    kinds = [s.kind for s in asyncio.run(runtime.stores.ledger.list_submissions(ROOT))]
+    assert kinds == ["direct", "child_report"], "reported once, after the crash"
+    history = [m.message.text for m in asyncio.run(runtime.history(ROOT.agent, ROOT.id, "default")).messages]
+    assert sum("inbox: empty" in (t or "") for t in history) == 1

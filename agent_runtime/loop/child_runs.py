@@ -8,10 +8,10 @@ once), queued behind whatever the parent is doing. That submission is silent: it
 the report to the parent's history, where the model reads it on its next turn, and
 settles without a model call.
 
-Known gap: a non-blocking report is admitted right after the child's terminal write, not
-with it; a crash between the two loses that report (the child's record keeps the
-outcome, readable through the parent's children routes). Writing an outbox item in the
-settle's transaction and delivering it from there would close it.
+Both are told right after the child's terminal write. A worker that dies in between
+never deletes its wake-up, so the child instance is woken again; finding nothing to run,
+the worker tells the parent again (`Worker._tell_parent_again`): the report's receipt and
+the driver's idempotent answer make a second telling harmless.
 """
 
 from __future__ import annotations
