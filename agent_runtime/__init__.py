@@ -29,6 +29,7 @@ __all__ = [
     "AgentProfile",
     "AgentRuntimeError",
     "DefinitionError",
+    "DispatchContext",
     "Durability",
     "FunctionModel",
     "InstanceRef",
@@ -38,6 +39,8 @@ __all__ = [
     "ModelResponse",
     "RouteRequest",
     "ScriptedModel",
+    "TaskFailed",
+    "TaskOutcome",
     "Subagent",
     "ToolCall",
     "ToolContext",
@@ -52,9 +55,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # Imported on first use: route hooks live with the HTTP surface.
+    # Imported on first use: route hooks live with the HTTP surface, dispatch handlers
+    # with the loop.
     if name == "RouteRequest":
         from agent_runtime.routing import RouteRequest
 
         return RouteRequest
+    if name in ("DispatchContext", "TaskFailed", "TaskOutcome"):
+        from agent_runtime.loop import dispatch
+
+        return getattr(dispatch, name)
     raise AttributeError(name)

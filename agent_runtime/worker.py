@@ -26,10 +26,11 @@ from typing import Any, Literal
 
 from agent_runtime import events as ev
 from agent_runtime.children import depth_of, link_from_reason, link_of, outcome_of
-from agent_runtime.errors import AgentDefinitionError, AlreadySettled, StaleAttempt
+from agent_runtime.errors import AgentDefinitionError, AlreadySettled, StaleAttempt, UserError
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Budget, Fence, SubmissionRecord, new_attempt_id
 from agent_runtime.loop import Attempt, Finish, Settlement, settle
+from agent_runtime.loop.dispatch import DispatchAttempt
 from agent_runtime.messages import Message, ToolResultPart
 from agent_runtime.models.base import Model, resolve_model
 from agent_runtime.parts import Parts
@@ -182,23 +183,41 @@ class Worker(Parts):
         ending = self._unrunnable(record, budget)
         if ending is not None:
             return await self._end(record, fence, ending, stream)
+        handler = self.registry.get(record.ref.agent).on_dispatch
         try:
-            attempt = Attempt(
-                stores=self.stores,
-                config=config,
-                context=self.context(record.ref),
-                model=self._model(config.model),
-                record=record,
-                budget=budget,
-                history=await self._history(record),
-                clock=self.clock,
-                lease_seconds=self.lease_seconds,
-                invocation_deadline=deadline,
-                checkpoint=self.checkpoint,
-                stream=stream,
-                abort_poll_seconds=self.abort_poll_seconds,
-                child_runs=self.child_runs,
-            )
+            attempt: Attempt | DispatchAttempt
+            if record.kind == "dispatch" and handler is not None:
+                attempt = DispatchAttempt(
+                    handler=handler,
+                    stores=self.stores,
+                    config=config,
+                    record=record,
+                    budget=budget,
+                    history=await self._history(record),
+                    clock=self.clock,
+                    lease_seconds=self.lease_seconds,
+                    invocation_deadline=deadline,
+                    stream=stream,
+                    child_runs=self.child_runs,
+                    abort_poll_seconds=self.abort_poll_seconds,
+                )
+            else:
+                attempt = Attempt(
+                    stores=self.stores,
+                    config=config,
+                    context=self.context(record.ref),
+                    model=self._model(config.model),
+                    record=record,
+                    budget=budget,
+                    history=await self._history(record),
+                    clock=self.clock,
+                    lease_seconds=self.lease_seconds,
+                    invocation_deadline=deadline,
+                    checkpoint=self.checkpoint,
+                    stream=stream,
+                    abort_poll_seconds=self.abort_poll_seconds,
+                    child_runs=self.child_runs,
+                )
             async with self._heartbeats(record):
                 await attempt.run()
         except (StaleAttempt, AlreadySettled):
@@ -242,9 +261,13 @@ class Worker(Parts):
         error = {"type": getattr(exc, "type", type(exc).__name__), "message": str(exc)[:2000]}
         log.warning("attempt failed", extra={"submission_id": record.id, "attempt": record.attempts, "error": error})
         now = self.clock()
-        retrying = record.attempts < budget.max_attempts
+        # The application developer's mistake (say, `session.task` naming no subagent):
+        # another attempt would make it again.
+        retrying = record.attempts < budget.max_attempts and not isinstance(exc, UserError)
         with contextlib.suppress(Exception):
             await stream.emit(ev.ErrorEvent(**stream.fields(record.session, record.id), error=error, retrying=retrying))
+        if isinstance(exc, UserError):
+            return await self._end(record, fence, Finish.failed(error["type"], error["message"]), stream)
         if not retrying:
             finish = Finish.failed("retries_exhausted", f"gave up after {record.attempts} attempts", last_error=error)
             return await self._end(record, fence, finish, stream)
@@ -321,7 +344,7 @@ class Worker(Parts):
         while len(self._histories) > HISTORY_CACHE_SESSIONS:
             self._histories.pop(next(iter(self._histories)))
 
-    def _settled_history(self, attempt: Attempt) -> None:
+    def _settled_history(self, attempt: Attempt | DispatchAttempt) -> None:
         """After a settle the attempt's history is exactly what the store holds."""
         record, written = attempt.record, attempt.journal.written
         key = (record.instance, record.session)

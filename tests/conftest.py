@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -28,6 +28,7 @@ from agent_runtime.testing.moto_serial import serialize_moto_dynamodb  # noqa: E
 
 serialize_moto_dynamodb()
 
+from agent_runtime.runtime import Runtime  # noqa: E402
 from agent_runtime.testing.backends import (  # noqa: E402
     MOTO_CONFIG,
     Backend,
@@ -35,6 +36,7 @@ from agent_runtime.testing.backends import (  # noqa: E402
     memory_backend,
     moto_backend,
 )
+from tests.served import Served  # noqa: E402
 
 
 @pytest.fixture
@@ -55,3 +57,16 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Backend, Runtime], Served]]:
+    """`serve(backend, runtime)`: the worker Lambda's record handler on that runtime."""
+    import functions.worker as worker
+
+    def make(backend: Backend, runtime: Runtime) -> Served:
+        monkeypatch.setattr(worker, "runtime", lambda: runtime)
+        return Served(backend, runtime)
+
+    yield make
+    worker.metrics.clear_metrics()  # what record_handler added, unflushed

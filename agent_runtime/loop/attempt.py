@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from agent_runtime import events as ev
@@ -31,6 +31,7 @@ from agent_runtime import settings
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AbortRequested, AgentRuntimeError
 from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
+from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext, Handled, Router
 from agent_runtime.loop.child_runs import ChildRuns, report_text
 from agent_runtime.loop.settle import Settlement, settle
@@ -288,30 +289,8 @@ class Attempt:
                 await self._emit(ev.ThinkingDelta, turn=turn, text=event.thinking)
         raise AgentRuntimeError(f"model {self.model.name} ended its stream without a response")
 
-    @contextlib.asynccontextmanager
-    async def _watching_abort(self) -> AsyncIterator[None]:
-        """For the block's duration, poll the submission's abort flag and set `abort`."""
-        if self.abort_poll_seconds <= 0 or self.abort.aborted:
-            yield
-            return
-        poller = asyncio.ensure_future(self._poll_abort())
-        try:
-            yield
-        finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
-
-    async def _poll_abort(self) -> None:
-        while not self.abort.aborted:
-            await asyncio.sleep(self.abort_poll_seconds)
-            try:
-                requested = await self.stores.ledger.abort_requested(self.fence.instance, self.record.id)
-            except Exception:  # a failed read is retried next interval; boundaries still check
-                log.warning("reading the abort flag of %s failed", self.record.id, exc_info=True)
-                continue
-            if requested:
-                self.abort.abort("aborted on request")
+    def _watching_abort(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return watching_abort(self.stores.ledger, self.record, self.abort, self.abort_poll_seconds)
 
     def _final_from_text(self, message: Message, *, record: bool = False) -> Step:
         closing = [message] if record else []

@@ -92,56 +92,64 @@ class TaskBuiltin:
             return Handled(error_result(call, f"unknown subagent {args.agent!r} (available: {known})"))
         if args.attachments:
             return Handled(error_result(call, "attachments need the instance's files, which are not available yet"))
-        parent = ctx.record.ref
         spec = self.subagents[args.agent]
-        agent = agent_name_of(args.agent)
-        if depth_of(parent) + 1 > MAX_DEPTH:
-            return Handled(error_result(call, f"subagents may nest {MAX_DEPTH} deep; this task would go deeper"))
-        ancestors = ancestors_of(ctx.record)
-        if agent in ancestors:
-            chain = " -> ".join([*ancestors, agent])
-            return Handled(error_result(call, f"refused: the task would make a cycle ({chain})"))
         try:
-            child = child_instance(parent, agent, ctx.record.id, call.id)
-        except InvalidInput as exc:
+            link = await start_child(self.child_runs, ctx, spec, args.prompt, call.id)
+        except ChildRefused as exc:
             return Handled(error_result(call, str(exc)))
-        link = ChildLink(parent, ctx.record.id, call.id, child, "", spec.blocking, ctx.record.session)
-        admission = await ctx.stores.ledger.admit(child, self._draft(args.prompt, link, ancestors), now=ctx.clock())
-        link = dataclasses.replace(link, child_submission_id=admission.record.id)
-        entry = ChildEntry(
-            ref=child_ref(ctx.record.id, call.id),
-            child=child,
-            submission_id=admission.record.id,
-            call_id=call.id,
-            parent_submission_id=ctx.record.id,
-            created_at=admission.record.accepted_at,
-        )
-        await ctx.stores.child_index.add(parent, entry)
-        await self.child_runs.start(link)
-        await ctx.emit(
-            ev.TaskStart,
-            call_id=call.id,
-            child=child.key,
-            child_submission_id=link.child_submission_id,
-            blocking=link.blocking,
-        )
         if not link.blocking:
-            started = f"started {args.agent} as {child.key} (ref {entry.ref}); its outcome will arrive as a message"
+            ref = child_ref(link.parent_submission_id, link.call_id)
+            started = f"started {args.agent} as {link.child.key} (ref {ref}); its outcome will arrive as a message"
             return Handled(ToolResultPart(call_id=call.id, name=call.name, content=started))
         pending = ToolResultPart(call_id=call.id, name=call.name, content="")
         return Handled(pending, suspend=wait_reason(link))
 
-    def _draft(self, prompt: str, link: ChildLink, ancestors: list[str]) -> Draft:
-        # The child's submission id is its record's own: the payload's link leaves it
-        # empty. The receipt makes a repeated call find the first admission.
-        payload = task_payload(prompt, link, ancestors)
-        return Draft(
-            kind="task",
-            session=CHILD_SESSION,
-            payload=payload,
-            receipt_key=f"task:{child_ref(link.parent_submission_id, link.call_id)}",
-            receipt_hash=input_hash("task", CHILD_SESSION, payload),
-        )
+
+class ChildRefused(Exception):
+    """A child that may not start (too deep, a cycle, an id too long): the message says why."""
+
+
+async def start_child(child_runs: ChildRuns, ctx: CallContext, spec: Subagent, prompt: str, call_id: str) -> ChildLink:
+    """Start `spec` as a child of `ctx.record` for `call_id`: admit its submission (by receipt,
+    so a call run again finds the same child), list it under the parent, start it, and
+    tell the parent's log. The `task` built-in and `on_dispatch`'s `session.task` use it."""
+    parent = ctx.record.ref
+    agent = agent_name_of(spec.name)
+    if depth_of(parent) + 1 > MAX_DEPTH:
+        raise ChildRefused(f"subagents may nest {MAX_DEPTH} deep; this task would go deeper")
+    ancestors = ancestors_of(ctx.record)
+    if agent in ancestors:
+        raise ChildRefused(f"refused: the task would make a cycle ({' -> '.join([*ancestors, agent])})")
+    try:
+        child = child_instance(parent, agent, ctx.record.id, call_id)
+    except InvalidInput as exc:
+        raise ChildRefused(str(exc)) from None
+    link = ChildLink(parent, ctx.record.id, call_id, child, "", spec.blocking, ctx.record.session)
+    # The child's submission id is its record's own: the payload's link leaves it empty.
+    payload = task_payload(prompt, link, ancestors)
+    draft = Draft(
+        kind="task",
+        session=CHILD_SESSION,
+        payload=payload,
+        receipt_key=f"task:{child_ref(ctx.record.id, call_id)}",
+        receipt_hash=input_hash("task", CHILD_SESSION, payload),
+    )
+    admission = await ctx.stores.ledger.admit(child, draft, now=ctx.clock())
+    link = dataclasses.replace(link, child_submission_id=admission.record.id)
+    entry = ChildEntry(
+        ref=child_ref(ctx.record.id, call_id),
+        child=child,
+        submission_id=admission.record.id,
+        call_id=call_id,
+        parent_submission_id=ctx.record.id,
+        created_at=admission.record.accepted_at,
+    )
+    await ctx.stores.child_index.add(parent, entry)
+    await child_runs.start(link)
+    await ctx.emit(
+        ev.TaskStart, call_id=call_id, child=child.key, child_submission_id=link.child_submission_id, blocking=link.blocking
+    )
+    return link
 
 
 class TaskFamily:
