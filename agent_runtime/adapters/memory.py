@@ -401,7 +401,8 @@ class MemoryChildren:
 
     def __init__(self, wakeups: WakeUps) -> None:
         self.wakeups = wakeups
-        self.heartbeats: list[ChildLink] = []
+        #: How many heartbeats running children sent (nothing times a child out in process).
+        self.heartbeats = 0
 
     async def start(self, link: ChildLink) -> None:
         await self.wakeups.send(link.child, reason="child", dedupe_id=f"child-{link.child_submission_id}")
@@ -410,7 +411,7 @@ class MemoryChildren:
         return None
 
     async def heartbeat(self, link: ChildLink) -> None:
-        self.heartbeats.append(link)
+        self.heartbeats += 1
 
     async def report(self, link: ChildLink, child: SubmissionRecord) -> None:
         dedupe = f"child-done-{link.parent_submission_id}-{link.call_id}"
