@@ -34,7 +34,7 @@ from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
 from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext, Handled, Router
 from agent_runtime.loop.child_runs import ChildRuns, report_text
-from agent_runtime.loop.settle import Settlement, settle
+from agent_runtime.loop.settle import Settlement, settle_attempt
 from agent_runtime.loop.steps import (
     ApplyInput,
     CallModel,
@@ -413,31 +413,18 @@ class Attempt:
         return interrupted(call, "not run: the submission ended first")
 
     async def _settle(self, finish: Finish) -> None:
-        try:
-            await self._settle_once(finish, honour_abort=finish.outcome is Outcome.completed)
-        except AbortRequested:
-            # An abort that arrived during the last model call still wins over a
-            # completed answer: the caller asked to stop.
-            await self._settle_once(self._finish(Finish.aborted()), honour_abort=False)
-
-    async def _settle_once(self, finish: Finish, *, honour_abort: bool) -> None:
-        journal = self.journal.model_copy(deep=True)
-        journal.phase = Phase.committed
-        journal.pending_calls = []
-        journal.written += len(finish.closing)
-        self.settlement = await settle(
+        ending, self.settlement, self.journal = await settle_attempt(
             self.stores.attempts,
             self.record,
             finish,
-            now=self.clock(),
+            now=self.clock,
             emit=self.stream.emit,
             fence=self.fence,
-            journal=journal,
-            honour_abort=honour_abort,
+            journal=self.journal,
             child_runs=self.child_runs,
+            aborted=lambda: self._finish(Finish.aborted()),  # with the open calls' results
         )
-        self.journal = journal
-        self.history.extend(finish.closing)
+        self.history.extend(ending.closing)
 
 
 class _OutOfTime(Exception):

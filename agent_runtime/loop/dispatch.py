@@ -33,14 +33,14 @@ from pydantic import BaseModel, ValidationError
 from agent_runtime import events as ev
 from agent_runtime.children import wait_reason
 from agent_runtime.definition import AgentConfig
-from agent_runtime.errors import AbortRequested, AgentRuntimeError, UserError
+from agent_runtime.errors import AgentRuntimeError, UserError
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord, canonical_json
 from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext
 from agent_runtime.loop.builtins.task import ChildRefused, start_child
 from agent_runtime.loop.child_runs import ChildRuns
-from agent_runtime.loop.settle import Settlement, settle
+from agent_runtime.loop.settle import Settlement, settle_attempt
 from agent_runtime.loop.steps import Ended, Finish, Suspend, Yield
 from agent_runtime.messages import Message, ToolResultPart
 from agent_runtime.ports import Stores
@@ -207,28 +207,17 @@ class DispatchAttempt:
         raise _Wait(wait_reason(link))
 
     async def _settle(self, finish: Finish) -> Finish:
-        journal = self.journal.model_copy(deep=True)
-        journal.phase = Phase.committed
-        try:
-            self.settlement = await settle(
-                self.stores.attempts,
-                self.record,
-                finish,
-                now=self.clock(),
-                emit=self.stream.emit,
-                fence=self.fence,
-                journal=journal,
-                honour_abort=finish.outcome is Outcome.completed,
-                child_runs=self.child_runs,
-            )
-        except AbortRequested:
-            finish = Finish.aborted()
-            self.settlement = await settle(
-                self.stores.attempts, self.record, finish, now=self.clock(), emit=self.stream.emit, fence=self.fence,
-                journal=journal, child_runs=self.child_runs,
-            )
-        self.journal = journal
-        return finish
+        ending, self.settlement, self.journal = await settle_attempt(
+            self.stores.attempts,
+            self.record,
+            finish,
+            now=self.clock,
+            emit=self.stream.emit,
+            fence=self.fence,
+            journal=self.journal,
+            child_runs=self.child_runs,
+        )
+        return ending
 
 
 def _outcome(part: ToolResultPart, result: type[BaseModel] | None) -> TaskOutcome:

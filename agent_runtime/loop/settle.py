@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from agent_runtime import events as ev
 from agent_runtime.children import link_of
-from agent_runtime.ledger import Fence, Journal, Outcome, Status, SubmissionRecord
+from agent_runtime.errors import AbortRequested
+from agent_runtime.ledger import Fence, Journal, Outcome, Phase, Status, SubmissionRecord
 from agent_runtime.loop.steps import Finish
 from agent_runtime.messages import Usage
 from agent_runtime.ports import Attempts
@@ -118,3 +119,38 @@ async def settle(
         usage=usage,
         result=result,
     )
+
+
+async def settle_attempt(
+    attempts: Attempts,
+    record: SubmissionRecord,
+    finish: Finish,
+    *,
+    now: Callable[[], float],
+    emit: Emit,
+    fence: Fence,
+    journal: Journal,
+    child_runs: ChildRuns | None,
+    aborted: Callable[[], Finish] = Finish.aborted,
+) -> tuple[Finish, Settlement, Journal]:
+    """A running attempt's ending: `finish`, written with the attempt's journal closed; but
+    a completed answer yields to an abort requested meanwhile (the caller asked to stop),
+    which ends it as `aborted()` instead. Returns the ending written, its settlement and
+    the journal as stored."""
+
+    def closed(ending: Finish) -> Journal:
+        done = journal.model_copy(deep=True)
+        done.phase = Phase.committed
+        done.pending_calls = []
+        done.written += len(ending.closing)
+        return done
+
+    options: dict[str, Any] = {"emit": emit, "fence": fence, "child_runs": child_runs}
+    try:
+        done = closed(finish)
+        honour = finish.outcome is Outcome.completed
+        return finish, await settle(attempts, record, finish, now=now(), journal=done, honour_abort=honour, **options), done
+    except AbortRequested:
+        ending = aborted()
+        done = closed(ending)
+        return ending, await settle(attempts, record, ending, now=now(), journal=done, **options), done
