@@ -194,18 +194,17 @@ class Service(Parts):
             events.append(event)
 
         now = self.clock()
+        link = link_of(record)
+        # A non-blocking child's report is a ledger write the settle path makes. A blocking
+        # child's driver callback is the worker's to answer (the handlers hold no grant):
+        # its parent is woken instead, and its worker resumes it with the outcome.
+        reports = self.child_runs if link is not None and not link.blocking else None
         try:
-            await settle(self.stores.attempts, record, finish, now=now, emit=collect)
+            await settle(self.stores.attempts, record, finish, now=now, emit=collect, child_runs=reports)
         except (AlreadySettled, StaleAttempt):
             return record  # settled meanwhile, or claimed: that attempt sees the flag
         await self._publish(record.ref, events)
-        link = link_of(record)
-        if link is not None and not link.blocking and self.child_runs is not None:
-            settled = record.model_copy(update={"outcome": Outcome.aborted, "error": finish.error, "settled_at": now})
-            await self.child_runs.settled(link, settled, now=now, session=link.parent_session)
-        elif link is not None:
-            # An aborted blocking child: its parent's worker resumes it with the outcome.
-            # (The driver's callback is the worker's to answer; the handlers hold no grant.)
+        if link is not None and link.blocking:
             dedupe = f"child-aborted-{link.child_submission_id}"
             await self.wakeups.send(link.parent, reason="child_done", dedupe_id=dedupe)
         return record.model_copy(

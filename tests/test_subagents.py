@@ -549,3 +549,30 @@ def test_a_non_blocking_report_survives_a_crash_before_it_is_admitted(
     assert kinds == ["direct", "child_report"], "reported once, after the crash"
     history = [m.message.text for m in asyncio.run(runtime.history(ROOT.agent, ROOT.id, "default")).messages]
     assert sum("inbox: empty" in (t or "") for t in history) == 1
+
+
+def test_aborting_a_queued_non_blocking_child_reports_it(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served]
+) -> None:
+    from agent_runtime.definition import subagent
+
+    def coordinator(request: ModelRequest) -> str | ToolCall:
+        return "started" if results_in(request) else ToolCall("task", {"agent": "inbox_monitor", "prompt": "watch"}, id="t-2")
+
+    calls: Counter[str] = Counter()
+    watcher = define_agent_profile(name="inbox_monitor", description="Watches.", model=delegator("monitor", calls))
+    registry = Registry()
+    registry.add(ROOT.agent, create_agent(model=FunctionModel(coordinator), subagents=[subagent(watcher, blocking=False)]))
+    runtime = backend.runtime(registry)
+    served = serve(backend, runtime)
+    served.drop = lambda instance: instance.agent == "inbox-monitor"  # the child stays queued
+    first = asyncio.run(runtime.prompt(ROOT.agent, ROOT.id, "watch"))
+    served.until(served.settled(ROOT, first.record.id))
+    child = InstanceRef("inbox-monitor", f"{ROOT.id}~{child_ref(first.record.id, 't-2')}")
+    (aborted,) = asyncio.run(runtime.abort(child.agent, child.id, queued=True))
+    assert aborted.outcome is Outcome.aborted
+    served.until(lambda: len(asyncio.run(runtime.stores.ledger.list_submissions(ROOT))) == 2)
+    report = asyncio.run(runtime.stores.ledger.list_submissions(ROOT))[1]
+    assert report.kind == "child_report" and report.payload["outcome"] == "aborted"
+    served.until(served.settled(ROOT, report.id))
+    assert calls["monitor"] == 0
