@@ -50,6 +50,15 @@ class ChildLink:
     blocking: bool = True
     #: The parent's session (where a non-blocking child's report goes).
     parent_session: str = "default"
+    #: The built-in whose call started this run (`task`, `subagent_create`, `subagent_message`).
+    tool: str = TASK_TOOL
+    #: A resumable child that talks back only through `ctx.notify_parent` (and a failure).
+    explicit: bool = False
+
+    @property
+    def ref(self) -> str:
+        """The child's reference under its parent (the suffix of its id)."""
+        return self.child.id.rsplit("~", 1)[-1]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +69,8 @@ class ChildLink:
             "child_submission_id": self.child_submission_id,
             "blocking": self.blocking,
             "parent_session": self.parent_session,
+            "tool": self.tool,
+            "explicit": self.explicit,
         }
 
     @classmethod
@@ -72,6 +83,8 @@ class ChildLink:
             child_submission_id=data["child_submission_id"],
             blocking=bool(data.get("blocking", True)),
             parent_session=str(data.get("parent_session", "default")),
+            tool=str(data.get("tool", TASK_TOOL)),
+            explicit=bool(data.get("explicit", False)),
         )
 
 
@@ -100,8 +113,13 @@ def depth_of(instance: InstanceRef) -> int:
     return instance.id.count("~")
 
 
-def task_payload(prompt: str, link: ChildLink, ancestors: list[str]) -> dict[str, Any]:
-    return {"prompt": prompt, "link": link.as_json(), "ancestors": ancestors}
+def task_payload(
+    prompt: str, link: ChildLink, ancestors: list[str], overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    payload = {"prompt": prompt, "link": link.as_json(), "ancestors": ancestors}
+    if overrides:
+        payload["overrides"] = overrides
+    return payload
 
 
 def link_of(record: SubmissionRecord) -> ChildLink | None:
@@ -120,6 +138,8 @@ def ancestors_of(record: SubmissionRecord) -> list[str]:
 def wait_reason(link: ChildLink) -> str:
     """What the parent's submission waits on while a blocking child runs."""
     data = {"call": link.call_id, "child": link.child.key, "submission": link.child_submission_id}
+    if link.tool != TASK_TOOL:
+        data["tool"] = link.tool
     return _REASON_PREFIX + json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
@@ -129,7 +149,8 @@ def link_from_reason(parent: SubmissionRecord) -> ChildLink | None:
     if not reason.startswith(_REASON_PREFIX):
         return None
     data = json.loads(reason[len(_REASON_PREFIX) :])
-    return ChildLink(parent.ref, parent.id, data["call"], InstanceRef.parse(data["child"]), data["submission"])
+    child = InstanceRef.parse(data["child"])
+    return ChildLink(parent.ref, parent.id, data["call"], child, data["submission"], tool=data.get("tool", TASK_TOOL))
 
 
 def outcome_of(link: ChildLink, child: SubmissionRecord) -> ToolResultPart:
@@ -140,17 +161,19 @@ def outcome_of(link: ChildLink, child: SubmissionRecord) -> ToolResultPart:
         content = child.result.get("text") or ""
         if data is not None:
             content = json.dumps(data, ensure_ascii=False)
-        return ToolResultPart(call_id=link.call_id, name=TASK_TOOL, content=content)
+        if link.tool != TASK_TOOL:  # a resumable child: the model needs its ref to talk to it again
+            content = f"[{link.child.agent} ref {link.ref}] {content}"
+        return ToolResultPart(call_id=link.call_id, name=link.tool, content=content)
     error = child.error or {}
     what = "was aborted" if child.outcome is Outcome.aborted else "failed"
     message = f"the subagent {link.child.agent} {what}: {error.get('type', 'error')}: {error.get('message', '')}"
-    return ToolResultPart(call_id=link.call_id, name=TASK_TOOL, content=message, is_error=True, status="error")
+    return ToolResultPart(call_id=link.call_id, name=link.tool, content=message, is_error=True, status="error")
 
 
 def failure_part(link: ChildLink, error: str, cause: str) -> ToolResultPart:
     """An outcome the driver recorded because the child never answered (timeout, lost)."""
     message = f"the subagent {link.child.agent} did not finish: {error}" + (f": {cause}" if cause else "")
-    return ToolResultPart(call_id=link.call_id, name=TASK_TOOL, content=message, is_error=True, status="error")
+    return ToolResultPart(call_id=link.call_id, name=link.tool, content=message, is_error=True, status="error")
 
 
 __all__ = [

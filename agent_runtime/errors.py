@@ -31,6 +31,9 @@ class AgentRuntimeError(Exception):
     """Root of every error the runtime raises on purpose."""
 
     type: str = "internal_error"
+    #: Raised in an attempt, it fails the submission at once: another attempt would meet
+    #: it again (a mistake in application code, a recorded outcome).
+    permanent: bool = False
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -42,6 +45,7 @@ class UserError(AgentRuntimeError):
     """A mistake in application code, raised when the agent or tool is defined."""
 
     type = "user_error"
+    permanent = True
 
 
 class DefinitionError(UserError):

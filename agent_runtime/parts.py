@@ -16,11 +16,13 @@ from agent_runtime.adapters.memory_events import MemoryEventLog
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AgentDefinitionError, DefinitionError
 from agent_runtime.ids import InstanceRef
+from agent_runtime.ledger import SubmissionRecord
 from agent_runtime.loop import Checkpoint
 from agent_runtime.loop.child_runs import ChildRuns
 from agent_runtime.ports import Children, EventLog, Stores, WakeUps
 from agent_runtime.registry import Registry
 from agent_runtime.streaming import Broadcaster, EventStream
+from agent_runtime.task_overrides import with_overrides
 
 
 class Parts:
@@ -77,6 +79,15 @@ class Parts:
             return definition.configure(self.context(instance))
         except DefinitionError as exc:
             raise AgentDefinitionError(instance.agent, exc.field, exc.message) from exc
+
+    def config_for(self, record: SubmissionRecord) -> AgentConfig:
+        """The configuration `record` runs with: the instance's, with what the call that
+        started a child changes for it (`agent_runtime.task_overrides`)."""
+        config = self.config(record.ref)
+        try:
+            return with_overrides(config, record)
+        except DefinitionError as exc:
+            raise AgentDefinitionError(record.ref.agent, exc.field, exc.message) from exc
 
     def stream(self, instance: InstanceRef) -> EventStream:
         return EventStream(instance, self.events, clock=self.clock, broadcaster=self.broadcaster, **self.stream_options)

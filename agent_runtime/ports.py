@@ -244,6 +244,14 @@ class ChildEntry:
     call_id: str
     parent_submission_id: str
     created_at: float
+    #: A resumable child (created by `subagent_create`), which takes more messages.
+    resumable: bool = False
+    #: Its latest submission (a message after the first); empty when it had one only.
+    last_submission_id: str = ""
+
+    @property
+    def latest_submission_id(self) -> str:
+        return self.last_submission_id or self.submission_id
 
 
 class ChildIndex(Protocol):
@@ -254,6 +262,10 @@ class ChildIndex(Protocol):
         ...
 
     async def get(self, parent: InstanceRef, ref: str) -> ChildEntry | None: ...
+
+    async def note_submission(self, parent: InstanceRef, ref: str, submission_id: str) -> None:
+        """A later submission of a listed child (a message to a resumable one) is its latest."""
+        ...
 
     async def page(self, parent: InstanceRef, *, after: str | None, limit: int) -> list[ChildEntry]:
         """Children in ref order, after the ref `after`."""

@@ -245,7 +245,8 @@ class Child(BaseModel):
     id: str
     call_id: str
     parent_submission_id: str
-    submission_id: str
+    submission_id: str = Field(description="Its latest submission (a resumable child takes several).")
+    resumable: bool = False
     status: Literal["queued", "running", "waiting", "settled"]
     outcome: Literal["completed", "failed", "aborted"] | None
     created_at: Timestamp

@@ -143,10 +143,10 @@ class Service(Parts):
     async def list_children(
         self, agent: str, instance_id: str, *, after: str | None = None, limit: int = 50
     ) -> list[tuple[ChildEntry, SubmissionRecord | None]]:
-        """The instance's children in ref order, each with its task submission."""
+        """The instance's children in ref order, each with its latest submission."""
         instance = self.instance(agent, instance_id)
         entries = await self.stores.child_index.page(instance, after=after, limit=limit)
-        return [(e, await self.stores.ledger.get(e.child, e.submission_id)) for e in entries]
+        return [(e, await self.stores.ledger.get(e.child, e.latest_submission_id)) for e in entries]
 
     async def child_of(self, agent: str, instance_id: str, ref: str) -> InstanceRef:
         """The child `ref` of an instance, for reads through the parent's routes."""

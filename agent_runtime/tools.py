@@ -54,9 +54,19 @@ class AbortSignal:
         await self._event.wait()
 
 
+class ParentLine(Protocol):
+    """How a subagent's tools write to the parent that started it."""
+
+    async def notify(self, call_id: str, text: str) -> None: ...
+
+
+NOTICE_MAX_CHARS = 32_000
+
+
 @dataclass(frozen=True)
 class ToolContext:
-    """What a tool may know and touch: its instance, session, kv and the abort signal."""
+    """What a tool may know and touch: its instance, session, kv, the abort signal and,
+    in a subagent, a line to its parent."""
 
     instance: InstanceRef
     session: str
@@ -64,6 +74,17 @@ class ToolContext:
     call_id: str
     kv: KV
     abort: AbortSignal = field(default_factory=AbortSignal)
+    parent: ParentLine | None = None
+
+    async def notify_parent(self, text: str) -> None:
+        """Write `text` to the parent that started this agent as a subagent: it reaches the
+        parent's model as a message on its next turn (queued if the parent is busy). The
+        only way a resumable subagent with ``parent_communication="explicit"`` talks back."""
+        if self.parent is None:
+            raise ToolFailure("notify_parent: this agent is not running as a subagent, so it has no parent")
+        if not isinstance(text, str) or not text.strip() or len(text) > NOTICE_MAX_CHARS:
+            raise ToolFailure(f"notify_parent takes a non-empty text of at most {NOTICE_MAX_CHARS} characters")
+        await self.parent.notify(self.call_id, text)
 
 
 class ToolFailure(Exception):

@@ -26,7 +26,12 @@ from typing import Any, Literal
 
 from agent_runtime import events as ev
 from agent_runtime.children import depth_of, link_from_reason, link_of, outcome_of
-from agent_runtime.errors import AgentDefinitionError, AlreadySettled, StaleAttempt, UserError
+from agent_runtime.errors import (
+    AgentDefinitionError,
+    AgentRuntimeError,
+    AlreadySettled,
+    StaleAttempt,
+)
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Budget, Fence, SubmissionRecord, new_attempt_id
 from agent_runtime.loop import Attempt, Finish, Settlement, settle
@@ -174,7 +179,7 @@ class Worker(Parts):
         """One attempt; what it settled, if it settled the submission."""
         fence = Fence.of(record)
         try:
-            config = self.config(record.ref)
+            config = self.config_for(record)
         except AgentDefinitionError as exc:
             log.error("agent definition error", extra={"agent": exc.agent, "field": exc.field, "submission_id": record.id})
             finish = Finish.failed(exc.type, exc.message, agent=exc.agent, field=exc.field)
@@ -263,10 +268,11 @@ class Worker(Parts):
         now = self.clock()
         # The application developer's mistake (say, `session.task` naming no subagent):
         # another attempt would make it again.
-        retrying = record.attempts < budget.max_attempts and not isinstance(exc, UserError)
+        permanent = isinstance(exc, AgentRuntimeError) and exc.permanent
+        retrying = record.attempts < budget.max_attempts and not permanent
         with contextlib.suppress(Exception):
             await stream.emit(ev.ErrorEvent(**stream.fields(record.session, record.id), error=error, retrying=retrying))
-        if isinstance(exc, UserError):
+        if permanent:
             return await self._end(record, fence, Finish.failed(error["type"], error["message"]), stream)
         if not retrying:
             finish = Finish.failed("retries_exhausted", f"gave up after {record.attempts} attempts", last_error=error)

@@ -1,8 +1,12 @@
-"""`coordinator`: delegates policy questions to a blocking subagent, `policy_researcher`.
+"""`coordinator`: delegates policy questions to a blocking subagent, `policy_researcher`,
+and keeps notes with a resumable, non-blocking one, `note_keeper`.
 
 The researcher runs as a child instance of each coordinator instance (its id is the
 coordinator's plus ``~<ref>``): a Step Functions execution drives it while the
-coordinator's submission waits, then the coordinator answers from the quote.
+coordinator's submission waits, then the coordinator answers from the quote. "remember
+..." goes to the note keeper (created once, then messaged): the coordinator answers at
+once, and the keeper's summary arrives later as a report the coordinator reads next turn
+("what do you remember?").
 
 With ANTHROPIC_API_KEY set (or a key configured for the deployed stack) both use
 anthropic models; otherwise offline models that delegate every question once.
@@ -11,14 +15,17 @@ anthropic models; otherwise offline models that delegate every question once.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Awaitable, Callable
 
 from agent_runtime import (
     FunctionModel,
     ModelRequest,
+    Resumable,
     ToolCall,
     create_agent,
     define_agent_profile,
+    subagent,
     tool,
 )
 from agent_runtime.messages import ToolResultPart
@@ -58,11 +65,37 @@ def _offline_researcher(request: ModelRequest) -> FunctionResult:
     return ToolCall("search_policy", {"topic": topic})
 
 
+def _note_keeper_ref(request: ModelRequest) -> str | None:
+    for message in request.messages:
+        for part in message.parts:
+            if isinstance(part, ToolResultPart) and part.name == "subagent_create" and not part.is_error:
+                found = re.search(r"with ref (\w+)", part.content)
+                if found:
+                    return found.group(1)
+    return None
+
+
 def _offline_coordinator(request: ModelRequest) -> FunctionResult:
     answer = _result(request)
     if answer is not None:
-        return f"From the policy researcher: {answer.content}"
-    return ToolCall("task", {"agent": "policy_researcher", "prompt": last_user_text(request)})
+        if answer.name == "task":
+            return f"From the policy researcher: {answer.content}"
+        return f"Passed to the note keeper: {answer.content}"
+    question = last_user_text(request)
+    if question.lower().startswith("remember"):
+        ref = _note_keeper_ref(request)
+        if ref:
+            return ToolCall("subagent_message", {"ref": ref, "message": question})
+        return ToolCall("subagent_create", {"agent": "note_keeper", "prompt": question})
+    if "what do you remember" in question.lower():
+        reports = [m.text for m in request.messages if m.synthetic and m.text and "note-keeper" in m.text]
+        return reports[-1] if reports else "Nothing yet."
+    return ToolCall("task", {"agent": "policy_researcher", "prompt": question})
+
+
+def _offline_note_keeper(request: ModelRequest) -> FunctionResult:
+    notes = [m.text for m in request.messages if m.role == "user" and not m.synthetic and m.text]
+    return "Notes: " + "; ".join(n.removeprefix("remember").strip(" :,") for n in notes)
 
 
 researcher = define_agent_profile(
@@ -71,6 +104,14 @@ researcher = define_agent_profile(
     instructions="Search the policy and return the exact quotation with its section number.",
     model="anthropic/claude-haiku-4-5" if ONLINE else FunctionModel(_offline_researcher),
     tools=[search_policy],
+)
+
+
+note_keeper = define_agent_profile(
+    name="note_keeper",
+    description="Keeps the conversation's notes; send it anything worth remembering.",
+    instructions="Keep a running list of what you are told to remember and answer with the whole list.",
+    model="anthropic/claude-haiku-4-5" if ONLINE else FunctionModel(_offline_note_keeper),
 )
 
 
@@ -83,8 +124,12 @@ websocket = route
 agent = create_agent(
     lambda ctx: dict(
         model="anthropic/claude-sonnet-4-6" if ONLINE else FunctionModel(_offline_coordinator),
-        instructions="Answer policy questions. Delegate finding the policy text to policy_researcher.",
-        subagents=[researcher],
+        instructions=(
+            "Answer policy questions. Delegate finding the policy text to policy_researcher. "
+            "Send anything the user asks you to remember to your note_keeper (create it once, "
+            "then message it by its ref)."
+        ),
+        subagents=[researcher, subagent(note_keeper, blocking=False, resumable=Resumable(max_instances=1))],
         max_turns=6,
     )
 )

@@ -18,11 +18,13 @@ from agent_runtime.definition import create_agent, define_agent_profile
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Outcome, Status
 from agent_runtime.loop.dispatch import DispatchContext, TaskFailed
+from agent_runtime.messages import ToolResultPart
 from agent_runtime.models.base import ModelRequest
-from agent_runtime.models.test import FunctionModel, last_user_text
+from agent_runtime.models.test import FunctionModel, ToolCall, last_user_text
 from agent_runtime.registry import Registry
 from agent_runtime.runtime import Runtime
 from agent_runtime.testing.backends import Backend
+from agent_runtime.tools import tool
 from tests.served import Served, crash_once
 
 ROOT = InstanceRef("proposals", "P-1")
@@ -40,7 +42,10 @@ def build(backend: Backend, handler: Callable[[DispatchContext], Any], runs: Cou
             asked = json.loads(last_user_text(request))
         except ValueError:
             return "no topic given"  # not a Quote: a task asking for one fails
-        return json.dumps({"quote": f"refunds for {asked['topic']}", "section": "4.2"})
+        quote = {"quote": f"refunds for {asked['topic']}", "section": "4.2"}
+        if any(t.name == "final_result" for t in request.tools):  # the task's `result=` reached the child
+            return ToolCall("final_result", quote)
+        return json.dumps(quote)
 
     def write(request: ModelRequest) -> str:
         runs["writer"] += 1
@@ -124,7 +129,7 @@ def test_a_failed_task_is_an_exception_the_handler_may_catch(
     served.until(served.settled(ROOT, admitted.record.id), crash_ok=True)
     record = served.record(ROOT, admitted.record.id)
     assert record.outcome is Outcome.completed, record.error
-    assert record.result and record.result["text"] == "handled: the subagent's answer is not a valid Quote: 1 error(s)"
+    assert record.result and record.result["text"].startswith("handled: the subagent policy-researcher failed: invalid_result")
 
 
 def test_an_abort_ends_a_running_handler(backend: Backend, serve: Callable[[Backend, Runtime], Served]) -> None:
@@ -171,3 +176,73 @@ def test_unknown_subagents_and_unready_arguments_are_clear(backend: Backend) -> 
     record = asyncio.run(runtime.submission(ROOT.agent, ROOT.id, admitted.record.id))
     assert record.outcome is Outcome.failed and record.attempts == 1, "a developer's mistake is not retried"
     assert record.error and record.error["type"] == "user_error" and "unknown subagent 'nobody'" in record.error["message"]
+
+
+@tool
+def lookup_section(topic: str) -> str:
+    """Find the policy section for a topic."""
+    return f"section-for-{topic}"
+
+
+@tool
+def read_policy() -> str:
+    """The researcher's own tool."""
+    return "policy text"
+
+
+@pytest.mark.parametrize("mode", ["extend", "replace"])
+def test_a_task_gives_its_child_tools_and_a_result_schema_for_that_call(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served], mode: str
+) -> None:
+    offered: list[list[str]] = []
+
+    def research(request: ModelRequest) -> ToolCall:
+        offered.append([t.name for t in request.tools])
+        results = [p for p in request.messages[-1].parts if isinstance(p, ToolResultPart)]
+        if not results:
+            return ToolCall("lookup_section", {"topic": "refunds"}, id="l-1")
+        return ToolCall("final_result", {"quote": "refunds within 30 days", "section": results[0].content}, id="f-1")
+
+    async def on_dispatch(ctx: DispatchContext) -> Quote:
+        out = await ctx.session.task("find it", agent="policy_researcher", result=Quote, tools=[lookup_section], tools_mode=mode)  # type: ignore[arg-type]
+        assert isinstance(out.data, Quote)
+        return out.data
+
+    researcher = define_agent_profile(
+        name="policy_researcher", description="Quotes.", model=FunctionModel(research), tools=[read_policy]
+    )
+    registry = Registry()
+    registry.add(ROOT.agent, create_agent(model="test/echo", subagents=[researcher]), on_dispatch=on_dispatch)
+    runtime = backend.runtime(registry, lease_seconds=5)
+    served = serve(backend, runtime)
+    admitted = asyncio.run(runtime.dispatch(ROOT.agent, ROOT.id, {"topic": "refunds"}))
+    served.until(served.settled(ROOT, admitted.record.id))
+    record = served.record(ROOT, admitted.record.id)
+    assert record.outcome is Outcome.completed, record.error
+    assert record.result and record.result["data"] == {"quote": "refunds within 30 days", "section": "section-for-refunds"}
+    own = ["read_policy"] if mode == "extend" else []
+    assert offered[0] == [*own, "lookup_section", "final_result"]
+
+
+def test_a_task_tool_defined_in_a_function_is_refused_at_once(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served]
+) -> None:
+    @tool
+    def local_tool() -> str:
+        """Made inside a function: no other process could find it."""
+        return ""
+
+    async def on_dispatch(ctx: DispatchContext) -> str:
+        await ctx.session.task("find it", agent="policy_researcher", tools=[local_tool])
+        return "unreachable"
+
+    runs: Counter[str] = Counter()
+    runtime = build(backend, on_dispatch, runs)
+    served = serve(backend, runtime)
+    admitted = asyncio.run(runtime.dispatch(ROOT.agent, ROOT.id, "x"))
+    served.until(served.settled(ROOT, admitted.record.id))
+    record = served.record(ROOT, admitted.record.id)
+    assert record.outcome is Outcome.failed and record.attempts == 1
+    assert record.error and record.error["type"] == "user_error"
+    assert "'local_tool' must be defined at module level" in record.error["message"]
+    assert runs["researcher"] == 0

@@ -10,6 +10,7 @@ can never mutate stored state.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -358,6 +359,12 @@ class MemoryChildIndex(_Port):
     async def get(self, parent: InstanceRef, ref: str) -> ChildEntry | None:
         with self.table.lock:
             return self.table.of(parent).children.get(ref)
+
+    async def note_submission(self, parent: InstanceRef, ref: str, submission_id: str) -> None:
+        with self.table.lock:
+            kids = self.table.of(parent).children
+            if ref in kids:
+                kids[ref] = dataclasses.replace(kids[ref], last_submission_id=submission_id)
 
     async def page(self, parent: InstanceRef, *, after: str | None, limit: int) -> list[ChildEntry]:
         with self.table.lock:

@@ -28,12 +28,13 @@ from typing import Any
 
 from agent_runtime import events as ev
 from agent_runtime import settings
+from agent_runtime.children import link_of
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AbortRequested, AgentRuntimeError
 from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
 from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext, Handled, Router
-from agent_runtime.loop.child_runs import ChildRuns, report_text
+from agent_runtime.loop.child_runs import ChildRuns, ParentNotices, report_text
 from agent_runtime.loop.settle import Settlement, settle_attempt
 from agent_runtime.loop.steps import (
     ApplyInput,
@@ -124,6 +125,8 @@ class Attempt:
         self.stream = stream
         self.child_runs = child_runs
         self.router = router or Router.for_config(config, child_runs=child_runs)
+        link = link_of(record)
+        self._parent_line = ParentNotices(child_runs, link, clock) if link and child_runs else None
         self.on_checkpoint = checkpoint
         self.abort_poll_seconds = abort_poll_seconds
         self.fence = Fence.of(record)
@@ -374,6 +377,7 @@ class Attempt:
             call_id=call.id,
             kv=KVView(self.stores.kv, self.fence.instance),
             abort=self.abort,
+            parent=self._parent_line,
         )
         deadline = min(self.deadline or float("inf"), self.invocation_deadline + self.lease_seconds)
         timeout = max(0.001, deadline - self.clock()) if deadline != float("inf") else None

@@ -45,15 +45,19 @@ from agent_runtime.loop.steps import Ended, Finish, Suspend, Yield
 from agent_runtime.messages import Message, ToolResultPart
 from agent_runtime.ports import Stores
 from agent_runtime.streaming import EventStream
-from agent_runtime.tools import AbortSignal
+from agent_runtime.task_overrides import ToolsMode, overrides_for
+from agent_runtime.tools import AbortSignal, Tool
 
 DISPATCH_TURN = 1
 
 
 class TaskFailed(AgentRuntimeError):
-    """A `session.task` child failed, was aborted, or never answered; `message` says how."""
+    """A `session.task` child failed, was aborted, or never answered; `message` says how.
+    Uncaught, it fails the submission at once: the child's outcome is recorded, so
+    another attempt would meet the same one."""
 
     type = "task_failed"
+    permanent = True
 
 
 @dataclass(frozen=True)
@@ -77,17 +81,19 @@ class DispatchSession:
         *,
         agent: str,
         result: type[BaseModel] | None = None,
-        tools: list[Any] | None = None,
+        tools: list[Tool] | None = None,
         images: list[str] | None = None,
         signal: AbortSignal | None = None,
+        tools_mode: ToolsMode = "extend",
     ) -> TaskOutcome:
-        """Run `agent` (one of the agent's subagents) on `prompt` and wait for its answer."""
-        if tools is not None:
-            raise UserError("session.task(tools=...) is not available yet: give the profile its tools")
+        """Run `agent` (one of the agent's subagents) on `prompt` and wait for its answer.
+        `result` is the child's result schema for this call (its answer comes back as
+        `.data`); `tools` extend (or, with ``tools_mode="replace"``, replace) its tools."""
         if images is not None:
             raise UserError("session.task(images=...) needs the instance's files, which are not available yet")
+        overrides = overrides_for(result, tools, tools_mode)
         self._steps += 1
-        return await self._run.step(f"dispatch-{self._steps}", prompt, agent, result)
+        return await self._run.step(f"dispatch-{self._steps}", prompt, agent, result, overrides)
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,9 @@ class DispatchAttempt:
             return await self._settle(Finish.aborted())
         return await self._settle(_finish_with(value))
 
-    async def step(self, call_id: str, prompt: str, agent: str, result: type[BaseModel] | None) -> TaskOutcome:
+    async def step(
+        self, call_id: str, prompt: str, agent: str, result: type[BaseModel] | None, overrides: dict[str, Any]
+    ) -> TaskOutcome:
         """One `session.task`: its recorded result, or its child started and a wait."""
         spec = next((s for s in self.config.subagents if s.name == agent), None)
         if spec is None:
@@ -201,7 +209,8 @@ class DispatchAttempt:
             raise UserError("session.task needs a children driver, which this runtime has none of")
         ctx = CallContext(self.record, self.fence, DISPATCH_TURN, self.stores, self.clock, self._emit)
         try:
-            link = await start_child(self.child_runs, ctx, dataclasses.replace(spec, blocking=True), prompt, call_id)
+            spec = dataclasses.replace(spec, blocking=True, resumable=None)
+            link = await start_child(self.child_runs, ctx, spec, prompt, call_id, overrides=overrides)
         except ChildRefused as exc:
             raise TaskFailed(str(exc)) from None
         raise _Wait(wait_reason(link))

@@ -465,4 +465,17 @@ async def test_children_are_listed_in_ref_order_and_the_first_entry_wins(stores:
     assert await stores.child_index.get(INST, "zz") is None
     assert await stores.child_index.page(InstanceRef("ticket-agent", "other"), after=None, limit=10) == []
 
+
+async def test_a_resumable_childs_latest_submission_is_noted(stores: Stores, clock: FakeClock) -> None:
+    child = InstanceRef("monitor", f"{INST.id}~d4")
+    first = ChildEntry("d4", child, "sub-0000000000-aaaaaaaa", "call-1", "sub-0000000003-bbbbbbbb", clock(), resumable=True)
+    await stores.child_index.add(INST, first)
+    assert (await stores.child_index.get(INST, "d4")) == first and first.latest_submission_id == first.submission_id
+    await stores.child_index.note_submission(INST, "d4", "sub-0000000001-cccccccc")
+    noted = await stores.child_index.get(INST, "d4")
+    assert noted and noted.resumable and noted.submission_id == "sub-0000000000-aaaaaaaa"
+    assert noted.latest_submission_id == "sub-0000000001-cccccccc"
+    await stores.child_index.note_submission(INST, "zz", "sub-0000000001-cccccccc")  # unknown: nothing made
+    assert await stores.child_index.get(INST, "zz") is None
+
 __all__ = ["pytestmark", *(name for name in dict(globals()) if name.startswith("test_"))]

@@ -112,6 +112,7 @@ class DynamoDBChildIndex(TablePort):
             "call_id": _s(entry.call_id),
             "parent_submission_id": _s(entry.parent_submission_id),
             "created_at": _n(entry.created_at),
+            "resumable": {"BOOL": entry.resumable},
         }
         try:
             self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(sk)")
@@ -122,6 +123,19 @@ class DynamoDBChildIndex(TablePort):
     async def get(self, parent: InstanceRef, ref: str) -> ChildEntry | None:
         item = self.client.get_item(TableName=self.table, Key=_key(parent, f"KID#{ref}"), ConsistentRead=True).get("Item")
         return None if item is None else _entry(item)
+
+    async def note_submission(self, parent: InstanceRef, ref: str, submission_id: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=_key(parent, f"KID#{ref}"),
+                UpdateExpression="SET last_submission_id = :id",
+                ConditionExpression="attribute_exists(sk)",
+                ExpressionAttributeValues={":id": _s(submission_id)},
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
 
     async def page(self, parent: InstanceRef, *, after: str | None, limit: int) -> list[ChildEntry]:
         kwargs: dict[str, Any] = {}
@@ -146,4 +160,6 @@ def _entry(item: dict[str, Any]) -> ChildEntry:
         call_id=item["call_id"]["S"],
         parent_submission_id=item["parent_submission_id"]["S"],
         created_at=float(item["created_at"]["N"]),
+        resumable=bool(item.get("resumable", {}).get("BOOL", False)),
+        last_submission_id=item.get("last_submission_id", {}).get("S", ""),
     )

@@ -16,6 +16,7 @@ module per family, each adding its built-ins in `_FAMILIES`:
 
     result.py     final_result (a result schema)
     task.py       task (subagents, as child instances)
+    resumable.py  subagent_create, subagent_message (resumable subagents)
 """
 
 from __future__ import annotations
@@ -95,13 +96,18 @@ class Router:
         """The built-ins of `config`; `extra` families join them (tests, later features).
         `task` needs a way to run children: without one, subagents are not offered."""
         from agent_runtime.loop.builtins.result import ResultFamily
+        from agent_runtime.loop.builtins.resumable import ResumableFamily
         from agent_runtime.loop.builtins.task import TaskFamily
 
         families: list[Family] = []
         if config.result is not None:
             families.append(ResultFamily(config.result))
-        if config.subagents and child_runs is not None:
-            families.append(TaskFamily(config.subagents, child_runs))
+        one_shot = [s for s in config.subagents if s.resumable is None]
+        resumable = [s for s in config.subagents if s.resumable is not None]
+        if one_shot and child_runs is not None:
+            families.append(TaskFamily(one_shot, child_runs))
+        if resumable and child_runs is not None:
+            families.append(ResumableFamily(resumable, child_runs))
         return cls(config, [*families, *extra])
 
     def specs(self) -> list[ToolSpec]:

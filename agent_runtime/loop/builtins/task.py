@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,6 +34,7 @@ from agent_runtime.children import (
 )
 from agent_runtime.definition import Subagent
 from agent_runtime.errors import InvalidInput
+from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Draft, input_hash
 from agent_runtime.loop.builtins import Builtin, CallContext, Handled
 from agent_runtime.loop.child_runs import ChildRuns
@@ -97,22 +99,37 @@ class TaskBuiltin:
             link = await start_child(self.child_runs, ctx, spec, args.prompt, call.id)
         except ChildRefused as exc:
             return Handled(error_result(call, str(exc)))
-        if not link.blocking:
-            ref = child_ref(link.parent_submission_id, link.call_id)
-            started = f"started {args.agent} as {link.child.key} (ref {ref}); its outcome will arrive as a message"
-            return Handled(ToolResultPart(call_id=call.id, name=call.name, content=started))
-        pending = ToolResultPart(call_id=call.id, name=call.name, content="")
-        return Handled(pending, suspend=wait_reason(link))
+        text = f"started {args.agent} as {link.child.key} (ref {link.ref}); its outcome will arrive as a message"
+        return started(call, link, text)
+
+
+def started(call: ToolCallPart, link: ChildLink, text: str) -> Handled:
+    """A child run started by `call`: blocking, the submission waits for its outcome;
+    otherwise `text` is the call's result now."""
+    if not link.blocking:
+        return Handled(ToolResultPart(call_id=call.id, name=call.name, content=text))
+    pending = ToolResultPart(call_id=call.id, name=call.name, content="")
+    return Handled(pending, suspend=wait_reason(link))
 
 
 class ChildRefused(Exception):
     """A child that may not start (too deep, a cycle, an id too long): the message says why."""
 
 
-async def start_child(child_runs: ChildRuns, ctx: CallContext, spec: Subagent, prompt: str, call_id: str) -> ChildLink:
-    """Start `spec` as a child of `ctx.record` for `call_id`: admit its submission (by receipt,
-    so a call run again finds the same child), list it under the parent, start it, and
-    tell the parent's log. The `task` built-in and `on_dispatch`'s `session.task` use it."""
+async def start_child(
+    child_runs: ChildRuns,
+    ctx: CallContext,
+    spec: Subagent,
+    prompt: str,
+    call_id: str,
+    *,
+    tool: str = TASK_TOOL,
+    overrides: dict[str, Any] | None = None,
+) -> ChildLink:
+    """Start `spec` as a new child of `ctx.record` for `call_id`: admit its submission (by
+    receipt, so a call run again finds the same child), list it under the parent, start
+    it, and tell the parent's log. `task`, `subagent_create` and `on_dispatch`'s
+    `session.task` use it."""
     parent = ctx.record.ref
     agent = agent_name_of(spec.name)
     if depth_of(parent) + 1 > MAX_DEPTH:
@@ -124,32 +141,64 @@ async def start_child(child_runs: ChildRuns, ctx: CallContext, spec: Subagent, p
         child = child_instance(parent, agent, ctx.record.id, call_id)
     except InvalidInput as exc:
         raise ChildRefused(str(exc)) from None
-    link = ChildLink(parent, ctx.record.id, call_id, child, "", spec.blocking, ctx.record.session)
+    link, accepted_at = await _admit(ctx, _link(ctx, spec, child, call_id, tool), prompt, ancestors, overrides)
+    entry = ChildEntry(
+        ref=link.ref,
+        child=child,
+        submission_id=link.child_submission_id,
+        call_id=call_id,
+        parent_submission_id=ctx.record.id,
+        created_at=accepted_at,
+        resumable=spec.resumable is not None,
+    )
+    await ctx.stores.child_index.add(parent, entry)
+    await _go(child_runs, ctx, link)
+    return link
+
+
+async def message_child(
+    child_runs: ChildRuns, ctx: CallContext, spec: Subagent, entry: ChildEntry, prompt: str, call_id: str, *, tool: str
+) -> ChildLink:
+    """Send `prompt` to the listed child `entry` as its next submission (it queues in the
+    child's FIFO and continues its session), by receipt like `start_child`."""
+    link = _link(ctx, spec, entry.child, call_id, tool)
+    link, _ = await _admit(ctx, link, prompt, ancestors_of(ctx.record), None)
+    await ctx.stores.child_index.note_submission(ctx.record.ref, entry.ref, link.child_submission_id)
+    await _go(child_runs, ctx, link)
+    return link
+
+
+def _link(ctx: CallContext, spec: Subagent, child: InstanceRef, call_id: str, tool: str) -> ChildLink:
+    explicit = spec.resumable is not None and spec.resumable.parent_communication == "explicit"
+    parent = ctx.record
+    return ChildLink(parent.ref, parent.id, call_id, child, "", spec.blocking, parent.session, tool=tool, explicit=explicit)
+
+
+async def _admit(
+    ctx: CallContext, link: ChildLink, prompt: str, ancestors: list[str], overrides: dict[str, Any] | None
+) -> tuple[ChildLink, float]:
     # The child's submission id is its record's own: the payload's link leaves it empty.
-    payload = task_payload(prompt, link, ancestors)
+    payload = task_payload(prompt, link, ancestors, overrides)
     draft = Draft(
         kind="task",
         session=CHILD_SESSION,
         payload=payload,
-        receipt_key=f"task:{child_ref(ctx.record.id, call_id)}",
+        receipt_key=f"task:{child_ref(ctx.record.id, link.call_id)}",
         receipt_hash=input_hash("task", CHILD_SESSION, payload),
     )
-    admission = await ctx.stores.ledger.admit(child, draft, now=ctx.clock())
-    link = dataclasses.replace(link, child_submission_id=admission.record.id)
-    entry = ChildEntry(
-        ref=child_ref(ctx.record.id, call_id),
-        child=child,
-        submission_id=admission.record.id,
-        call_id=call_id,
-        parent_submission_id=ctx.record.id,
-        created_at=admission.record.accepted_at,
-    )
-    await ctx.stores.child_index.add(parent, entry)
+    admission = await ctx.stores.ledger.admit(link.child, draft, now=ctx.clock())
+    return dataclasses.replace(link, child_submission_id=admission.record.id), admission.record.accepted_at
+
+
+async def _go(child_runs: ChildRuns, ctx: CallContext, link: ChildLink) -> None:
     await child_runs.start(link)
     await ctx.emit(
-        ev.TaskStart, call_id=call_id, child=child.key, child_submission_id=link.child_submission_id, blocking=link.blocking
+        ev.TaskStart,
+        call_id=link.call_id,
+        child=link.child.key,
+        child_submission_id=link.child_submission_id,
+        blocking=link.blocking,
     )
-    return link
 
 
 class TaskFamily:
