@@ -16,29 +16,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent_runtime.children import agent_name_of
 from agent_runtime.definition import Subagent
 from agent_runtime.loop.builtins import Builtin, CallContext, Handled
-from agent_runtime.loop.builtins.task import ChildRefused, message_child, start_child, started
+from agent_runtime.loop.builtins.task import (
+    ChildRefused,
+    TaskArguments,
+    delegation_parameters,
+    message_child,
+    start_child,
+    started,
+    validated,
+)
 from agent_runtime.loop.child_runs import ChildRuns
 from agent_runtime.loop.tools import error_result
 from agent_runtime.messages import Message, ToolCallPart
 from agent_runtime.models.base import ToolChoice, ToolSpec
 from agent_runtime.ports import ChildEntry
-from agent_runtime.tools import format_validation_error
 
 CREATE_TOOL = "subagent_create"
 MESSAGE_TOOL = "subagent_message"
-
-
-class CreateArguments(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    agent: str
-    prompt: str = Field(min_length=1)
-    attachments: list[str] | None = None
 
 
 class MessageArguments(BaseModel):
@@ -87,35 +86,13 @@ class SubagentCreate:
                 "and keeps its own conversation, so you can send it more with subagent_message "
                 f"using the ref this returns. Subagents:\n{listing}"
             ),
-            parameters={
-                "type": "object",
-                "properties": {
-                    "agent": {
-                        "type": "string",
-                        "enum": list(subagents),
-                        "description": "Which subagent.",
-                    },
-                    "prompt": {
-                        "type": "string",
-                        "minLength": 1,
-                        "description": "Its first message: everything it needs to know.",
-                    },
-                    "attachments": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "File paths to hand over.",
-                    },
-                },
-                "required": ["agent", "prompt"],
-                "additionalProperties": False,
-            },
+            parameters=delegation_parameters(list(subagents), "Its first message: everything it needs to know."),
         )
 
     async def call(self, call: ToolCallPart, ctx: CallContext) -> Handled:
-        try:
-            args = CreateArguments.model_validate(call.arguments)
-        except ValidationError as exc:
-            return Handled(error_result(call, format_validation_error(exc)))
+        args = validated(TaskArguments, call)
+        if isinstance(args, Handled):
+            return args
         spec = self.subagents.get(args.agent)
         if spec is None or spec.resumable is None:
             return Handled(
@@ -184,10 +161,9 @@ class SubagentMessage:
         )
 
     async def call(self, call: ToolCallPart, ctx: CallContext) -> Handled:
-        try:
-            args = MessageArguments.model_validate(call.arguments)
-        except ValidationError as exc:
-            return Handled(error_result(call, format_validation_error(exc)))
+        args = validated(MessageArguments, call)
+        if isinstance(args, Handled):
+            return args
         entry = await ctx.stores.child_index.get(ctx.record.ref, args.ref)
         spec = self.subagents.get(entry.child.agent) if entry is not None else None
         if entry is None or not entry.resumable or spec is None:

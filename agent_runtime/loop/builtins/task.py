@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -55,6 +55,31 @@ class TaskArguments(BaseModel):
     attachments: list[str] | None = None
 
 
+def delegation_parameters(agents: list[str], prompt: str) -> dict[str, Any]:
+    """The arguments of a call that starts a child: `TaskArguments`, as the model sees them."""
+    return {
+        "type": "object",
+        "properties": {
+            "agent": {"type": "string", "enum": agents, "description": "Which subagent."},
+            "prompt": {"type": "string", "minLength": 1, "description": prompt},
+            "attachments": {"type": "array", "items": {"type": "string"}, "description": "File paths to hand over."},
+        },
+        "required": ["agent", "prompt"],
+        "additionalProperties": False,
+    }
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], call: ToolCallPart) -> M | Handled:
+    """The call's arguments as `model`, or the tool error that says what is wrong."""
+    try:
+        return model.model_validate(call.arguments)
+    except ValidationError as exc:
+        return Handled(error_result(call, format_validation_error(exc)))
+
+
 class TaskBuiltin:
     silent = False
 
@@ -72,23 +97,13 @@ class TaskBuiltin:
                 "conversation. You get its answer as the result, or, for one that runs on its own, "
                 f"its reference now and its outcome as a later message. Subagents:\n{listing}"
             ),
-            parameters={
-                "type": "object",
-                "properties": {
-                    "agent": {"type": "string", "enum": list(self.subagents), "description": "Which subagent."},
-                    "prompt": {"type": "string", "minLength": 1, "description": "Everything the subagent needs to know."},
-                    "attachments": {"type": "array", "items": {"type": "string"}, "description": "File paths to hand over."},
-                },
-                "required": ["agent", "prompt"],
-                "additionalProperties": False,
-            },
+            parameters=delegation_parameters(list(self.subagents), "Everything the subagent needs to know."),
         )
 
     async def call(self, call: ToolCallPart, ctx: CallContext) -> Handled:
-        try:
-            args = TaskArguments.model_validate(call.arguments)
-        except ValidationError as exc:
-            return Handled(error_result(call, format_validation_error(exc)))
+        args = validated(TaskArguments, call)
+        if isinstance(args, Handled):
+            return args
         if args.agent not in self.subagents:
             known = ", ".join(self.subagents)
             return Handled(error_result(call, f"unknown subagent {args.agent!r} (available: {known})"))
