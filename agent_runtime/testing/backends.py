@@ -72,7 +72,8 @@ def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, *
     state machine)."""
     import boto3
 
-    clients = {name: boto3.client(name, region_name=region) for name in ("dynamodb", "sqs", "s3", "stepfunctions")}
+    clients = {name: boto3.client(name, region_name=region) for name in ("dynamodb", "sqs", "s3", "stepfunctions", "kms")}
+    provision_options.setdefault("kms", clients["kms"])
     resources = provision(dynamodb=clients["dynamodb"], sqs=clients["sqs"], s3=clients["s3"], **provision_options)
     machine = provision_children(clients["stepfunctions"], resources)
     children = StepFunctionsChildren(

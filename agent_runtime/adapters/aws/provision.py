@@ -27,6 +27,10 @@ PENDING_INDEX: dict[str, Any] = {
 }
 
 
+#: The alias of the local stack's key for secret variables.
+LOCAL_SECRETS_KEY_ALIAS = "alias/agent-runtime-secrets"
+
+
 @dataclass(frozen=True)
 class Resources:
     table: str
@@ -36,6 +40,8 @@ class Resources:
     bucket: str
     #: The blocking-child state machine, once `provision_children` made it.
     state_machine_arn: str | None = None
+    #: The ARN of the KMS key that encrypts secret variables, when `provision` had a KMS client.
+    secrets_key: str | None = None
 
     def env(self) -> dict[str, str]:
         """The environment variables the Lambda handlers read (see `settings.Settings`)."""
@@ -60,8 +66,11 @@ def provision(
     bucket: str = settings.LOCAL_BUCKET,
     visibility_timeout: int = settings.QUEUE_VISIBILITY_SECONDS,
     max_receive_count: int = settings.DLQ_MAX_RECEIVE_COUNT,
+    kms: Any = None,
+    secrets_key_alias: str = LOCAL_SECRETS_KEY_ALIAS,
 ) -> Resources:
-    """Create (or find) the table, the FIFO queue with its dead-letter queue, and the bucket.
+    """Create (or find) the table, the FIFO queue with its dead-letter queue, and the bucket;
+    with a `kms` client, also the key for secret variables (found by its alias).
 
     A table found without the pending index (made by an older version) gets it added."""
     existing = dynamodb.list_tables()["TableNames"]
@@ -110,7 +119,25 @@ def provision(
         s3.head_bucket(Bucket=bucket)
     except Exception:
         s3.create_bucket(Bucket=bucket)
-    return Resources(table=table, queue_url=queue_url, queue_arn=queue_arn, dlq_url=dlq_url, bucket=bucket)
+    secrets_key = None if kms is None else provision_secrets_key(kms, alias=secrets_key_alias)
+    return Resources(
+        table=table, queue_url=queue_url, queue_arn=queue_arn, dlq_url=dlq_url, bucket=bucket, secrets_key=secrets_key
+    )
+
+
+def provision_secrets_key(kms: Any, *, alias: str = LOCAL_SECRETS_KEY_ALIAS) -> str:
+    """Create (or find, by `alias`) the symmetric KMS key that encrypts secret variables
+    (`agent_runtime.adapters.aws.dynamodb_variables`); its ARN."""
+    try:
+        return str(kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
+    except kms.exceptions.NotFoundException:
+        pass
+    key = kms.create_key(
+        Description="agent-runtime: secret variables", KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT"
+    )["KeyMetadata"]
+    kms.enable_key_rotation(KeyId=key["KeyId"])
+    kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+    return str(key["Arn"])
 
 
 #: The role moto accepts for state machines it runs (it does not check IAM).
