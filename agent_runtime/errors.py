@@ -6,8 +6,12 @@
     │   └── ToolDefinitionError            a bad @tool (signature, name)
     ├── AgentDefinitionError               an agent's init(ctx) failed at run time: fails the submission at once
     ├── InvalidInput                       a caller's bad input (name, id, payload): 400-class
-    │   └── PayloadTooLarge                over a documented limit: 413
+    │   ├── PayloadTooLarge                over a documented limit: 413
+    │   │   ├── FileTooLarge               a file over `files.FILE_MAX_BYTES`: 413
+    │   │   └── FilesQuotaExceeded         an instance's files over their byte or count limit: 413
+    │   └── UnsupportedMediaType           a file's media type malformed or not allowed: 415
     ├── NotFound                           unknown agent, instance or submission: 404
+    │   └── FileNotFound                   no file at a path, or no such upload: 404
     ├── Conflict                           same idempotency key / dispatch id, other input: 409
     ├── LedgerError                        the ledger refused a write
     │   ├── StaleAttempt                   the attempt's fence no longer holds (lease lost)
@@ -85,6 +89,25 @@ class PayloadTooLarge(InvalidInput):
     type = "payload_too_large"
 
 
+class FileTooLarge(PayloadTooLarge):
+    """A file bigger than `agent_runtime.files.FILE_MAX_BYTES`; ``details["limit"]`` says it."""
+
+    type = "file_too_large"
+
+
+class FilesQuotaExceeded(PayloadTooLarge):
+    """A write would take an instance's files over `INSTANCE_MAX_BYTES` or
+    `INSTANCE_MAX_FILES` (``details["quota"]`` names which, ``details["limit"]`` its value)."""
+
+    type = "files_quota_exceeded"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A file's media type is malformed or outside `agent_runtime.files.MEDIA_TYPES` (415)."""
+
+    type = "unsupported_media_type"
+
+
 class NotFound(AgentRuntimeError):
     type = "not_found"
 
@@ -99,6 +122,10 @@ class SubmissionNotFound(NotFound):
 
 class ChildNotFound(NotFound):
     type = "child_not_found"
+
+
+class FileNotFound(NotFound):
+    type = "file_not_found"
 
 
 class Conflict(AgentRuntimeError):
