@@ -46,7 +46,19 @@ class ToolResultPart(_Part):
     status: Literal["ok", "error", "interrupted"] = "ok"
 
 
-Part = Annotated[TextPart | ThinkingPart | ToolCallPart | ToolResultPart, Field(discriminator="type")]
+class FilePart(_Part):
+    """A file of the instance's filesystem, attached to a message by path: the bytes stay in
+    the filesystem (never in history, events or queues) and a provider reads them when it
+    builds its request. `size` and `sha256` say what was attached."""
+
+    type: Literal["file"] = "file"
+    path: str
+    media_type: str
+    size: int
+    sha256: str
+
+
+Part = Annotated[TextPart | ThinkingPart | ToolCallPart | ToolResultPart | FilePart, Field(discriminator="type")]
 
 
 class Message(BaseModel):
@@ -60,8 +72,8 @@ class Message(BaseModel):
     synthetic: bool = False
 
     @classmethod
-    def user(cls, text: str, *, synthetic: bool = False) -> Message:
-        return cls(role="user", parts=[TextPart(text=text)], synthetic=synthetic)
+    def user(cls, text: str, *, synthetic: bool = False, files: list[FilePart] | None = None) -> Message:
+        return cls(role="user", parts=[TextPart(text=text), *(files or [])], synthetic=synthetic)
 
     @classmethod
     def assistant(cls, text: str) -> Message:
@@ -70,6 +82,10 @@ class Message(BaseModel):
     @property
     def text(self) -> str:
         return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def files(self) -> list[FilePart]:
+        return [p for p in self.parts if isinstance(p, FilePart)]
 
     @property
     def tool_calls(self) -> list[ToolCallPart]:

@@ -5,6 +5,7 @@
     Ledger        admission and reads (the service)       Attempts     claims .. settle (the worker)
     ToolResults   per-call results of a turn              History      session messages, paged
     KV            the instance's key-value store          WakeUps      "instance X has work"
+    Files         the instance's filesystem (files.py)    Variables    variables, secrets (variables.py)
     Children      blocking children's driver
     BlobStore     big attributes                          EventLog, Connections, Poster: events
 """
@@ -19,9 +20,11 @@ from typing import Any, Protocol
 from agent_runtime.children import ChildLink
 from agent_runtime.errors import InvalidInput
 from agent_runtime.events import Event
+from agent_runtime.files import Files
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Admission, Claim, Draft, Fence, Journal, Outcome, SubmissionRecord
 from agent_runtime.messages import Message, ToolResultPart
+from agent_runtime.variables import Variables
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,10 @@ class Stores:
     history: History
     kv: KV
     child_index: ChildIndex
+    #: The instances' filesystems (`agent_runtime.files`).
+    files: Files
+    #: The instances' variables and secrets (`agent_runtime.variables`).
+    variables: Variables
 
 
 class WakeUps(Protocol):

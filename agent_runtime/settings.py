@@ -14,6 +14,8 @@ ENV_QUEUE_URL = "AGENT_RUNTIME_QUEUE_URL"
 ENV_BUCKET = "AGENT_RUNTIME_BUCKET"
 ENV_AGENTS = "AGENT_RUNTIME_AGENTS"
 ENV_STATE_MACHINE_ARN = "AGENT_RUNTIME_STATE_MACHINE_ARN"
+#: The KMS key (id or ARN) that encrypts secret variables.
+ENV_SECRETS_KEY = "AGENT_RUNTIME_SECRETS_KEY"
 ENV_EVENT_BUS = "AGENT_RUNTIME_EVENT_BUS"
 ENV_MODEL_SECRET_ARN = "AGENT_RUNTIME_MODEL_SECRET_ARN"
 ENV_EVENT_TTL = "AGENT_RUNTIME_EVENT_TTL_SECONDS"
@@ -121,6 +123,7 @@ class Settings:
     agents: str = "agents"
     state_machine_arn: str | None = None
     event_bus: str | None = None
+    secrets_key: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -132,6 +135,7 @@ class Settings:
                 agents=os.environ.get(ENV_AGENTS, "agents"),
                 state_machine_arn=os.environ.get(ENV_STATE_MACHINE_ARN),
                 event_bus=os.environ.get(ENV_EVENT_BUS),
+                secrets_key=os.environ.get(ENV_SECRETS_KEY),
             )
         except KeyError as missing:
             raise RuntimeError(f"environment variable {missing} is not set") from None

@@ -51,6 +51,7 @@ __all__ = [
     "SecretNotReadable",
     "SecretUnreadable",
     "SecretValue",
+    "SecretsUnavailable",
     "Variable",
     "VariableInfo",
     "Variables",
@@ -338,6 +339,15 @@ class SecretUnreadable(AgentRuntimeError):
     def __init__(self, name: str) -> None:
         super().__init__(f"secret {name} could not be decrypted", details={"name": name})
         self.name = name
+
+
+class SecretsUnavailable(AgentRuntimeError):
+    """Secret variables need the stack's KMS key, and this runtime has none configured."""
+
+    type = "secrets_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("secret variables need the stack's KMS key (AGENT_RUNTIME_SECRETS_KEY is not set)")
 
 
 class SecretValue:

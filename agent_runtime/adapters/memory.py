@@ -374,6 +374,9 @@ class MemoryChildIndex(_Port):
 
 def memory_stores(table: MemoryTable | None = None) -> Stores:
     """Every instance-store port over one memory table."""
+    from agent_runtime.adapters.memory_files import MemoryFiles
+    from agent_runtime.adapters.memory_variables import MemoryVariables
+
     table = table or MemoryTable()
     return Stores(
         ledger=MemoryLedger(table),
@@ -382,6 +385,8 @@ def memory_stores(table: MemoryTable | None = None) -> Stores:
         history=MemoryHistory(table),
         kv=MemoryKV(table),
         child_index=MemoryChildIndex(table),
+        files=MemoryFiles(table),
+        variables=MemoryVariables(),
     )
 
 

@@ -197,7 +197,9 @@ class LocalAws:
             self.tracker = _install_tracker(self._server)
             self._reset_moto()  # start from nothing even if this process used moto before
             self._set_environment()
-            resources = provision(dynamodb=self.client("dynamodb"), sqs=self.client("sqs"), s3=self.client("s3"))
+            resources = provision(
+                dynamodb=self.client("dynamodb"), sqs=self.client("sqs"), s3=self.client("s3"), kms=self.client("kms")
+            )
             # Step Functions runs the blocking-child state machine, as deployed.
             self._configure_moto({"stepfunctions": {"execute_state_machine": True}})
             machine = provision_children(self.client("stepfunctions"), resources)

@@ -70,6 +70,9 @@ class ModelRequest(BaseModel):
     tools: list[ToolSpec] = []
     tool_choice: ToolChoice = "auto"
     settings: ModelSettings = Field(default_factory=ModelSettings)
+    #: The bytes of the files the messages' `FilePart`s name, read for this request only
+    #: (by path; a file that is gone or too big is absent). Never serialised or logged.
+    files: dict[str, bytes] = Field(default={}, exclude=True, repr=False)
 
 
 class ModelResponse(BaseModel):

@@ -81,7 +81,9 @@ def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, *
     )
     blobs = S3Blobs(clients["s3"], resources.bucket)
     store_options = {} if spill_bytes is None else {"spill_bytes": spill_bytes}
-    stores = dynamodb_stores(clients["dynamodb"], resources.table, blobs, **store_options)
+    stores = dynamodb_stores(
+        clients["dynamodb"], resources.table, blobs, kms=clients["kms"], secrets_key=resources.secrets_key, **store_options
+    )
     return Backend(
         "moto",
         stores,

@@ -74,7 +74,7 @@ def aws_runtime(settings: Settings, *, registry: Registry, aws: Clients) -> Runt
     blobs = S3Blobs(aws.s3, settings.bucket)
     return Runtime(
         registry=registry,
-        stores=dynamodb_stores(aws.dynamodb, settings.table, blobs),
+        stores=dynamodb_stores(aws.dynamodb, settings.table, blobs, kms=kms_client, secrets_key=settings.secrets_key),
         wakeups=SqsWakeUps(aws.sqs, settings.queue_url),
         events=DynamoDBEventLog(aws.dynamodb, settings.table, ttl_seconds=names.event_ttl_seconds()),
         broadcaster=broadcaster(aws, settings.table, os.environ.get(names.ENV_WEBSOCKET_ENDPOINT)),
@@ -90,6 +90,15 @@ def children(aws: Clients, settings: Settings) -> StepFunctionsChildren | None:
     return StepFunctionsChildren(
         stepfunctions=stepfunctions_client, state_machine_arn=settings.state_machine_arn, dynamodb=aws.dynamodb, table=settings.table
     )
+
+
+@functools.cache
+def kms_client() -> Any:
+    """Made on first use: only a secret's write or a tool's `ctx.secret` needs it."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("kms", config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=10))
 
 
 @functools.cache

@@ -5,6 +5,8 @@
     dynamodb_ledger      Ledger: admission, reads, the abort flag, the pending index
     dynamodb_attempts    Attempts: claims, fenced checkpoints, release, suspend/resume, settle
     dynamodb_history     History, ToolResults, KV, ChildIndex
+    s3_files             Files (FILE items here, bytes in S3; dynamodb_files holds the items)
+    dynamodb_variables   Variables (VAR items; secrets encrypted with KMS)
     dynamodb_table       their base: client, table, codec, the fence condition
     dynamodb_items       the item layout (keys, attributes, JSON over `SPILL_BYTES` spilled
                          to S3) and `Items`, the codec between records and items
@@ -40,7 +42,10 @@ from agent_runtime.adapters.aws.dynamodb_history import (
 )
 from agent_runtime.adapters.aws.dynamodb_items import SPILL_BYTES, Items, pending_shard
 from agent_runtime.adapters.aws.dynamodb_ledger import MAX_ADMIT_RETRIES, DynamoDBLedger
-from agent_runtime.ports import BlobStore, Stores
+from agent_runtime.adapters.aws.dynamodb_variables import DynamoDBVariables
+from agent_runtime.adapters.aws.s3 import S3Blobs
+from agent_runtime.adapters.aws.s3_files import S3Files
+from agent_runtime.ports import Stores
 
 __all__ = [
     "KV_MAX_BYTES",
@@ -57,8 +62,17 @@ __all__ = [
 ]
 
 
-def dynamodb_stores(client: Any, table: str, blobs: BlobStore, *, spill_bytes: int = SPILL_BYTES) -> Stores:
-    """Every instance-store port over one table (+ S3 for big attributes). Clients are passed in."""
+def dynamodb_stores(
+    client: Any,
+    table: str,
+    blobs: S3Blobs,
+    *,
+    spill_bytes: int = SPILL_BYTES,
+    kms: Any = None,
+    secrets_key: str | None = None,
+) -> Stores:
+    """Every instance-store port over one table (+ S3 for big attributes and files, + KMS
+    for secrets: a client, or a function that makes one on first use). Clients are passed in."""
     items = Items(blobs, spill_bytes=spill_bytes)
     return Stores(
         ledger=DynamoDBLedger(client, table, items),
@@ -67,4 +81,6 @@ def dynamodb_stores(client: Any, table: str, blobs: BlobStore, *, spill_bytes: i
         history=DynamoDBHistory(client, table, items),
         kv=DynamoDBKV(client, table, items),
         child_index=DynamoDBChildIndex(client, table, items),
+        files=S3Files(client, table, blobs.client, blobs.bucket),
+        variables=DynamoDBVariables(client, table, kms, secrets_key),
     )

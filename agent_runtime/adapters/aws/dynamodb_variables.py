@@ -31,6 +31,7 @@ from agent_runtime.ids import InstanceRef
 from agent_runtime.variables import (
     VARIABLE_SCHEMA_VERSION,
     SecretNotReadable,
+    SecretsUnavailable,
     SecretUnreadable,
     SecretValue,
     VariableInfo,
@@ -73,15 +74,22 @@ class DynamoDBVariables:
         client: Any,
         table: str,
         kms: Any,
-        key_id: str,
+        key_id: str | None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.table = table
+        #: A KMS client, or a function that makes one (on first use: most Lambdas never
+        #: touch a secret, and a client costs cold-start time).
         self.kms = kms
         self.key_id = key_id
         self.clock = clock
+
+    def _kms(self) -> Any:
+        if self.key_id is None or self.kms is None:
+            raise SecretsUnavailable()
+        return self.kms() if callable(self.kms) else self.kms
 
     async def put(self, instance: InstanceRef, name: str, value: str, *, secret: bool) -> None:
         validate_variable_name(name)
@@ -93,7 +101,7 @@ class DynamoDBVariables:
             "updated_at": _n(self.clock()),
         }
         if secret:
-            blob = self.kms.encrypt(
+            blob = self._kms().encrypt(
                 KeyId=self.key_id,
                 Plaintext=data,
                 EncryptionContext=encryption_context(instance, name),
@@ -137,7 +145,7 @@ class DynamoDBVariables:
         if not _is_secret(item) or "ciphertext" not in item:
             raise SecretNotReadable(name, f"{name} is not a secret: read it with get()")
         try:
-            response = self.kms.decrypt(
+            response = self._kms().decrypt(
                 CiphertextBlob=item["ciphertext"]["B"],
                 KeyId=self.key_id,
                 EncryptionContext=encryption_context(instance, name),

@@ -52,6 +52,8 @@ class Resources:
         }
         if self.state_machine_arn:
             env[settings.ENV_STATE_MACHINE_ARN] = self.state_machine_arn
+        if self.secrets_key:
+            env[settings.ENV_SECRETS_KEY] = self.secrets_key
         return env
 
 
