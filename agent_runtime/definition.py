@@ -24,13 +24,18 @@ from pydantic import BaseModel
 from agent_runtime.errors import DefinitionError
 from agent_runtime.models.base import Model, ModelSettings, ToolChoice, resolve_model
 from agent_runtime.tools import Tool, tool
+from agent_runtime.variables import Declared, EnvRef, check_instructions, check_variables
+from agent_runtime.variables import render_instructions as render_env
 
 RESERVED_TOOL_NAMES = frozenset({"task", "final_result", "subagent_create", "subagent_message"})
 RESERVED_TOOL_PREFIXES = ("transfer_to_",)
 PROBE_ID = "definition-check"
 _PROFILE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
-Instructions = str | Sequence[str] | Callable[["AgentContext"], str]
+#: A str, a list of str and `env("NAME")` parts (joined by blank lines), or a callable.
+Instructions = str | Sequence[str | EnvRef] | Callable[["AgentContext"], str]
+#: The built-in file tools `file_tools=True` offers (a list picks some).
+FILE_TOOLS = ("read_file", "write_file", "list_files", "grep_files", "find_files")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class AgentProfile:
     tool_choice: ToolChoice = "auto"
     max_turns: int | None = None
     model_settings: ModelSettings | None = None
+    variables: tuple[Declared, ...] = ()
+    file_tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,12 +148,25 @@ class AgentConfig:
     name: str | None = None
     description: str | None = None
     model_settings: ModelSettings = field(default_factory=ModelSettings)
+    #: Declared `Variable`s and `Secret`s: values are set per instance.
+    variables: tuple[Declared, ...] = ()
+    #: The built-in file tools offered (`file_tools=True`: all of `FILE_TOOLS`).
+    file_tools: tuple[str, ...] = ()
 
     @property
     def model_name(self) -> str:
         return self.model if isinstance(self.model, str) else self.model.name
 
-    def render_instructions(self, ctx: AgentContext) -> str | None:
+    @property
+    def uses_variables(self) -> bool:
+        """Whether rendering the instructions needs the instance's variable values."""
+        return _has_env(self.instructions)
+
+    def render_instructions(self, ctx: AgentContext, values: Mapping[str, str] | None = None) -> str | None:
+        """The system prompt; `values` (plain variables) fill the `env()` parts."""
+        if _has_env(self.instructions):
+            assert isinstance(self.instructions, Sequence)
+            return render_env(self.instructions, self.variables, values or {})
         return render_instructions(self.instructions, ctx)
 
     def tool_named(self, name: str) -> Tool | None:
@@ -157,6 +177,12 @@ _AGENT_FIELDS = {f.name for f in dataclasses.fields(AgentConfig)} | {"profile"}
 _PROFILE_FIELDS = {f.name for f in dataclasses.fields(AgentProfile)}
 
 
+def _has_env(instructions: Instructions | None) -> bool:
+    return not isinstance(instructions, str) and isinstance(instructions, Sequence) and any(
+        isinstance(p, EnvRef) for p in instructions
+    )
+
+
 def render_instructions(instructions: Instructions | None, ctx: AgentContext) -> str | None:
     if instructions is None:
         return None
@@ -164,7 +190,7 @@ def render_instructions(instructions: Instructions | None, ctx: AgentContext) ->
         return instructions
     if callable(instructions):
         return instructions(ctx)
-    return "\n\n".join(instructions)
+    return "\n\n".join(p for p in instructions if isinstance(p, str))
 
 
 def _check_model(value: Any, field_name: str) -> str | Model:
@@ -179,9 +205,26 @@ def _check_model(value: Any, field_name: str) -> str | Model:
 def _check_instructions(value: Any, field_name: str) -> Instructions | None:
     if value is None or isinstance(value, str) or callable(value):
         return value  # type: ignore[no-any-return]
-    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+    if isinstance(value, Sequence) and all(isinstance(v, str | EnvRef) for v in value):
         return tuple(value)
-    raise DefinitionError(field_name, "expected a str, a list of str, or a callable of the context")
+    raise DefinitionError(field_name, "expected a str, a list of str and env(...), or a callable of the context")
+
+
+def _check_file_tools(value: Any, field_name: str) -> tuple[str, ...]:
+    if value is None or value is False:
+        return ()
+    if value is True:
+        return FILE_TOOLS
+    if isinstance(value, Sequence) and not isinstance(value, str) and all(v in FILE_TOOLS for v in value):
+        return tuple(dict.fromkeys(value))
+    raise DefinitionError(field_name, f"expected True or a list of {', '.join(FILE_TOOLS)}")
+
+
+def _check_variables(value: Any, instructions: Any) -> tuple[Declared, ...]:
+    declared = check_variables(value, "variables")
+    if _has_env(instructions):
+        check_instructions(instructions, declared)
+    return declared
 
 
 def _check_tools(value: Any, field_name: str) -> tuple[Tool, ...]:
@@ -285,6 +328,8 @@ def define_agent_profile(
     tool_choice: ToolChoice = "auto",
     max_turns: int | None = None,
     model_settings: ModelSettings | Mapping[str, Any] | None = None,
+    variables: Sequence[Declared] | None = None,
+    file_tools: bool | Sequence[str] = False,
 ) -> AgentProfile:
     """Define a profile: a subagent, or a base that agents override field by field."""
     if not isinstance(name, str) or not _PROFILE_NAME.match(name):
@@ -302,6 +347,8 @@ def define_agent_profile(
         tool_choice=_check_tool_choice(tool_choice, "tool_choice"),
         max_turns=_check_max_turns(max_turns, "max_turns"),
         model_settings=_check_settings(model_settings, "model_settings"),
+        variables=_check_variables(variables, instructions),
+        file_tools=_check_file_tools(file_tools, "file_tools"),
     )
 
 
@@ -336,6 +383,8 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         name=_check_text(merged.get("name"), "name"),
         description=_check_text(merged.get("description"), "description"),
         model_settings=_check_settings(merged.get("model_settings"), "model_settings") or ModelSettings(),
+        variables=_check_variables(merged.get("variables"), merged.get("instructions")),
+        file_tools=_check_file_tools(merged.get("file_tools"), "file_tools"),
     )
 
 

@@ -62,7 +62,15 @@ async def prompt(service: Service, req: RouteRequest) -> RouteResponse:
     name, instance_id = req.params["name"], req.params["id"]
     body = parse_body(PromptRequest, req.body)
     key = req.headers.get("idempotency-key")
-    admitted = await service.prompt(name, instance_id, body.message, session=body.session, idempotency_key=key)
+    admitted = await service.prompt(
+        name,
+        instance_id,
+        body.message,
+        session=body.session,
+        idempotency_key=key,
+        attachments=body.attachments,
+        images=[(i.media_type, i.data) for i in body.images],
+    )
     record = await service.wait(name, instance_id, admitted.record.id, timeout=body.wait)
     submission = Submission.from_record(record)
     if record.settled:

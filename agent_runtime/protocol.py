@@ -34,6 +34,7 @@ from agent_runtime.errors import (
     NotFound,
     PayloadTooLarge,
     SubmissionNotFound,
+    UnsupportedMediaType,
 )
 from agent_runtime.events import Event, iso
 from agent_runtime.ids import AGENT_NAME_MAX, INSTANCE_ID_MAX, KEY_MAX, SESSION_MAX
@@ -71,8 +72,17 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class InlineImage(_Body):
+    media_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+    data: str = Field(min_length=1, description="The image, base64; stored as a file under /attachments/ first.")
+
+
 class PromptRequest(_Body):
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    attachments: list[str] = Field(
+        [], max_length=20, description="Paths of the instance's files to attach, like /attachments/receipt.png."
+    )
+    images: list[InlineImage] = Field([], max_length=20, description="Small images sent inline.")
     session: str = Field(
         DEFAULT_SESSION, min_length=1, max_length=SESSION_MAX, description="1-64 characters of [A-Za-z0-9._-]"
     )
@@ -352,6 +362,7 @@ ERROR_STATUS: dict[type[AgentRuntimeError], int] = {
     AgentNotFound: 404,
     SubmissionNotFound: 404,
     Conflict: 409,
+    UnsupportedMediaType: 415,
 }
 INTERNAL_ERROR = ErrorBody(error=ErrorDetail(type="internal_error", message="internal error"))
 

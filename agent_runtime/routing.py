@@ -86,9 +86,9 @@ class RouteRequest:
     """One HTTP request to an instance, as the agent's `route` hook sees it.
 
     `params` holds the path's parameters: always ``name`` (the agent) and ``id`` (the
-    instance), plus the route's own (``submission_id``, ``session``). `query` has repeated
-    names joined with commas, as API Gateway sends them. `body` is the raw text (``""``
-    when there is none). `event` is the transport's event as received (API Gateway payload
+    instance), plus the route's own (``submission_id``, ``session``, a file's ``path``).
+    `query` has repeated names joined with commas, as API Gateway sends them. `body` is the
+    text (``""`` when there is none, and on a file upload, whose bytes are `raw`). `event` is the transport's event as received (API Gateway payload
     2.0), for what the fields leave out: authorizer claims, source IP, stage.
     """
 
@@ -99,6 +99,7 @@ class RouteRequest:
     params: Mapping[str, str]
     body: str = ""
     event: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    raw: bytes = field(default=b"", repr=False)
 
     @overload
     def json(self) -> Any: ...

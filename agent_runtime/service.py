@@ -15,6 +15,7 @@ from agent_runtime import events as ev
 from agent_runtime.children import link_of
 from agent_runtime.errors import AlreadySettled, ChildNotFound, StaleAttempt, SubmissionNotFound
 from agent_runtime.ids import InstanceRef, validate_key, validate_session
+from agent_runtime.instance_data import InstanceData
 from agent_runtime.ledger import (
     Admission,
     Draft,
@@ -27,7 +28,6 @@ from agent_runtime.ledger import (
     sequence_of,
 )
 from agent_runtime.loop import Finish, settle
-from agent_runtime.parts import Parts
 from agent_runtime.ports import ChildEntry, EventPage, HistoryPage
 from agent_runtime.streaming import event_fields
 
@@ -36,7 +36,7 @@ log = logging.getLogger("agent_runtime")
 DEFAULT_SESSION = "default"
 
 
-class Service(Parts):
+class Service(InstanceData):
     # --- admission -----------------------------------------------------------------
 
     async def prompt(
@@ -47,12 +47,21 @@ class Service(Parts):
         *,
         session: str = DEFAULT_SESSION,
         idempotency_key: str | None = None,
+        attachments: list[str] | None = None,
+        images: list[tuple[str, str]] | None = None,
     ) -> Admission:
         """Admit a direct prompt. The same idempotency key and message return the first
-        submission; the same key with another message raises `Conflict`."""
+        submission; the same key with another message raises `Conflict`. `attachments`
+        name files of the instance (which must exist); `images` are inline ``(media type,
+        base64)`` pairs, stored as files first. Refused while a required variable is unset."""
         instance = self.instance(agent, instance_id)
         key = f"prompt:{validate_key(idempotency_key, field='idempotency_key')}" if idempotency_key else None
-        return await self._admit(instance, _draft("direct", session, {"message": message}, key))
+        await self.check_required(instance)
+        payload: dict[str, Any] = {"message": message}
+        if attachments or images:
+            parts = await self.attach(instance, attachments or [], images)
+            payload["attachments"] = [p.model_dump(exclude={"type"}) for p in parts]
+        return await self._admit(instance, _draft("direct", session, payload, key))
 
     async def dispatch(
         self,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import urllib.parse
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -38,7 +39,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from agent_runtime import endpoints
+from agent_runtime import endpoints, endpoints_files
 from agent_runtime.adapters.aws.bootstrap import default_runtime, run
 from agent_runtime.errors import NotFound, PayloadTooLarge
 from agent_runtime.protocol import (
@@ -59,6 +60,17 @@ from agent_runtime.protocol import (
     PromptResponse,
     Submission,
     error_response,
+)
+from agent_runtime.protocol_files import (
+    FILE_BODY_MAX_BYTES,
+    FilesPage,
+    FilesQuery,
+    FileView,
+    UploadRequest,
+    UploadTicket,
+    VariablePut,
+    VariablesList,
+    VariableView,
 )
 from agent_runtime.routing import Headers, RouteRequest
 from agent_runtime.service import Service
@@ -128,6 +140,9 @@ _REQUESTS: dict[tuple[str, str], _Accepts] = {
     ("get", "/agents/{name}/{id}/children"): _Accepts(query=ChildrenQuery),
     ("get", "/agents/{name}/{id}/children/{ref}/sessions/{session}/messages"): _Accepts(query=HistoryQuery),
     ("get", "/agents/{name}/{id}/children/{ref}/events"): _Accepts(query=EventsQuery),
+    ("get", "/agents/{name}/{id}/files"): _Accepts(query=FilesQuery),
+    ("post", "/agents/{name}/{id}/uploads"): _Accepts(body=UploadRequest),
+    ("put", "/agents/{name}/{id}/variables/{variable}"): _Accepts(body=VariablePut),
 }
 
 
@@ -137,6 +152,12 @@ def openapi_document() -> str:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(unused, None)  # Powertools' validation shapes; this API answers 400 with ErrorBody
+    # The file routes match any path below /files: published as API Gateway's {path+}.
+    file_routes = doc["paths"].pop("/agents/{name}/{id}/files/.+", {})
+    path_parameter = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+    for operation in file_routes.values():
+        operation.setdefault("parameters", []).append(path_parameter)
+    doc["paths"]["/agents/{name}/{id}/files/{path}"] = file_routes
     for (method, path), accepts in _REQUESTS.items():
         operation = doc["paths"][path][method]
         if accepts.body is not None:
@@ -159,7 +180,7 @@ def openapi_document() -> str:
 # --- the agent routes ----------------------------------------------------------------
 
 
-def _body(event_body: str | None, base64_encoded: bool) -> str:
+def _raw(event_body: str | None, base64_encoded: bool, limit: int) -> str | bytes:
     raw: str | bytes = event_body or ""
     if base64_encoded:
         try:
@@ -167,18 +188,25 @@ def _body(event_body: str | None, base64_encoded: bool) -> str:
         except ValueError:  # binascii.Error
             raise InvalidJson("request body is not valid base64") from None
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
-    if size > MAX_BODY_BYTES:
+    if size > limit:
         raise PayloadTooLarge(
-            f"request body is {size} bytes; the limit is {MAX_BODY_BYTES}",
-            details={"limit": MAX_BODY_BYTES, "size": size},
+            f"request body is {size} bytes; the limit is {limit}",
+            details={"limit": limit, "size": size},
         )
+    return raw
+
+
+def _body(event_body: str | None, base64_encoded: bool) -> str:
+    raw = _raw(event_body, base64_encoded, MAX_BODY_BYTES)
     try:
         return raw.decode() if isinstance(raw, bytes) else raw
     except UnicodeDecodeError:
         raise InvalidJson("request body is not UTF-8 text") from None
 
 
-def _route_request(params: dict[str, str]) -> RouteRequest:
+def _route_request(params: dict[str, str], *, binary: bool = False) -> RouteRequest:
+    """The request as the hook sees it; a `binary` route (a file's bytes) gets its body
+    as `raw`, up to `FILE_BODY_MAX_BYTES`, and no text."""
     event = app.current_event
     headers = dict(event.headers)
     if event.cookies:  # payload 2.0 moves Cookie headers to `cookies`
@@ -189,14 +217,20 @@ def _route_request(params: dict[str, str]) -> RouteRequest:
         headers=Headers(headers),
         query=MappingProxyType(dict(event.query_string_parameters)),
         params=MappingProxyType(params),
-        body=_body(event.body, bool(event.is_base64_encoded)),
+        body="" if binary else _body(event.body, bool(event.is_base64_encoded)),
         event=MappingProxyType(event.raw_event),
+        raw=_file_body(event.body, bool(event.is_base64_encoded)) if binary else b"",
     )
 
 
-def _serve(endpoint: endpoints.Endpoint, **params: str) -> Response[Any]:
+def _file_body(event_body: str | None, base64_encoded: bool) -> bytes:
+    raw = _raw(event_body, base64_encoded, FILE_BODY_MAX_BYTES)
+    return raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+
+
+def _serve(endpoint: endpoints.Endpoint, *, binary: bool = False, **params: str) -> Response[Any]:
     """Run `endpoint` behind the agent's route hook; format its answer."""
-    reply = run(endpoints.serve(service(), _route_request(params), endpoint))
+    reply = run(endpoints.serve(service(), _route_request(params, binary=binary), endpoint))
     return Response(status_code=reply.status, body=reply.body, headers=reply.headers)
 
 
@@ -295,6 +329,97 @@ def child_messages(name: str, id: str, ref: str, session: str) -> Response[Any]:
 )
 def child_events(name: str, id: str, ref: str) -> Response[Any]:
     return _serve(endpoints.child_events, name=name, id=id, ref=ref)
+
+
+# --- files and variables -------------------------------------------------------------
+
+_FILES = "/agents/<name>/<id>/files"
+
+
+def _file_path(name: str, id: str) -> str:
+    """The file's path: what follows ``/files`` in the request's path (API Gateway's
+    greedy ``{path+}``), percent-decoded; `validate_path` checks it before any use."""
+    raw = app.current_event.path
+    prefix = f"/agents/{name}/{id}/files"
+    return urllib.parse.unquote(raw.split("/files", 1)[1] if not raw.startswith(prefix) else raw[len(prefix) :])
+
+
+@app.put(
+    f"{_FILES}/.+",
+    summary="Write a file of the instance (the raw body; Content-Type is its media type)",
+    responses=_responses({200: _json(FileView, "The file as stored"), 415: _json(ErrorBody, "unsupported_media_type")}),
+)
+def put_file(name: str, id: str) -> Response[Any]:
+    return _serve(endpoints_files.put_file, binary=True, name=name, id=id, path=_file_path(name, id))
+
+
+@app.get(
+    f"{_FILES}/.+",
+    summary="Read a file of the instance: its bytes, or a redirect to S3 for a big one",
+    responses=_responses(
+        {
+            200: {"description": "The file's bytes, with its media type"},
+            307: {"description": "A presigned S3 URL of the bytes (big files, or ?download=url)"},
+        }
+    ),
+)
+def get_file(name: str, id: str) -> Response[Any]:
+    return _serve(endpoints_files.get_file, name=name, id=id, path=_file_path(name, id))
+
+
+@app.delete(f"{_FILES}/.+", summary="Delete a file of the instance", responses=_responses({204: {"description": "Deleted"}}))
+def delete_file(name: str, id: str) -> Response[Any]:
+    return _serve(endpoints_files.delete_file, name=name, id=id, path=_file_path(name, id))
+
+
+@app.get(_FILES, summary="List the instance's files", responses=_responses({200: _json(FilesPage, "One page, in path order")}))
+def list_files(name: str, id: str) -> Response[Any]:
+    return _serve(endpoints_files.list_files, name=name, id=id)
+
+
+@app.post(
+    "/agents/<name>/<id>/uploads",
+    summary="Start an upload of a file too big for the API: a presigned S3 PUT",
+    responses=_responses({201: _json(UploadTicket, "Where to send the bytes, and what to call then")}),
+)
+def start_upload(name: str, id: str) -> Response[Any]:
+    return _serve(endpoints_files.start_upload, name=name, id=id)
+
+
+@app.post(
+    "/agents/<name>/<id>/uploads/<upload_id>/complete",
+    summary="Make an uploaded object the file",
+    responses=_responses({200: _json(FileView, "The file as stored")}),
+)
+def complete_upload(name: str, id: str, upload_id: str) -> Response[Any]:
+    return _serve(endpoints_files.complete_upload, name=name, id=id, upload_id=upload_id)
+
+
+@app.get(
+    "/agents/<name>/<id>/variables",
+    summary="The instance's variables (a secret's value is never shown)",
+    responses=_responses({200: _json(VariablesList, "Every declared variable, set or not")}),
+)
+def list_variables(name: str, id: str) -> Response[Any]:
+    return _serve(endpoints_files.list_variables, name=name, id=id)
+
+
+@app.put(
+    "/agents/<name>/<id>/variables/<variable>",
+    summary="Set a variable (a declared Secret is stored encrypted)",
+    responses=_responses({200: _json(VariableView, "The variable (without a secret's value)")}),
+)
+def put_variable(name: str, id: str, variable: str) -> Response[Any]:
+    return _serve(endpoints_files.put_variable, name=name, id=id, variable=variable)
+
+
+@app.delete(
+    "/agents/<name>/<id>/variables/<variable>",
+    summary="Unset a variable",
+    responses=_responses({204: {"description": "Unset"}}),
+)
+def delete_variable(name: str, id: str, variable: str) -> Response[Any]:
+    return _serve(endpoints_files.delete_variable, name=name, id=id, variable=variable)
 
 
 # --- the rest ------------------------------------------------------------------------

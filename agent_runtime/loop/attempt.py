@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +33,8 @@ from agent_runtime.errors import AbortRequested, AgentRuntimeError
 from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
 from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext, Handled, Router
-from agent_runtime.loop.child_runs import ChildRuns, ParentNotices, report_text
+from agent_runtime.loop.child_runs import ChildRuns, ParentNotices
+from agent_runtime.loop.inputs import input_message, request_files
 from agent_runtime.loop.settle import Settlement, settle_attempt
 from agent_runtime.loop.steps import (
     ApplyInput,
@@ -74,18 +74,6 @@ MAX_RESULT_REPAIRS = 3
 Checkpoint = Callable[[Phase, SubmissionRecord], None]
 
 log = logging.getLogger("agent_runtime")
-
-
-def input_message(record: SubmissionRecord) -> Message:
-    payload = record.payload
-    if record.kind == "direct" and isinstance(payload, dict) and isinstance(payload.get("message"), str):
-        return Message.user(payload["message"])
-    if record.kind == "task" and isinstance(payload, dict) and isinstance(payload.get("prompt"), str):
-        return Message.user(payload["prompt"])  # a child sees its prompt, never the parent's transcript
-    if record.kind == "child_report" and isinstance(payload, dict):
-        return Message.user(report_text(payload), synthetic=True)
-    text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-    return Message.user(text)
 
 
 class Attempt:
@@ -230,12 +218,14 @@ class Attempt:
     async def _call_model(self) -> Step:
         if self.journal.turn > self.config.max_turns:
             return self._finish(Finish.failed("max_turns", f"stopped after max_turns={self.config.max_turns}"))
+        values = await self.stores.variables.values(self.fence.instance) if self.config.uses_variables else None
         request = ModelRequest(
-            system=self.config.render_instructions(self.context),
+            system=self.config.render_instructions(self.context, values),
             messages=list(self.history),
             tools=self.router.specs(),
             tool_choice=self.router.tool_choice(),
             settings=self.config.model_settings,
+            files=await request_files(self.stores, self.fence.instance, self.history),
         )
         turn = self.journal.turn
         await self._emit(ev.TurnStart, turn=turn)

@@ -38,6 +38,7 @@ from agent_runtime.runtime import Runtime
 from agent_runtime.testing.backends import Backend, memory_backend, moto_backend
 from agent_runtime.testing.events import http_event
 from agent_runtime.tools import tool
+from agent_runtime.variables import Secret, Variable, env
 from functions import http_api
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -75,6 +76,15 @@ def misconfigured(ctx: AgentContext) -> dict[str, Any]:
     if ctx.id == "bad":
         return {"model": "test/echo", "durability": {"retry": 3, "timeuot": 5}}
     return {"model": "test/echo"}
+
+
+#: What the `shop` agent's model was asked (the system prompt, the messages).
+shop_requests: list[ModelRequest] = []
+
+
+def remember_system(request: ModelRequest) -> str:
+    shop_requests.append(request)
+    return "at your service"
 
 
 def model_down(request: ModelRequest) -> str:
@@ -115,6 +125,15 @@ def registry() -> Registry:
     agents.add("slow", create_agent(model=FunctionModel(gated), tools=[look_around]), route=spy)
     agents.add("broken", create_agent(model="test/echo"), route=explodes)
     agents.add("misconfigured", create_agent(misconfigured), route=spy)
+    agents.add(
+        "shop",
+        create_agent(
+            model=FunctionModel(remember_system),
+            instructions=["You sell shoes. Inventory:", env("INVENTORY")],
+            variables=[Variable("INVENTORY", required=True), Secret("CRM_TOKEN", description="for the CRM tool")],
+        ),
+        route=spy,
+    )
     return agents
 
 
@@ -193,6 +212,7 @@ class Reply:
     #: names lower-cased
     headers: dict[str, str]
     body: str
+    raw: bytes = b""
 
     @property
     def json(self) -> Any:
@@ -210,8 +230,9 @@ class Api:
     ) -> Reply:
         response = http_api.handler(http_event(method, path, body, headers, query), cast(Any, FakeLambdaContext()))
         assert set(response) >= {"statusCode", "body", "headers"}
-        raw = base64.b64decode(response["body"]).decode() if response.get("isBase64Encoded") else response["body"]
-        return Reply(response["statusCode"], {k.lower(): v for k, v in response["headers"].items()}, raw)
+        raw = base64.b64decode(response["body"]) if response.get("isBase64Encoded") else response["body"].encode()
+        headers = {k.lower(): v for k, v in response["headers"].items()}
+        return Reply(response["statusCode"], headers, raw.decode(errors="replace"), raw)
 
     def submissions(self, agent: str, instance_id: str) -> list[SubmissionRecord]:
         return run(self.runtime.stores.ledger.list_submissions(InstanceRef(agent, instance_id)))
