@@ -22,6 +22,7 @@ from agent_runtime.messages import Message
 from agent_runtime.models.base import Model, ModelRequest, ModelResponse, allow_model_requests
 from agent_runtime.models.test import FunctionModel, ScriptedModel, ToolCall
 from agent_runtime.tools import ToolContext, ToolFailure, tool
+from agent_runtime.variables import Secret, Variable, env
 
 __all__ = [
     "AgentConfig",
@@ -41,6 +42,7 @@ __all__ = [
     "Resumable",
     "RouteRequest",
     "ScriptedModel",
+    "Secret",
     "Subagent",
     "TaskFailed",
     "TaskOutcome",
@@ -48,9 +50,11 @@ __all__ = [
     "ToolContext",
     "ToolFailure",
     "UserError",
+    "Variable",
     "allow_model_requests",
     "create_agent",
     "define_agent_profile",
+    "env",
     "subagent",
     "tool",
 ]

@@ -371,10 +371,15 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
     if merged.get("tool_choice") == "required" and not merged.get("tools") and merged.get("result") is None:
         raise DefinitionError("tool_choice", "'required' needs at least one tool or a result schema")
     max_turns = _check_max_turns(merged.get("max_turns"), "max_turns")
+    file_tools = _check_file_tools(merged.get("file_tools"), "file_tools")
+    tools = _check_tools(merged.get("tools"), "tools")
+    clash = sorted({t.name for t in tools} & set(file_tools))
+    if clash:
+        raise DefinitionError("tools", f"{', '.join(clash)}: the built-in file tools of file_tools=... have these names")
     return AgentConfig(
         model=_check_model(merged["model"], "model"),
         instructions=_check_instructions(merged.get("instructions"), "instructions"),
-        tools=_check_tools(merged.get("tools"), "tools"),
+        tools=tools,
         subagents=_check_subagents(merged.get("subagents"), "subagents"),
         result=_check_result(merged.get("result"), "result"),
         tool_choice=_check_tool_choice(merged.get("tool_choice", "auto"), "tool_choice"),
@@ -384,7 +389,7 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         description=_check_text(merged.get("description"), "description"),
         model_settings=_check_settings(merged.get("model_settings"), "model_settings") or ModelSettings(),
         variables=_check_variables(merged.get("variables"), merged.get("instructions")),
-        file_tools=_check_file_tools(merged.get("file_tools"), "file_tools"),
+        file_tools=file_tools,
     )
 
 

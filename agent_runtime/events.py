@@ -11,7 +11,7 @@ continues above every offset the old one could have handed out.
 The names follow the agent event vocabulary users know: ``agent_start``, ``turn_start``,
 ``text_delta``, ``thinking_delta``, ``tool_start``, ``tool_call``, ``turn_end``,
 ``agent_end``, ``task_start`` and ``task`` (a child started and its outcome recorded, in
-the parent's log), ``idle`` and ``error``, plus the ledger's ``submission_queued`` and
+the parent's log), ``idle`` and ``error``, ``custom`` (the application's own), plus the ledger's ``submission_queued`` and
 ``submission_settled``. Deltas are coalesced before they are stored (see
 `agent_runtime.streaming`), so one ``text_delta`` holds whatever the model wrote
 since the last flush.
@@ -155,6 +155,18 @@ class ErrorEvent(_Event):
     retrying: bool
 
 
+class Custom(_Event):
+    """An event the application's code emitted (`ctx.emit(name, data)` in a tool or a
+    dispatch handler): ``name`` is its own, ``data`` any JSON value (at most
+    `CUSTOM_DATA_MAX` characters of JSON)."""
+
+    type: Literal["custom"] = "custom"
+    name: str
+    data: Any = None
+
+
+CUSTOM_DATA_MAX = 32 * 1024
+
 Event = Annotated[
     SubmissionQueued
     | AgentStart
@@ -169,7 +181,8 @@ Event = Annotated[
     | AgentEnd
     | SubmissionSettled
     | Idle
-    | ErrorEvent,
+    | ErrorEvent
+    | Custom,
     Field(discriminator="type"),
 ]
 
@@ -190,6 +203,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "submission_settled",
     "idle",
     "error",
+    "custom",
 )
 
 

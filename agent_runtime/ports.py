@@ -203,12 +203,20 @@ class History(Protocol):
     ) -> HistoryPage: ...
 
 
+#: `KV.list` returns at most this many entries.
+KV_LIST_MAX = 1000
+
+
 class KV(Protocol):
     """The instance's key-value store."""
 
     async def get(self, instance: InstanceRef, key: str) -> Any: ...
     async def put(self, instance: InstanceRef, key: str, value: Any) -> None: ...
     async def delete(self, instance: InstanceRef, key: str) -> None: ...
+
+    async def list(self, instance: InstanceRef, prefix: str = "", *, limit: int = KV_LIST_MAX) -> dict[str, Any]:
+        """Keys starting with `prefix` and their values, in key order, at most `limit`."""
+        ...
 
 
 class Children(Protocol):

@@ -10,6 +10,7 @@ and is hidden from the schema.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import json
 import re
@@ -33,6 +34,28 @@ class KV(Protocol):
     async def get(self, key: str) -> Any: ...
     async def put(self, key: str, value: Any) -> None: ...
     async def delete(self, key: str) -> None: ...
+    async def list(self, prefix: str = "") -> dict[str, Any]: ...
+
+
+class FilesAccess(Protocol):
+    """The instance's filesystem, as seen by tools (`agent_runtime.loop.context.FilesView`):
+    paths like ``/notes/summary.md``; writes are the attempt's (a stale attempt's fail)."""
+
+    async def read(self, path: str) -> bytes: ...
+    async def write(self, path: str, data: bytes | str, *, media_type: str | None = None) -> Any: ...
+    async def stat(self, path: str) -> Any: ...
+    async def list(self, prefix: str = "/", *, limit: int = 1000) -> builtins.list[Any]: ...
+    async def delete(self, path: str) -> bool: ...
+    async def grep(self, pattern: str, *, prefix: str = "/", limit: int = 100) -> builtins.list[Any]: ...
+    async def find(self, glob: str, *, limit: int = 100) -> builtins.list[Any]: ...
+
+
+class Surroundings(Protocol):
+    """What else a tool reaches: variables, secrets, the instance's event log."""
+
+    async def env(self, name: str) -> str | None: ...
+    async def secret(self, name: str) -> str | None: ...
+    async def emit(self, name: str, data: Any) -> None: ...
 
 
 class AbortSignal:
@@ -75,6 +98,29 @@ class ToolContext:
     kv: KV
     abort: AbortSignal = field(default_factory=AbortSignal)
     parent: ParentLine | None = None
+    #: The instance's files (`ctx.files.read(path)`, `write`, `list`, ...).
+    files: FilesAccess | None = None
+    surroundings: Surroundings | None = None
+
+    async def env(self, name: str) -> str | None:
+        """A plain variable's value (or its default; None when unset). A `Secret` is refused:
+        read it with `secret`."""
+        return await self._around().env(name)
+
+    async def secret(self, name: str) -> str | None:
+        """A secret variable's value, for this tool to use (None when unset). The runtime
+        keeps it out of everything else: a tool result, error or event that contains it
+        gets ``[secret]`` in its place."""
+        return await self._around().secret(name)
+
+    async def emit(self, name: str, data: Any = None) -> None:
+        """Append a ``custom`` event named `name` with `data` (JSON) to the instance's log."""
+        await self._around().emit(name, data)
+
+    def _around(self) -> Surroundings:
+        if self.surroundings is None:
+            raise ToolFailure("this tool context has no variables or event log (a context made by hand?)")
+        return self.surroundings
 
     async def notify_parent(self, text: str) -> None:
         """Write `text` to the parent that started this agent as a subagent: it reaches the

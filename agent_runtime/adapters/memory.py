@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from agent_runtime.ledger import (
 )
 from agent_runtime.messages import Message, ToolResultPart
 from agent_runtime.ports import (
+    KV_LIST_MAX,
     ChildEntry,
     HistoryPage,
     StoredMessage,
@@ -347,6 +349,11 @@ class MemoryKV(_Port):
     async def delete(self, instance: InstanceRef, key: str) -> None:
         with self.table.lock:
             self.table.of(instance).kv.pop(key, None)
+
+    async def list(self, instance: InstanceRef, prefix: str = "", *, limit: int = KV_LIST_MAX) -> dict[str, Any]:
+        with self.table.lock:
+            kv = self.table.of(instance).kv
+            return dict(itertools.islice(((k, kv[k]) for k in sorted(kv) if k.startswith(prefix)), limit))
 
 
 class MemoryChildIndex(_Port):

@@ -34,6 +34,7 @@ from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
 from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext, Handled, Router
 from agent_runtime.loop.child_runs import ChildRuns, ParentNotices
+from agent_runtime.loop.context import FilesView, KVView, Surroundings
 from agent_runtime.loop.inputs import input_message, request_files
 from agent_runtime.loop.settle import Settlement, settle_attempt
 from agent_runtime.loop.steps import (
@@ -48,7 +49,6 @@ from agent_runtime.loop.steps import (
     Yield,
 )
 from agent_runtime.loop.tools import (
-    KVView,
     interrupted,
     results_message,
     run_tool,
@@ -115,6 +115,7 @@ class Attempt:
         self.router = router or Router.for_config(config, child_runs=child_runs)
         link = link_of(record)
         self._parent_line = ParentNotices(child_runs, link, clock) if link and child_runs else None
+        self.surroundings = Surroundings(stores, config, record.ref, self._emit)
         self.on_checkpoint = checkpoint
         self.abort_poll_seconds = abort_poll_seconds
         self.fence = Fence.of(record)
@@ -368,10 +369,14 @@ class Attempt:
             kv=KVView(self.stores.kv, self.fence.instance),
             abort=self.abort,
             parent=self._parent_line,
+            files=FilesView(self.stores, self.fence, self.clock),
+            surroundings=self.surroundings,
         )
         deadline = min(self.deadline or float("inf"), self.invocation_deadline + self.lease_seconds)
         timeout = max(0.001, deadline - self.clock()) if deadline != float("inf") else None
-        return await run_tool(self.config, call, context, seconds=timeout)
+        part = await run_tool(self.config, call, context, seconds=timeout)
+        redacted = self.surroundings.redact(part.content)
+        return part if redacted == part.content else part.model_copy(update={"content": redacted})
 
     async def _commit(self, step: Commit) -> Step:
         self.journal.pending_calls = []

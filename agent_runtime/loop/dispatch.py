@@ -40,6 +40,7 @@ from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext
 from agent_runtime.loop.builtins.task import ChildRefused, start_child
 from agent_runtime.loop.child_runs import ChildRuns
+from agent_runtime.loop.context import FilesView, KVView, Surroundings
 from agent_runtime.loop.settle import Settlement, settle_attempt
 from agent_runtime.loop.steps import Ended, Finish, Suspend, Yield
 from agent_runtime.messages import Message, ToolResultPart
@@ -107,6 +108,22 @@ class DispatchContext:
     session_name: str
     session: DispatchSession
     signal: AbortSignal
+    #: The instance's kv and files (writes fenced by the attempt), as tools have them.
+    kv: KVView
+    files: FilesView
+    surroundings: Surroundings
+
+    async def env(self, name: str) -> str | None:
+        """A plain variable's value (see `ToolContext.env`)."""
+        return await self.surroundings.env(name)
+
+    async def secret(self, name: str) -> str | None:
+        """A secret's value (see `ToolContext.secret`); kept out of the result and events."""
+        return await self.surroundings.secret(name)
+
+    async def emit(self, name: str, data: Any = None) -> None:
+        """A ``custom`` event in the instance's log."""
+        await self.surroundings.emit(name, data)
 
 
 class _Wait(Exception):
@@ -151,6 +168,7 @@ class DispatchAttempt:
         self.abort = AbortSignal()
         self.settlement: Settlement | None = None
         self._recorded: dict[str, ToolResultPart] = {}
+        self.surroundings = Surroundings(stores, config, record.ref, self._emit)
 
     async def _emit(self, kind: Callable[..., ev.Event], **values: Any) -> None:
         await self.stream.emit(kind(**self.stream.fields(self.record.session, self.record.id), **values))
@@ -169,6 +187,9 @@ class DispatchAttempt:
             session_name=self.record.session,
             session=DispatchSession(self),
             signal=self.abort,
+            kv=KVView(self.stores.kv, self.record.ref),
+            files=FilesView(self.stores, self.fence, self.clock),
+            surroundings=self.surroundings,
         )
         deadline = min(self.budget.deadline(self.record) or float("inf"), self.invocation_deadline)
         invocation_bound = self.invocation_deadline < (self.budget.deadline(self.record) or float("inf"))
@@ -192,7 +213,7 @@ class DispatchAttempt:
             raise
         if self.abort.aborted:
             return await self._settle(Finish.aborted())
-        return await self._settle(_finish_with(value))
+        return await self._settle(_finish_with(self.surroundings.redact_data(_plain(value))))
 
     async def step(
         self, call_id: str, prompt: str, agent: str, result: type[BaseModel] | None, overrides: dict[str, Any]
@@ -238,6 +259,10 @@ def _outcome(part: ToolResultPart, result: type[BaseModel] | None) -> TaskOutcom
         return TaskOutcome(text=part.content, data=result.model_validate_json(part.content))
     except ValidationError as exc:
         raise TaskFailed(f"the subagent's answer is not a valid {result.__name__}: {exc.error_count()} error(s)") from None
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def _finish_with(value: Any) -> Finish:

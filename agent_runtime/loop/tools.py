@@ -14,27 +14,8 @@ from pydantic import ValidationError
 
 from agent_runtime import events as ev
 from agent_runtime.definition import AgentConfig
-from agent_runtime.ids import InstanceRef
 from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
-from agent_runtime.ports import KV
 from agent_runtime.tools import ToolContext, ToolFailure, format_validation_error
-
-
-class KVView:
-    """The instance's kv as tools see it."""
-
-    def __init__(self, kv: KV, instance: InstanceRef) -> None:
-        self._kv = kv
-        self._instance = instance
-
-    async def get(self, key: str) -> Any:
-        return await self._kv.get(self._instance, key)
-
-    async def put(self, key: str, value: Any) -> None:
-        await self._kv.put(self._instance, key, value)
-
-    async def delete(self, key: str) -> None:
-        await self._kv.delete(self._instance, key)
 
 
 async def run_tool(config: AgentConfig, call: ToolCallPart, context: ToolContext, *, seconds: float | None) -> ToolResultPart:

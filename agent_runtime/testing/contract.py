@@ -249,6 +249,12 @@ async def test_kv(stores: Stores) -> None:
     assert await stores.kv.get(INST, "k") == {"a": [1, 2]}
     await stores.kv.delete(INST, "k")
     assert await stores.kv.get(INST, "k") is None
+    for key, value in (("note:2", "b"), ("note:1", "a"), ("other", 0), ("note:3", None)):
+        await stores.kv.put(INST, key, value)
+    assert await stores.kv.list(INST, "note:") == {"note:1": "a", "note:2": "b", "note:3": None}
+    assert list(await stores.kv.list(INST)) == ["note:1", "note:2", "note:3", "other"]
+    assert await stores.kv.list(INST, "note:", limit=2) == {"note:1": "a", "note:2": "b"}
+    assert await stores.kv.list(InstanceRef("ticket-agent", "other"), "note:") == {}
 
 
 async def test_instances_are_isolated(stores: Stores, clock: FakeClock) -> None:

@@ -15,7 +15,7 @@ from agent_runtime.errors import PayloadTooLarge
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Fence
 from agent_runtime.messages import ToolResultPart
-from agent_runtime.ports import ChildEntry, HistoryPage, parse_cursor
+from agent_runtime.ports import KV_LIST_MAX, ChildEntry, HistoryPage, parse_cursor
 
 KV_MAX_BYTES = 350 * 1024
 
@@ -99,6 +99,24 @@ class DynamoDBKV(TablePort):
 
     async def delete(self, instance: InstanceRef, key: str) -> None:
         self.client.delete_item(TableName=self.table, Key=_key(instance, f"KV#{key}"))
+
+    async def list(self, instance: InstanceRef, prefix: str = "", *, limit: int = KV_LIST_MAX) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {}
+        while len(found) < limit:
+            response = self.client.query(
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(f"KV#{prefix}")},
+                Limit=limit - len(found),
+                ConsistentRead=True,
+                **kwargs,
+            )
+            found.update((item["sk"]["S"][3:], json.loads(item["value"]["S"])) for item in response["Items"])
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found
 
 
 class DynamoDBChildIndex(TablePort):

@@ -17,6 +17,7 @@ module per family, each adding its built-ins in `_FAMILIES`:
     result.py     final_result (a result schema)
     task.py       task (subagents, as child instances)
     resumable.py  subagent_create, subagent_message (resumable subagents)
+    files.py      read_file, write_file, list_files, grep_files, find_files (file_tools=...)
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Router:
     def for_config(cls, config: AgentConfig, *extra: Family, child_runs: ChildRuns | None = None) -> Router:
         """The built-ins of `config`; `extra` families join them (tests, later features).
         `task` needs a way to run children: without one, subagents are not offered."""
+        from agent_runtime.loop.builtins.files import FilesFamily
         from agent_runtime.loop.builtins.result import ResultFamily
         from agent_runtime.loop.builtins.resumable import ResumableFamily
         from agent_runtime.loop.builtins.task import TaskFamily
@@ -108,6 +110,8 @@ class Router:
             families.append(TaskFamily(one_shot, child_runs))
         if resumable and child_runs is not None:
             families.append(ResumableFamily(resumable, child_runs))
+        if config.file_tools:
+            families.append(FilesFamily(config.file_tools))
         return cls(config, [*families, *extra])
 
     def specs(self) -> list[ToolSpec]:
