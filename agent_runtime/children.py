@@ -114,11 +114,17 @@ def depth_of(instance: InstanceRef) -> int:
 
 
 def task_payload(
-    prompt: str, link: ChildLink, ancestors: list[str], overrides: dict[str, Any] | None = None
+    prompt: str,
+    link: ChildLink,
+    ancestors: list[str],
+    overrides: dict[str, Any] | None = None,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    payload = {"prompt": prompt, "link": link.as_json(), "ancestors": ancestors}
+    payload: dict[str, Any] = {"prompt": prompt, "link": link.as_json(), "ancestors": ancestors}
     if overrides:
         payload["overrides"] = overrides
+    if attachments:
+        payload["attachments"] = attachments  # file parts: paths in the child's filesystem
     return payload
 
 

@@ -24,6 +24,7 @@ from agent_runtime.definition import PROBE_ID, AgentConfig, AgentContext
 from agent_runtime.errors import FileNotFound, InvalidInput, NotFound
 from agent_runtime.files import FileInfo, FilePage, Upload, media_type_for, validate_path
 from agent_runtime.ids import InstanceRef
+from agent_runtime.loop.inputs import file_part
 from agent_runtime.messages import FilePart
 from agent_runtime.parts import Parts
 from agent_runtime.variables import (
@@ -55,10 +56,6 @@ class VariableNotSet(NotFound):
     """The instance has no value for that variable."""
 
     type = "variable_not_set"
-
-
-def file_part(info: FileInfo) -> FilePart:
-    return FilePart(path=info.path, media_type=info.media_type, size=info.size, sha256=info.sha256)
 
 
 class InstanceData(Parts):
@@ -184,4 +181,4 @@ class InstanceData(Parts):
             )
 
 
-__all__ = ["INLINE_IMAGE_TYPES", "MAX_ATTACHMENTS", "InstanceData", "MissingVariables", "UnknownVariable", "VariableNotSet", "file_part"]
+__all__ = ["INLINE_IMAGE_TYPES", "MAX_ATTACHMENTS", "InstanceData", "MissingVariables", "UnknownVariable", "VariableNotSet"]

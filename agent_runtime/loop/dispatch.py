@@ -83,18 +83,17 @@ class DispatchSession:
         agent: str,
         result: type[BaseModel] | None = None,
         tools: list[Tool] | None = None,
-        images: list[str] | None = None,
+        images: list[str | bytes] | None = None,
         signal: AbortSignal | None = None,
         tools_mode: ToolsMode = "extend",
     ) -> TaskOutcome:
         """Run `agent` (one of the agent's subagents) on `prompt` and wait for its answer.
         `result` is the child's result schema for this call (its answer comes back as
         `.data`); `tools` extend (or, with ``tools_mode="replace"``, replace) its tools."""
-        if images is not None:
-            raise UserError("session.task(images=...) needs the instance's files, which are not available yet")
         overrides = overrides_for(result, tools, tools_mode)
+        paths, pictures = _images(images)
         self._steps += 1
-        return await self._run.step(f"dispatch-{self._steps}", prompt, agent, result, overrides)
+        return await self._run.step(f"dispatch-{self._steps}", prompt, agent, result, overrides, paths, pictures)
 
 
 @dataclass(frozen=True)
@@ -216,7 +215,14 @@ class DispatchAttempt:
         return await self._settle(_finish_with(self.surroundings.redact_data(_plain(value))))
 
     async def step(
-        self, call_id: str, prompt: str, agent: str, result: type[BaseModel] | None, overrides: dict[str, Any]
+        self,
+        call_id: str,
+        prompt: str,
+        agent: str,
+        result: type[BaseModel] | None,
+        overrides: dict[str, Any],
+        paths: list[str],
+        images: list[bytes],
     ) -> TaskOutcome:
         """One `session.task`: its recorded result, or its child started and a wait."""
         spec = next((s for s in self.config.subagents if s.name == agent), None)
@@ -231,7 +237,9 @@ class DispatchAttempt:
         ctx = CallContext(self.record, self.fence, DISPATCH_TURN, self.stores, self.clock, self._emit)
         try:
             spec = dataclasses.replace(spec, blocking=True, resumable=None)
-            link = await start_child(self.child_runs, ctx, spec, prompt, call_id, overrides=overrides)
+            link = await start_child(
+                self.child_runs, ctx, spec, prompt, call_id, overrides=overrides, attachments=paths, images=images
+            )
         except ChildRefused as exc:
             raise TaskFailed(str(exc)) from None
         raise _Wait(wait_reason(link))
@@ -248,6 +256,15 @@ class DispatchAttempt:
             child_runs=self.child_runs,
         )
         return ending
+
+
+def _images(images: list[str | bytes] | None) -> tuple[list[str], list[bytes]]:
+    """`session.task(images=...)`: paths of the instance's files, or image bytes."""
+    if images is None:
+        return [], []
+    if not isinstance(images, list) or not all(isinstance(i, str | bytes) for i in images):
+        raise UserError("session.task(images=...) takes a list of file paths (str) or image bytes")
+    return [i for i in images if isinstance(i, str)], [i for i in images if isinstance(i, bytes)]
 
 
 def _outcome(part: ToolResultPart, result: type[BaseModel] | None) -> TaskOutcome:

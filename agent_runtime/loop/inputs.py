@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 from agent_runtime.errors import FileNotFound
+from agent_runtime.files import FileInfo
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import SubmissionRecord
 from agent_runtime.loop.child_runs import report_text
@@ -23,6 +24,11 @@ from agent_runtime.ports import Stores
 FILES_PER_REQUEST = 20
 #: Providers take documents up to 32 MB; nothing bigger is read into a Lambda for them.
 FILE_READ_MAX_BYTES = 32 * 1024 * 1024
+
+
+def file_part(info: FileInfo) -> FilePart:
+    """How a message refers to a stored file."""
+    return FilePart(path=info.path, media_type=info.media_type, size=info.size, sha256=info.sha256)
 
 
 def input_message(record: SubmissionRecord) -> Message:
@@ -59,4 +65,4 @@ async def request_files(stores: Stores, instance: InstanceRef, messages: list[Me
     return found
 
 
-__all__ = ["FILES_PER_REQUEST", "FILE_READ_MAX_BYTES", "input_message", "request_files"]
+__all__ = ["FILES_PER_REQUEST", "FILE_READ_MAX_BYTES", "file_part", "input_message", "request_files"]

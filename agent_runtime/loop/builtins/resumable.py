@@ -101,12 +101,6 @@ class SubagentCreate:
                     f"unknown subagent {args.agent!r} (available: {', '.join(self.subagents)})",
                 )
             )
-        if args.attachments:
-            return Handled(
-                error_result(
-                    call, "attachments need the instance's files, which are not available yet"
-                )
-            )
         live = await _children_of(ctx, spec)
         # A call run again after a crash finds its own child among them: not a new one.
         own = next(
@@ -124,7 +118,7 @@ class SubagentCreate:
             )
         try:
             link = await start_child(
-                self.child_runs, ctx, spec, args.prompt, call.id, tool=CREATE_TOOL
+                self.child_runs, ctx, spec, args.prompt, call.id, tool=CREATE_TOOL, attachments=args.attachments
             )
         except ChildRefused as exc:
             return Handled(error_result(call, str(exc)))

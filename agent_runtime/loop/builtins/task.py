@@ -1,19 +1,21 @@
 """`task`: delegate to a subagent, which runs as a child instance (`agent_runtime.children`).
 
 Offered only when the agent has subagents. Its arguments: ``agent`` (one of their names),
-``prompt``, and ``attachments`` (file paths; files are not available yet, so any value is
-a tool error). A call admits the child's submission (idempotent: a call run again after a
+``prompt``, and ``attachments`` (paths of the parent's files, copied into the child's
+filesystem at the same paths and attached to its first message). A call admits the child's submission (idempotent: a call run again after a
 crash finds the same child), starts it (`loop.child_runs`), tells the parent's log
 (`task_start`), and then either suspends the parent's submission until the child settles
 (blocking, the default) or returns the child's reference at once (non-blocking: the
 outcome comes back as a `child_report`). Every
 mistake (unknown agent, bad arguments, a tree too deep, a cycle) is a tool error for the
-model, never a crash.
+model (a missing attachment too), never a crash.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import mimetypes
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -33,11 +35,12 @@ from agent_runtime.children import (
     wait_reason,
 )
 from agent_runtime.definition import Subagent
-from agent_runtime.errors import InvalidInput
+from agent_runtime.errors import FileNotFound, InvalidInput
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Draft, input_hash
 from agent_runtime.loop.builtins import Builtin, CallContext, Handled
 from agent_runtime.loop.child_runs import ChildRuns
+from agent_runtime.loop.inputs import file_part
 from agent_runtime.loop.tools import error_result
 from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
 from agent_runtime.models.base import ToolChoice, ToolSpec
@@ -45,6 +48,8 @@ from agent_runtime.ports import ChildEntry
 from agent_runtime.tools import format_validation_error
 
 CHILD_SESSION = "default"
+#: Files one call may hand to a child.
+MAX_ATTACHMENTS = 20
 
 
 class TaskArguments(BaseModel):
@@ -107,11 +112,9 @@ class TaskBuiltin:
         if args.agent not in self.subagents:
             known = ", ".join(self.subagents)
             return Handled(error_result(call, f"unknown subagent {args.agent!r} (available: {known})"))
-        if args.attachments:
-            return Handled(error_result(call, "attachments need the instance's files, which are not available yet"))
         spec = self.subagents[args.agent]
         try:
-            link = await start_child(self.child_runs, ctx, spec, args.prompt, call.id)
+            link = await start_child(self.child_runs, ctx, spec, args.prompt, call.id, attachments=args.attachments)
         except ChildRefused as exc:
             return Handled(error_result(call, str(exc)))
         text = f"started {args.agent} as {link.child.key} (ref {link.ref}); its outcome will arrive as a message"
@@ -140,11 +143,15 @@ async def start_child(
     *,
     tool: str = TASK_TOOL,
     overrides: dict[str, Any] | None = None,
+    attachments: list[str] | None = None,
+    images: list[bytes] | None = None,
 ) -> ChildLink:
     """Start `spec` as a new child of `ctx.record` for `call_id`: admit its submission (by
     receipt, so a call run again finds the same child), list it under the parent, start
-    it, and tell the parent's log. `task`, `subagent_create` and `on_dispatch`'s
-    `session.task` use it."""
+    it, and tell the parent's log. `attachments` (the parent's files) are copied into the
+    child's filesystem at the same paths and `images` (bytes) written there, all attached
+    to its first message. `task`, `subagent_create` and `on_dispatch`'s `session.task`
+    use it."""
     parent = ctx.record.ref
     agent = agent_name_of(spec.name)
     if depth_of(parent) + 1 > MAX_DEPTH:
@@ -156,7 +163,8 @@ async def start_child(
         child = child_instance(parent, agent, ctx.record.id, call_id)
     except InvalidInput as exc:
         raise ChildRefused(str(exc)) from None
-    link, accepted_at = await _admit(ctx, _link(ctx, spec, child, call_id, tool), prompt, ancestors, overrides)
+    handed = await hand_over(ctx, child, attachments or [], images or [])
+    link, accepted_at = await _admit(ctx, _link(ctx, spec, child, call_id, tool), prompt, ancestors, overrides, handed)
     entry = ChildEntry(
         ref=link.ref,
         child=child,
@@ -177,7 +185,7 @@ async def message_child(
     """Send `prompt` to the listed child `entry` as its next submission (it queues in the
     child's FIFO and continues its session), by receipt like `start_child`."""
     link = _link(ctx, spec, entry.child, call_id, tool)
-    link, _ = await _admit(ctx, link, prompt, ancestors_of(ctx.record), None)
+    link, _ = await _admit(ctx, link, prompt, ancestors_of(ctx.record), None, [])
     await ctx.stores.child_index.note_submission(ctx.record.ref, entry.ref, link.child_submission_id)
     await _go(child_runs, ctx, link)
     return link
@@ -189,11 +197,54 @@ def _link(ctx: CallContext, spec: Subagent, child: InstanceRef, call_id: str, to
     return ChildLink(parent.ref, parent.id, call_id, child, "", spec.blocking, parent.session, tool=tool, explicit=explicit)
 
 
+async def hand_over(ctx: CallContext, child: InstanceRef, paths: list[str], images: list[bytes]) -> list[dict[str, Any]]:
+    """Copy the parent's files `paths` into the child's filesystem (S3 server-side) and
+    write `images` there; their parts for the child's first message. Fenced by the
+    parent's attempt; a call run again copies the same bytes again, harmlessly."""
+    if len(paths) + len(images) > MAX_ATTACHMENTS:
+        raise ChildRefused(f"at most {MAX_ATTACHMENTS} files may be handed to a subagent")
+    parts = []
+    try:
+        for path in paths:
+            info = await ctx.stores.files.copy(ctx.record.ref, path, child, path, now=ctx.clock(), fence=ctx.fence)
+            parts.append(file_part(info))
+        for data in images:
+            media_type = image_type(data)
+            if media_type is None:
+                raise ChildRefused("images are PNG, JPEG, GIF or WebP bytes")
+            name = f"/attachments/{hashlib.sha256(data).hexdigest()[:16]}{mimetypes.guess_extension(media_type) or ''}"
+            info = await ctx.stores.files.write(child, name, data, media_type=media_type, now=ctx.clock(), fence=ctx.fence)
+            parts.append(file_part(info))
+    except FileNotFound as exc:
+        raise ChildRefused(f"no file {exc.details.get('path', '')} to hand over") from None
+    except InvalidInput as exc:
+        raise ChildRefused(exc.message) from None
+    return [p.model_dump(exclude={"type"}) for p in parts]
+
+
+def image_type(data: bytes) -> str | None:
+    """The media type of PNG, JPEG, GIF or WebP bytes (by their magic numbers)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
 async def _admit(
-    ctx: CallContext, link: ChildLink, prompt: str, ancestors: list[str], overrides: dict[str, Any] | None
+    ctx: CallContext,
+    link: ChildLink,
+    prompt: str,
+    ancestors: list[str],
+    overrides: dict[str, Any] | None,
+    attachments: list[dict[str, Any]],
 ) -> tuple[ChildLink, float]:
     # The child's submission id is its record's own: the payload's link leaves it empty.
-    payload = task_payload(prompt, link, ancestors, overrides)
+    payload = task_payload(prompt, link, ancestors, overrides, attachments)
     draft = Draft(
         kind="task",
         session=CHILD_SESSION,
