@@ -1,6 +1,6 @@
 """The agent-runtime stack: composes the constructs, creates nothing itself but outputs.
 
-Storage ─ table, bucket (+ access-log bucket)
+Storage ─ table (+ the KMS key of its secret variables), bucket (+ access-log bucket)
 Wakeups ─ FIFO queue + dead-letter queue ──────────────► worker (SQS event source)
 BlockingChildren ─ state machine (sends to the queue, puts into the table)
 Events ─ bus + dispatch rule ──► dispatch_events;  sweeper schedule ──► sweeper;
@@ -46,7 +46,8 @@ HANDLERS: tuple[HandlerSpec, ...] = (
         description="agent-runtime HTTP API",
         timeout_seconds=29,  # API Gateway HTTP integrations time out at 30 s
         memory="api",
-        access=_ADMISSION,
+        # File routes and presigned uploads; setting a secret variable encrypts it.
+        access=_ADMISSION | {Access.FILES, Access.UPLOADS, Access.ENCRYPT_SECRETS},
     ),
     HandlerSpec(
         name="worker",
@@ -54,8 +55,15 @@ HANDLERS: tuple[HandlerSpec, ...] = (
         description="agent-runtime worker: runs instances woken on the FIFO queue",
         timeout_seconds=settings.WORKER_TIMEOUT_SECONDS,
         memory="worker",
+        # Tools read and write files (children get copies) and read secret variables.
         access=_ADMISSION
-        | {Access.START_CHILDREN, Access.TASK_TOKENS, Access.MODEL_SECRET},
+        | {
+            Access.START_CHILDREN,
+            Access.TASK_TOKENS,
+            Access.MODEL_SECRET,
+            Access.FILES,
+            Access.DECRYPT_SECRETS,
+        },
         calls_models=True,
     ),
     HandlerSpec(
@@ -130,6 +138,7 @@ class AgentRuntimeStack(Stack):
                 state_machine=self.children.state_machine,
                 event_bus=self.events.bus,
                 model_secret=self.model_secret.secret,
+                secrets_key=self.storage.secrets_key,
             ),
             handlers=HANDLERS,
         )
@@ -171,6 +180,7 @@ class AgentRuntimeStack(Stack):
         )
         self._output("EventBusName", self.events.bus.event_bus_name, "Dispatch event bus")
         self._output("ModelSecretArn", self.model_secret.secret.secret_arn, "Model API key")
+        self._output("SecretsKeyArn", self.storage.secrets_key.key_arn, "KMS key of secret variables")
         self._output("DashboardName", self.dashboard.dashboard.dashboard_name, "CloudWatch dashboard")
 
     def add_websocket(self, spec: HandlerSpec = WEBSOCKET_HANDLER) -> WebSocketSurface:

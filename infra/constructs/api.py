@@ -22,9 +22,16 @@ from infra.config import StackConfig
 from infra.constructs.common import log_group
 from infra.nag import acknowledge, finding_resource
 
-GET, POST = apigwv2.HttpMethod.GET, apigwv2.HttpMethod.POST
+GET, POST, PUT, DELETE = (
+    apigwv2.HttpMethod.GET,
+    apigwv2.HttpMethod.POST,
+    apigwv2.HttpMethod.PUT,
+    apigwv2.HttpMethod.DELETE,
+)
 
-# Every route the HTTP handler serves; adding one is one line.
+# Every route the HTTP handler serves; adding one is one line. File bodies need no
+# binary media setting: an HTTP API (payload 2.0) hands the function any body that is not
+# text base64-encoded with ``isBase64Encoded``, and returns a reply so marked as bytes.
 HTTP_ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (POST, "/agents/{name}/{id}"),
     (GET, "/agents/{name}/{id}/submissions/{submission_id}"),
@@ -36,6 +43,15 @@ HTTP_ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (GET, "/agents/{name}/{id}/children/{ref}/submissions/{submission_id}"),
     (GET, "/agents/{name}/{id}/children/{ref}/sessions/{session}/messages"),
     (GET, "/agents/{name}/{id}/children/{ref}/events"),
+    (GET, "/agents/{name}/{id}/files"),
+    (PUT, "/agents/{name}/{id}/files/{path+}"),
+    (GET, "/agents/{name}/{id}/files/{path+}"),
+    (DELETE, "/agents/{name}/{id}/files/{path+}"),
+    (POST, "/agents/{name}/{id}/uploads"),
+    (POST, "/agents/{name}/{id}/uploads/{upload_id}/complete"),
+    (GET, "/agents/{name}/{id}/variables"),
+    (PUT, "/agents/{name}/{id}/variables/{variable}"),
+    (DELETE, "/agents/{name}/{id}/variables/{variable}"),
     (GET, "/openapi.json"),
     (GET, "/health"),
 )
@@ -70,6 +86,8 @@ class Api(Construct):
                 allow_methods=[
                     apigwv2.CorsHttpMethod.GET,
                     apigwv2.CorsHttpMethod.POST,
+                    apigwv2.CorsHttpMethod.PUT,
+                    apigwv2.CorsHttpMethod.DELETE,
                     apigwv2.CorsHttpMethod.OPTIONS,
                 ],
                 allow_headers=["authorization", "content-type", "idempotency-key"],

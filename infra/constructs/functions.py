@@ -21,6 +21,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -33,6 +34,7 @@ from agent_runtime import settings
 from infra import bundling
 from infra.config import StackConfig
 from infra.constructs.common import log_group
+from infra.constructs.storage import FILE_OBJECTS, UPLOADS_PREFIX
 from infra.nag import acknowledge, finding_resource
 
 SERVICE_NAME = settings.SERVICE_NAME
@@ -50,8 +52,22 @@ _TABLE_WRITE_ACTIONS = [
     "dynamodb:BatchWriteItem",
 ]
 # The actions a handler needs on blobs; `grant_read_write` would add wildcards
-# (``s3:GetObject*``, ``s3:List*``, ``s3:Abort*``) it does not use.
+# (``s3:GetObject*``, ``s3:List*``, ``s3:Abort*``) it does not use. They cover files too:
+# HeadObject and a presigned GET are s3:GetObject, a presigned PUT is s3:PutObject, and a
+# server-side CopyObject is s3:GetObject on the source and s3:PutObject on the target
+# (the objects carry no tags, so no s3:*ObjectTagging).
 _OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+_UPLOAD_OBJECTS = f"{UPLOADS_PREFIX}*"
+# A secret variable's encryption context is exactly {"instance": ..., "variable": ...}
+# (agent_runtime.variables.encryption_context): with no other keys (ForAllValues), and
+# with both present (Null: ForAllValues alone would also allow an empty context).
+_SECRET_CONTEXT = {
+    "ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["instance", "variable"]},
+    "Null": {
+        "kms:EncryptionContext:instance": "false",
+        "kms:EncryptionContext:variable": "false",
+    },
+}
 # Task-token calls identify the task by its token, not by an ARN: IAM supports no
 # resource for them, so AWS requires Resource "*".
 _TASK_TOKEN_ACTIONS = [
@@ -69,6 +85,10 @@ class Access(enum.Enum):
     PENDING_INDEX = "query the pending-work index"
     QUEUE_SEND = "send wake-ups"
     BLOBS = "get, put and delete objects in the bucket, list it"
+    FILES = "read, write, copy and delete instance files, presign their downloads"
+    UPLOADS = "presign uploads, complete them from their staging objects"
+    ENCRYPT_SECRETS = "encrypt secret variables"
+    DECRYPT_SECRETS = "decrypt secret variables"
     START_CHILDREN = "start blocking-child executions"
     TASK_TOKENS = "answer blocking-child task tokens"
     MODEL_SECRET = "read the model API key"
@@ -98,6 +118,7 @@ class RuntimeResources:
     state_machine: sfn.IStateMachine
     event_bus: events.IEventBus
     model_secret: secretsmanager.ISecret
+    secrets_key: kms.IKey
 
 
 class RuntimeFunctions(Construct):
@@ -164,8 +185,8 @@ class RuntimeFunctions(Construct):
         return [self.dependencies, self.model_dependencies]
 
     def environment(self, spec: HandlerSpec) -> dict[str, str]:
-        """What every handler is told (settings names, Powertools), plus the secret's ARN
-        for handlers that read it."""
+        """What every handler is told (settings names, Powertools), plus the model secret's
+        ARN for handlers that read it and the secret variables' key for those that use it."""
         res = self._resources
         env = {
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
@@ -180,6 +201,8 @@ class RuntimeFunctions(Construct):
         }
         if Access.MODEL_SECRET in spec.access:
             env[settings.ENV_MODEL_SECRET_ARN] = res.model_secret.secret_arn
+        if spec.access & {Access.ENCRYPT_SECRETS, Access.DECRYPT_SECRETS}:
+            env[settings.ENV_SECRETS_KEY] = res.secrets_key.key_arn
         return env
 
     def add(self, spec: HandlerSpec) -> lambda_.Function:
@@ -248,15 +271,17 @@ class RuntimeFunctions(Construct):
         if Access.BLOBS in access:
             objects = res.bucket.arn_for_objects("*")
             role.add_to_policy(iam.PolicyStatement(actions=_OBJECT_ACTIONS, resources=[objects]))
-            role.add_to_policy(
-                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[res.bucket.bucket_arn])
-            )
             acknowledge(
                 role,
                 f"IAM5[Resource::{finding_resource(self, objects)}]",
                 "Object keys are chosen at run time (per instance, per file); the grant is "
                 "limited to this one bucket's objects and to get, put and delete.",
             )
+        self._grant_files(role, access)
+        if Access.ENCRYPT_SECRETS in access:
+            role.add_to_policy(self._secrets_statement("kms:Encrypt"))
+        if Access.DECRYPT_SECRETS in access:
+            role.add_to_policy(self._secrets_statement("kms:Decrypt"))
         if Access.START_CHILDREN in access:
             res.state_machine.grant_start_execution(role)
         if Access.TASK_TOKENS in access:
@@ -270,3 +295,41 @@ class RuntimeFunctions(Construct):
             )
         if Access.MODEL_SECRET in access:
             res.model_secret.grant_read(role)
+
+    def _grant_files(self, role: iam.Role, access: frozenset[Access]) -> None:
+        """Files and uploads, by prefix. A handler with `Access.BLOBS` may reach every
+        object (spilled attributes live beside the files, under ``instances/``, and no
+        Allow can name "``instances/`` but not its ``files/``"), so it is denied the
+        prefixes it is not granted: only the handlers that hold FILES or UPLOADS touch
+        those objects."""
+        bucket = self._resources.bucket
+        granted = {Access.FILES: FILE_OBJECTS, Access.UPLOADS: _UPLOAD_OBJECTS}
+        allowed = [bucket.arn_for_objects(keys) for grant, keys in granted.items() if grant in access]
+        denied = [bucket.arn_for_objects(keys) for grant, keys in granted.items() if grant not in access]
+        if allowed:
+            role.add_to_policy(iam.PolicyStatement(actions=_OBJECT_ACTIONS, resources=allowed))
+            for objects in allowed:
+                acknowledge(
+                    role,
+                    f"IAM5[Resource::{finding_resource(self, objects)}]",
+                    "Object keys are random ids under the instance's prefix, made at run "
+                    "time; the grant is limited to this bucket's file (or upload staging) "
+                    "objects and to get, put and delete.",
+                )
+        if Access.BLOBS in access and denied:
+            role.add_to_policy(
+                iam.PolicyStatement(effect=iam.Effect.DENY, actions=_OBJECT_ACTIONS, resources=denied)
+            )
+        if access & {Access.BLOBS, Access.FILES, Access.UPLOADS}:
+            # Without ListBucket, S3 answers a missing key with 403 instead of 404, and the
+            # adapters tell "overwritten meanwhile" or "nothing uploaded yet" by the 404.
+            role.add_to_policy(
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+            )
+
+    def _secrets_statement(self, action: str) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            actions=[action],
+            resources=[self._resources.secrets_key.key_arn],
+            conditions=_SECRET_CONTEXT,
+        )

@@ -1,9 +1,18 @@
-"""Durable state: the instance table and the blob bucket (with its access-log bucket)."""
+"""Durable state: the instance table, the key of its secret variables, and the blob
+bucket (with its access-log bucket).
+
+The bucket's keys (see `agent_runtime.adapters.aws.s3_files` and ``dynamodb_items``)::
+
+    instances/{agent}/{id}/files/{object id}   instance files' bytes    FILE_OBJECTS
+    instances/{agent}/{id}/{name}/...          spilled attributes       (everything else)
+    uploads/{agent}/{id}/{upload id}           presigned uploads' staging objects
+"""
 
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -11,18 +20,29 @@ from agent_runtime import settings
 from infra.config import StackConfig
 from infra.constructs.common import removal_policy
 
-# Objects under this prefix are scratch space (upload staging): S3 removes them after a day.
+#: Instance files' objects, as an IAM resource pattern. Agent names and instance ids hold
+#: no "/", so the spilled attributes (``instances/{agent}/{id}/payloads/{hex}.json``,
+#: ``journal/``, ``errors/``, ``tools/``) do not match, even for an instance called "files".
+FILE_OBJECTS = "instances/*/*/files/*"
+#: Staging objects of presigned uploads. An upload is completed within an hour of its URL
+#: expiring (`agent_runtime.files.UPLOAD_COMPLETE_GRACE`), or never: S3 removes them after a day.
+UPLOADS_PREFIX = "uploads/"
+# Scratch space, expired after a day. The runtime writes nothing here today (upload staging
+# is under UPLOADS_PREFIX); the rule stays for scratch objects an application may put.
 TMP_PREFIX = "tmp/"
 
 
 class Storage(Construct):
-    """``table``: one row family per instance. ``bucket``: files, spilled payloads, uploads."""
+    """``table``: one row family per instance. ``secrets_key``: encrypts the table's secret
+    variables. ``bucket``: files, spilled payloads, uploads."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig) -> None:
         super().__init__(scope, construct_id)
         # With DESTROY, CloudFormation deletes the buckets only once they are empty.
         removal = removal_policy(config)
         prod = config.stage == "prod"
+        # The ledger is the source of truth: production never deletes it with the stack.
+        table_removal = RemovalPolicy.RETAIN if prod else removal
 
         self.table = dynamodb.Table(
             self,
@@ -39,8 +59,17 @@ class Storage(Construct):
                 point_in_time_recovery_enabled=True
             ),
             deletion_protection=prod,
-            # The ledger is the source of truth: production never deletes it with the stack.
-            removal_policy=RemovalPolicy.RETAIN if prod else removal,
+            removal_policy=table_removal,
+        )
+        # Secret variables are ciphertexts in the table, readable only with this key: it
+        # lives exactly as long as the table (a kept table with a deleted key would hold
+        # secrets nobody can read). Deleting it is scheduled, not immediate (30 days).
+        self.secrets_key = kms.Key(
+            self,
+            "SecretsKey",
+            description="agent-runtime: encrypts instances' secret variables (in the instance table)",
+            enable_key_rotation=True,
+            removal_policy=table_removal,
         )
         # Sparse, keys only: the META items of instances with unsettled work, by shard and
         # the time of their last progress (see agent_runtime.adapters.aws.dynamodb).
@@ -67,10 +96,12 @@ class Storage(Construct):
             removal_policy=removal,
         )
 
+        # Browsers PUT presigned uploads and may fetch presigned downloads (GET) from the
+        # configured origins only; without origins, no CORS (downloads by link still work).
         cors = (
             [
                 s3.CorsRule(
-                    allowed_methods=[s3.HttpMethods.PUT],
+                    allowed_methods=[s3.HttpMethods.PUT, s3.HttpMethods.GET],
                     allowed_origins=list(config.cors_origins),
                     allowed_headers=["content-type", "content-md5", "x-amz-*"],
                     exposed_headers=["etag"],
@@ -94,6 +125,9 @@ class Storage(Construct):
             server_access_logs_prefix="bucket/",
             cors=cors,
             lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-uploads", prefix=UPLOADS_PREFIX, expiration=Duration.days(1)
+                ),
                 s3.LifecycleRule(id="expire-tmp", prefix=TMP_PREFIX, expiration=Duration.days(1)),
                 s3.LifecycleRule(
                     id="abort-incomplete-uploads",

@@ -108,6 +108,9 @@ def test_prod_retains_data_and_allows_configured_origins(tmp_path: Path) -> None
     (table,) = of_type(resources, "AWS::DynamoDB::Table").values()
     assert table["DeletionPolicy"] == "Retain"
     assert table["Properties"]["DeletionProtectionEnabled"] is True
+    # The secret variables' key goes with the table: kept, never scheduled for deletion.
+    (key,) = of_type(resources, "AWS::KMS::Key").values()
+    assert key["DeletionPolicy"] == "Retain"
     for kind in ("AWS::S3::Bucket", "AWS::Logs::LogGroup"):
         assert {body["DeletionPolicy"] for body in of_type(resources, kind).values()} == {"Retain"}
 
@@ -118,11 +121,13 @@ def test_prod_retains_data_and_allows_configured_origins(tmp_path: Path) -> None
     )
     (rule,) = bucket["Properties"]["CorsConfiguration"]["CorsRules"]
     assert rule["AllowedOrigins"] == ["https://app.example.com"]
-    assert rule["AllowedMethods"] == ["PUT"]
+    # Presigned uploads (PUT) and downloads (GET) from the browser.
+    assert rule["AllowedMethods"] == ["PUT", "GET"]
     (http_api,) = of_type(resources, "AWS::ApiGatewayV2::Api").values()
-    assert http_api["Properties"]["CorsConfiguration"]["AllowOrigins"] == [
-        "https://app.example.com"
-    ]
+    cors = http_api["Properties"]["CorsConfiguration"]
+    assert cors["AllowOrigins"] == ["https://app.example.com"]
+    # The file and variable routes PUT and DELETE.
+    assert set(cors["AllowMethods"]) == {"GET", "POST", "PUT", "DELETE", "OPTIONS"}
 
     # An existing secret is used, not created; the worker gets its ARN.
     assert of_type(resources, "AWS::SecretsManager::Secret") == {}

@@ -68,10 +68,14 @@ def _logical_ids_in(value: Any) -> set[str]:
 
 
 def _touched(resources: Resources, role: str) -> tuple[set[str], set[str]]:
-    """(logical ids the role's statements name, actions granted on ``*``)."""
+    """(logical ids the role's statements allow, actions granted on ``*``). A Deny only
+    narrows what is allowed (test_files_and_secrets checks each)."""
     ids: set[str] = set()
     star_actions: set[str] = set()
     for statement in statements_of_role(resources, role):
+        if statement["Effect"] == "Deny":
+            assert "*" not in as_list(statement["Resource"])
+            continue
         assert statement["Effect"] == "Allow"
         for resource in as_list(statement["Resource"]):
             if resource == "*":
@@ -111,9 +115,10 @@ def test_worker_touches_only_its_resources(resources: Resources) -> None:
     )
     machine = next(iter(of_type(resources, "AWS::StepFunctions::StateMachine")))
     secret = next(iter(of_type(resources, "AWS::SecretsManager::Secret")))
+    key = next(iter(of_type(resources, "AWS::KMS::Key")))
     websocket = _id(resources, "AWS::ApiGatewayV2::Api", ProtocolType="WEBSOCKET")
     log_group = worker["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
-    assert ids == {table, queue, bucket, machine, secret, websocket, log_group}
+    assert ids == {table, queue, bucket, machine, secret, key, websocket, log_group}
     # The only "*": answering task tokens (IAM has no resource for them).
     assert star_actions == TASK_TOKEN_ACTIONS
 
