@@ -180,6 +180,7 @@ class PromptFrame(_Frame):
     )
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     session: str = Field(DEFAULT_SESSION, min_length=1, max_length=SESSION_MAX)
+    attachments: list[str] = Field([], max_length=20, description="Paths of the instance's files to attach.")
 
 
 class SubscribeFrame(_Frame):

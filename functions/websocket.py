@@ -212,7 +212,12 @@ async def _dispatch_frame(parsed: Any, subscription: Subscription, svc: Services
             # Before admission, so none of the run's events can pass the connection by.
             await svc.connections.subscribe(connection_id, session=parsed.session, now=rt.clock())
         admission = await rt.prompt(
-            instance.agent, instance.id, parsed.message, session=parsed.session, idempotency_key=parsed.request_id
+            instance.agent,
+            instance.id,
+            parsed.message,
+            session=parsed.session,
+            idempotency_key=parsed.request_id,
+            attachments=parsed.attachments,
         )
         submission = Submission.from_record(admission.record).model_dump(mode="json")
         await _reply(svc, connection_id, frame("accepted", request_id=parsed.request_id, submission=submission))

@@ -170,7 +170,7 @@ def test_mistakes_in_a_task_call_are_tool_errors(backend: Backend, serve: Callab
     assert served.record(ROOT, admitted.record.id).outcome is Outcome.completed
     assert "unknown subagent 'nobody' (available: policy_researcher)" in seen[0]
     assert "prompt" in seen[1] and "Field required" in seen[1]
-    assert "files" in seen[2] and "not available" in seen[2]
+    assert seen[2] == "no file /attachments/a.png to hand over"
     assert calls["researcher"] == 0, "no child started"
 
 

@@ -177,3 +177,54 @@ def test_a_secret_reaches_the_tool_and_nothing_else(
     events = asyncio.run(runtime.events_after(INST.agent, INST.id, after=0, limit=1000)).events
     custom = [e for e in events if e.type == "custom"]
     assert [(e.name, e.data) for e in custom] == [("crm_called", {"token_used": "[secret]", "inventory": "red shoes: 3"})]
+
+
+PDF = b"%PDF-1.4\n% a small document\n"
+
+
+def test_files_are_handed_to_a_child_and_on_dispatch_hands_images(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served]
+) -> None:
+    from agent_runtime.definition import define_agent_profile
+    from agent_runtime.loop.dispatch import DispatchContext
+
+    child_requests: list[ModelRequest] = []
+
+    def reader(request: ModelRequest) -> str:
+        child_requests.append(request)
+        files = request.messages[0].files
+        return "; ".join(f"{f.path} {f.media_type} {hashlib.sha256(request.files[f.path]).hexdigest()[:12]}" for f in files)
+
+    def coordinator(request: ModelRequest) -> str | ToolCall:
+        results = results_in(request)
+        if results:
+            return results[0].content
+        return ToolCall("task", {"agent": "reader", "prompt": "read these", "attachments": ["/in/receipt.png", "/in/terms.pdf"]}, id="t-1")
+
+    async def on_dispatch(ctx: DispatchContext) -> str:
+        out = await ctx.session.task("look", agent="reader", images=[PNG, "/in/terms.pdf"])
+        return out.text
+
+    profile = define_agent_profile(name="reader", description="Reads files.", model=FunctionModel(reader))
+    registry = Registry()
+    registry.add(INST.agent, create_agent(model=FunctionModel(coordinator), subagents=[profile]), on_dispatch=on_dispatch)
+    runtime = backend.runtime(registry)
+    served = serve(backend, runtime)
+    asyncio.run(runtime.put_file(INST.agent, INST.id, "/in/receipt.png", PNG, "image/png"))
+    asyncio.run(runtime.put_file(INST.agent, INST.id, "/in/terms.pdf", PDF, "application/pdf"))
+    png, pdf = hashlib.sha256(PNG).hexdigest(), hashlib.sha256(PDF).hexdigest()
+
+    record = run_prompt(runtime, served, "check the receipt")
+    assert record.result and record.result["text"] == f"/in/receipt.png image/png {png[:12]}; /in/terms.pdf application/pdf {pdf[:12]}"
+    (entry, _), = asyncio.run(runtime.list_children(INST.agent, INST.id))
+    copied = asyncio.run(runtime.read_file(entry.child.agent, entry.child.id, "/in/receipt.png"))
+    assert copied[0].sha256 == png and copied[1] == PNG, "the child has its own copy"
+
+    admitted = asyncio.run(runtime.dispatch(INST.agent, INST.id, {"go": True}))
+    served.until(served.settled(INST, admitted.record.id))
+    done = served.record(INST, admitted.record.id)
+    assert done.result and done.result["text"] == (
+        f"/attachments/{png[:16]}.png image/png {png[:12]}; /in/terms.pdf application/pdf {pdf[:12]}"
+    )
+    stored = json.dumps([s.model_dump(mode="json") for s in asyncio.run(runtime.stores.ledger.list_submissions(INST))])
+    assert "PNG" not in stored and "%PDF" not in stored, "bytes never enter the ledger"

@@ -196,3 +196,18 @@ def test_a_gone_connection_is_forgotten_when_posting_fails(socket: Socket) -> No
     socket.drain("echo", "one")
     assert run(socket.backend.connections.get("c1")) is None
     assert any(f["type"] == "result" for f in socket.frames("c2"))
+
+
+def test_a_prompt_frame_attaches_files_by_path(socket: Socket) -> None:
+    socket.connect("c1", agent="echo", id="files")
+    run(socket.runtime.put_file("echo", "files", "/attachments/a.png", b"\x89PNG\r\n\x1a\nxyz", "image/png"))
+    socket.send("c1", {"v": 1, "type": "prompt", "request_id": "r1", "message": "see", "attachments": ["/attachments/a.png"]})
+    socket.send("c1", {"v": 1, "type": "prompt", "request_id": "r2", "message": "see", "attachments": ["/attachments/b.png"]})
+    frames = socket.frames("c1")
+    accepted = [f for f in frames if f["type"] == "accepted"]
+    assert [f["request_id"] for f in accepted] == ["r1"]
+    error = frames[-1]
+    assert error["type"] == "error" and error["status"] == 404 and error["error"]["type"] == "file_not_found"
+    socket.drain("echo", "files")
+    history = run(socket.runtime.history("echo", "files", "default")).messages
+    assert [p.type for p in history[0].message.parts] == ["text", "file"]

@@ -91,9 +91,9 @@ class DispatchSession:
         `result` is the child's result schema for this call (its answer comes back as
         `.data`); `tools` extend (or, with ``tools_mode="replace"``, replace) its tools."""
         overrides = overrides_for(result, tools, tools_mode)
-        paths, pictures = _images(images)
+        _check_images(images)
         self._steps += 1
-        return await self._run.step(f"dispatch-{self._steps}", prompt, agent, result, overrides, paths, pictures)
+        return await self._run.step(f"dispatch-{self._steps}", prompt, agent, result, overrides, images or [])
 
 
 @dataclass(frozen=True)
@@ -221,8 +221,7 @@ class DispatchAttempt:
         agent: str,
         result: type[BaseModel] | None,
         overrides: dict[str, Any],
-        paths: list[str],
-        images: list[bytes],
+        images: list[str | bytes],
     ) -> TaskOutcome:
         """One `session.task`: its recorded result, or its child started and a wait."""
         spec = next((s for s in self.config.subagents if s.name == agent), None)
@@ -238,7 +237,7 @@ class DispatchAttempt:
         try:
             spec = dataclasses.replace(spec, blocking=True, resumable=None)
             link = await start_child(
-                self.child_runs, ctx, spec, prompt, call_id, overrides=overrides, attachments=paths, images=images
+                self.child_runs, ctx, spec, prompt, call_id, overrides=overrides, attachments=images
             )
         except ChildRefused as exc:
             raise TaskFailed(str(exc)) from None
@@ -258,13 +257,10 @@ class DispatchAttempt:
         return ending
 
 
-def _images(images: list[str | bytes] | None) -> tuple[list[str], list[bytes]]:
+def _check_images(images: list[str | bytes] | None) -> None:
     """`session.task(images=...)`: paths of the instance's files, or image bytes."""
-    if images is None:
-        return [], []
-    if not isinstance(images, list) or not all(isinstance(i, str | bytes) for i in images):
+    if images is not None and (not isinstance(images, list) or not all(isinstance(i, str | bytes) for i in images)):
         raise UserError("session.task(images=...) takes a list of file paths (str) or image bytes")
-    return [i for i in images if isinstance(i, str)], [i for i in images if isinstance(i, bytes)]
 
 
 def _outcome(part: ToolResultPart, result: type[BaseModel] | None) -> TaskOutcome:

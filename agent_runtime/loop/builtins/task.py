@@ -143,14 +143,13 @@ async def start_child(
     *,
     tool: str = TASK_TOOL,
     overrides: dict[str, Any] | None = None,
-    attachments: list[str] | None = None,
-    images: list[bytes] | None = None,
+    attachments: Sequence[str | bytes] | None = None,
 ) -> ChildLink:
     """Start `spec` as a new child of `ctx.record` for `call_id`: admit its submission (by
     receipt, so a call run again finds the same child), list it under the parent, start
-    it, and tell the parent's log. `attachments` (the parent's files) are copied into the
-    child's filesystem at the same paths and `images` (bytes) written there, all attached
-    to its first message. `task`, `subagent_create` and `on_dispatch`'s `session.task`
+    it, and tell the parent's log. `attachments` (paths of the parent's files, or image
+    bytes) are copied or written into the child's filesystem and attached, in order, to its
+    first message. `task`, `subagent_create` and `on_dispatch`'s `session.task`
     use it."""
     parent = ctx.record.ref
     agent = agent_name_of(spec.name)
@@ -163,7 +162,7 @@ async def start_child(
         child = child_instance(parent, agent, ctx.record.id, call_id)
     except InvalidInput as exc:
         raise ChildRefused(str(exc)) from None
-    handed = await hand_over(ctx, child, attachments or [], images or [])
+    handed = await hand_over(ctx, child, attachments or [])
     link, accepted_at = await _admit(ctx, _link(ctx, spec, child, call_id, tool), prompt, ancestors, overrides, handed)
     entry = ChildEntry(
         ref=link.ref,
@@ -197,18 +196,21 @@ def _link(ctx: CallContext, spec: Subagent, child: InstanceRef, call_id: str, to
     return ChildLink(parent.ref, parent.id, call_id, child, "", spec.blocking, parent.session, tool=tool, explicit=explicit)
 
 
-async def hand_over(ctx: CallContext, child: InstanceRef, paths: list[str], images: list[bytes]) -> list[dict[str, Any]]:
-    """Copy the parent's files `paths` into the child's filesystem (S3 server-side) and
-    write `images` there; their parts for the child's first message. Fenced by the
-    parent's attempt; a call run again copies the same bytes again, harmlessly."""
-    if len(paths) + len(images) > MAX_ATTACHMENTS:
+async def hand_over(ctx: CallContext, child: InstanceRef, items: Sequence[str | bytes]) -> list[dict[str, Any]]:
+    """Into the child's filesystem: each path of the parent's files copied (S3 server-side,
+    same path), each image (bytes) written under /attachments/; their parts, in order, for
+    the child's first message. Fenced by the parent's attempt; a call run again copies the
+    same bytes again, harmlessly."""
+    if len(items) > MAX_ATTACHMENTS:
         raise ChildRefused(f"at most {MAX_ATTACHMENTS} files may be handed to a subagent")
     parts = []
     try:
-        for path in paths:
-            info = await ctx.stores.files.copy(ctx.record.ref, path, child, path, now=ctx.clock(), fence=ctx.fence)
-            parts.append(file_part(info))
-        for data in images:
+        for item in items:
+            if isinstance(item, str):
+                info = await ctx.stores.files.copy(ctx.record.ref, item, child, item, now=ctx.clock(), fence=ctx.fence)
+                parts.append(file_part(info))
+                continue
+            data = item
             media_type = image_type(data)
             if media_type is None:
                 raise ChildRefused("images are PNG, JPEG, GIF or WebP bytes")
