@@ -1,4 +1,6 @@
-"""`support-assistant`: a support agent with two tools.
+"""`support-assistant`: a support agent with order lookup, ticket notes, the ticket's files
+(attach a screenshot or a PDF to a prompt; the file tools read and write notes) and a
+per-ticket variable, `CUSTOMER_TIER`, rendered into its instructions.
 
 Uses `anthropic/claude-haiku-4-5` when ANTHROPIC_API_KEY is set (or a key is
 configured for the deployed stack), and the offline `test/echo` model otherwise.
@@ -10,7 +12,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
-from agent_runtime import RouteRequest, ToolContext, ToolFailure, create_agent, tool
+from agent_runtime import RouteRequest, ToolContext, ToolFailure, Variable, create_agent, env, tool
 from agent_runtime.routing import RouteResponse
 from agent_runtime.settings import ENV_MODEL_SECRET_ARN
 
@@ -74,10 +76,15 @@ async def websocket(req: RouteRequest, call_next: Callable[[], Awaitable[RouteRe
 agent = create_agent(
     lambda ctx: dict(
         model=MODEL,
-        instructions=(
+        instructions=[
             f"You are the support assistant for ticket {ctx.id}. Look orders up before answering "
-            "questions about them, and note anything the next agent should know."
-        ),
+            "questions about them, and note anything the next agent should know. Files the "
+            "customer attached are in /attachments/; keep longer notes in /notes/.",
+            "The customer's tier:",
+            env("CUSTOMER_TIER"),
+        ],
+        variables=[Variable("CUSTOMER_TIER", default="standard", description="standard, gold or platinum")],
+        file_tools=True,
         tools=[lookup_order, add_ticket_note],
         max_turns=8,
     )

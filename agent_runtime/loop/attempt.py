@@ -116,6 +116,7 @@ class Attempt:
         link = link_of(record)
         self._parent_line = ParentNotices(child_runs, link, clock) if link and child_runs else None
         self.surroundings = Surroundings(stores, config, record.ref, self._emit)
+        self._values: dict[str, str] | None = None
         self.on_checkpoint = checkpoint
         self.abort_poll_seconds = abort_poll_seconds
         self.fence = Fence.of(record)
@@ -219,9 +220,10 @@ class Attempt:
     async def _call_model(self) -> Step:
         if self.journal.turn > self.config.max_turns:
             return self._finish(Finish.failed("max_turns", f"stopped after max_turns={self.config.max_turns}"))
-        values = await self.stores.variables.values(self.fence.instance) if self.config.uses_variables else None
+        if self.config.uses_variables and self._values is None:  # read once per attempt
+            self._values = await self.stores.variables.values(self.fence.instance)
         request = ModelRequest(
-            system=self.config.render_instructions(self.context, values),
+            system=self.config.render_instructions(self.context, self._values),
             messages=list(self.history),
             tools=self.router.specs(),
             tool_choice=self.router.tool_choice(),
