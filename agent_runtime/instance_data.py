@@ -116,16 +116,18 @@ class InstanceData(Parts):
                 details={"field": "attachments", "limit": MAX_ATTACHMENTS},
             )
         parts = [file_part(await self._stat(instance, path)) for path in paths]
-        for media_type, encoded in images:
+        decoded: list[tuple[str, bytes]] = []
+        for media_type, encoded in images:  # all checked before any is stored
             if media_type not in INLINE_IMAGE_TYPES:
                 raise InvalidInput(
                     f"inline images are {', '.join(INLINE_IMAGE_TYPES)}; got {media_type!r}",
                     details={"field": "images"},
                 )
             try:
-                data = base64.b64decode(encoded, validate=True)
+                decoded.append((media_type, base64.b64decode(encoded, validate=True)))
             except (binascii.Error, ValueError):
                 raise InvalidInput("an inline image is not valid base64", details={"field": "images"}) from None
+        for media_type, data in decoded:
             extension = mimetypes.guess_extension(media_type) or ""
             path = f"/attachments/{hashlib.sha256(data).hexdigest()[:16]}{extension}"
             info = await self.stores.files.write(instance, path, data, media_type=media_type_for(path, media_type), now=self.clock())
