@@ -5,6 +5,15 @@ The SDK client is built on first use, never at import, with the SDK's own retrie
 delta has already reached the caller (after that a retry would repeat text, so it raises
 `TransientModelError` and leaves the decision to the run's durable retry).
 
+Attached files (`FilePart`) become the API's own blocks at request time, from the bytes
+the runtime read for this request (`ModelRequest.files`): images (PNG, JPEG, GIF, WebP) an
+``image`` block, PDFs a ``document`` block, both base64; small UTF-8 text files (``text/*``,
+JSON, XML, YAML, ...) their text, between a header and a trailer naming the path. Anything
+else, a file whose bytes are missing, or one over the API's limits becomes a one-line text
+note naming the file and why the model does not see it, so the model knows it is there. The
+bytes are never logged: the SDK logs each request's body at DEBUG, so a filter on its logger
+writes file content there as its length.
+
 The API key comes from, in order: the ``api_key`` argument, ``ANTHROPIC_API_KEY``, or the
 secret named by ``AGENT_RUNTIME_MODEL_SECRET_ARN`` (an SSM parameter, written ``ssm:<name>``
 or as a parameter ARN, or a Secrets Manager secret), read once per process.
@@ -19,9 +28,11 @@ worker's Lambda ships the SDK (see `infra.bundling`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import gc
 import json
+import logging
 import os
 import random
 import sys
@@ -30,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from agent_runtime.errors import DefinitionError, ModelError, TransientModelError
 from agent_runtime.messages import (
+    FilePart,
     Message,
     Part,
     TextPart,
@@ -54,6 +66,8 @@ from agent_runtime.models.base import (
 if TYPE_CHECKING:
     import anthropic
     from anthropic.types import (
+        DocumentBlockParam,
+        ImageBlockParam,
         MessageParam,
         TextBlockParam,
         ThinkingBlockParam,
@@ -64,8 +78,15 @@ if TYPE_CHECKING:
     )
 
     _Block: TypeAlias = (
-        TextBlockParam | ThinkingBlockParam | ToolUseBlockParam | ToolResultBlockParam
+        TextBlockParam
+        | ThinkingBlockParam
+        | ToolUseBlockParam
+        | ToolResultBlockParam
+        | ImageBlockParam
+        | DocumentBlockParam
     )
+
+logger = logging.getLogger(__name__)
 
 SECRET_ENV = "AGENT_RUNTIME_MODEL_SECRET_ARN"
 
@@ -78,6 +99,26 @@ MAX_BACKOFF = 20.0
 # the stream began with 200 (unknown types count as 500).
 _ERROR_TYPE_STATUS = {"invalid_request_error": 400, "rate_limit_error": 429, "api_error": 500}
 _ERROR_TYPE_STATUS |= {"timeout_error": 504, "overloaded_error": 529}
+
+#: The API's cap on one image, measured on its base64 text (it answers 400 "image exceeds
+#: 5 MB maximum: ... bytes > 5242880 bytes"): an image of at most about 3.9 MB.
+MAX_IMAGE_BASE64_BYTES = 5 * 1024 * 1024
+#: The API refuses a request body over 32 MB (413 ``request_too_large``), the conversation,
+#: system prompt and tools included. PDFs have no cap of their own below it.
+MAX_REQUEST_BYTES = 32_000_000
+#: How much of a request its attached files may take (base64 or inlined text), leaving the
+#: rest for everything else. The newest attachments are served first; older ones that no
+#: longer fit become notes. A PDF over this on its own (about 18 MB) is never sent.
+MAX_FILE_BYTES_PER_REQUEST = MAX_REQUEST_BYTES * 3 // 4
+#: Text-like files up to this size are inlined as text; larger ones become a note.
+MAX_INLINE_TEXT_BYTES = 100_000
+
+ImageMediaType = Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+#: Not under ``text/`` but text all the same (so are ``+json``, ``+xml`` and ``+yaml`` types).
+_TEXT_MEDIA_TYPES = frozenset(
+    f"application/{name}"
+    for name in ("json", "x-ndjson", "xml", "yaml", "x-yaml", "toml", "javascript", "sql", "x-sh")
+)
 
 
 class AnthropicModel(Model):
@@ -131,8 +172,9 @@ class AnthropicModel(Model):
         import httpx2
         from anthropic import omit
 
+        _redact_request_logs()
         client = self._get_client()
-        messages = to_anthropic_messages(request.messages)
+        messages = to_anthropic_messages(request.messages, files=request.files)
         tools: list[ToolParam] = [_tool(spec) for spec in request.tools]
         temperature = request.settings.temperature
         attempt = 0
@@ -176,13 +218,22 @@ class AnthropicModel(Model):
         return max(base / 2 + random.uniform(0, base / 2), retry_after or 0.0)
 
 
-def to_anthropic_messages(messages: Sequence[Message]) -> list[MessageParam]:
+def to_anthropic_messages(
+    messages: Sequence[Message], *, files: Mapping[str, bytes] | None = None
+) -> list[MessageParam]:
     """Our history as Messages API turns: consecutive same-role messages merged, parts the
-    API cannot take back (empty text, thinking without a signature) left out, and tool
-    results placed first in their user turn as the API requires."""
+    API cannot take back (empty text, thinking without a signature) left out, tool results
+    placed first in their user turn as the API requires, and each `FilePart` made a block
+    from `files` (its bytes by path; see `_attachment`), in its place among the parts."""
+    attached = _attachments(messages, files or {})
     turns: list[tuple[Literal["user", "assistant"], list[_Block]]] = []
-    for message in messages:
-        blocks = [block for part in message.parts if (block := _block(part)) is not None]
+    for m, message in enumerate(messages):
+        blocks = [
+            block
+            for p, part in enumerate(message.parts)
+            if (block := attached.get((m, p)) if isinstance(part, FilePart) else _block(part))
+            is not None
+        ]
         if not blocks:
             continue
         if turns and turns[-1][0] == message.role:
@@ -218,6 +269,145 @@ def _block(part: Part) -> _Block | None:
             "is_error": is_error,
         }
     return None
+
+
+def _attachments(
+    messages: Sequence[Message], files: Mapping[str, bytes]
+) -> dict[tuple[int, int], _Block]:
+    """A block for every `FilePart`, by (message, part) index. The newest are decided first,
+    so when a request has no room left for all its files it is the older ones that the model
+    sees as notes (every request resends the history: a file attached twice is sent twice)."""
+    blocks: dict[tuple[int, int], _Block] = {}
+    room = MAX_FILE_BYTES_PER_REQUEST
+    for m in reversed(range(len(messages))):
+        message = messages[m]
+        for p in reversed(range(len(message.parts))):
+            part = message.parts[p]
+            if isinstance(part, FilePart):
+                block, cost = _attachment(part, files.get(part.path), room, message.role)
+                blocks[(m, p)] = block
+                room -= cost
+    return blocks
+
+
+def _attachment(
+    part: FilePart, data: bytes | None, room: int, role: Literal["user", "assistant"]
+) -> tuple[_Block, int]:
+    """The block the model sees for one attached file, and the request bytes it takes.
+
+    The media type comes from the file's metadata, but an image's bytes decide its type (the
+    API refuses an image whose bytes do not match the type it is sent as, and a refused
+    image would fail every later turn of the conversation too)."""
+    media_type = _media_type(part)
+    if role == "assistant":
+        return _note(part, "files in assistant turns are not sent"), 0
+    if data is None:
+        return _note(part, "its content could not be read for this request"), 0
+    if media_type.startswith("image/") and not _is_text(media_type):
+        actual = _image_type(data)
+        if actual is None:
+            if media_type in ("image/png", "image/jpeg", "image/gif", "image/webp"):
+                return _note(part, f"its content is not a valid {media_type} image"), 0
+            reason = f"the model reads PNG, JPEG, GIF and WebP images, not {media_type}"
+            return _note(part, reason), 0
+        encoded = _base64_size(len(data))
+        if encoded > MAX_IMAGE_BASE64_BYTES:
+            return _note(part, "it is over the API's limit of 5 MB per image (base64-encoded)"), 0
+        if encoded > room:
+            return _note(part, _NO_ROOM), 0
+        image: ImageBlockParam = {
+            "type": "image",
+            "source": {"type": "base64", "media_type": actual, "data": _b64(data)},
+        }
+        return image, encoded
+    if media_type == "application/pdf":
+        if b"%PDF-" not in data[:1024]:
+            return _note(part, "its content is not a valid PDF"), 0
+        encoded = _base64_size(len(data))
+        if encoded > MAX_FILE_BYTES_PER_REQUEST:
+            room_for_files = _human_size(MAX_FILE_BYTES_PER_REQUEST)
+            reason = f"it is too large to send ({room_for_files} of a request at most, base64)"
+            return _note(part, reason), 0
+        if encoded > room:
+            return _note(part, _NO_ROOM), 0
+        document: DocumentBlockParam = {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": _b64(data)},
+        }
+        if 1 <= len(part.path) <= 500:  # the API's bounds for a title
+            document["title"] = part.path
+        return document, encoded
+    if _is_text(media_type):
+        if len(data) > MAX_INLINE_TEXT_BYTES:
+            return _note(part, "text files over 100 kB are not inlined"), 0
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return _note(part, "its content is not UTF-8 text"), 0
+        if len(data) > room:
+            return _note(part, _NO_ROOM), 0
+        header = f"{_INLINE_PREFIX}{part.path} ({media_type}, {_human_size(len(data))})]"
+        return {"type": "text", "text": f"{header}\n{text}\n[end of file {part.path}]"}, len(data)
+    return _note(part, f"the model reads images, PDFs and text, not {media_type}"), 0
+
+
+_INLINE_PREFIX = "[file "
+_NO_ROOM = "the request has no room left for it after more recent attachments"
+
+
+def _note(part: FilePart, reason: str) -> TextBlockParam:
+    # Path, type, size and reason only: never anything of the content.
+    media_type = _media_type(part)
+    logger.info("file %s (%s) not shown to the model: %s", part.path, media_type, reason)
+    described = f"{part.path} ({media_type}, {_human_size(part.size)})"
+    return {
+        "type": "text",
+        "text": f"{_INLINE_PREFIX}{described} attached; not shown to the model: {reason}]",
+    }
+
+
+def _media_type(part: FilePart) -> str:
+    return part.media_type.split(";", 1)[0].strip().lower()
+
+
+def _is_text(media_type: str) -> bool:
+    return (
+        media_type.startswith("text/")
+        or media_type in _TEXT_MEDIA_TYPES
+        or media_type.endswith(("+json", "+xml", "+yaml"))
+    )
+
+
+def _image_type(data: bytes) -> ImageMediaType | None:
+    """The image type the bytes' signature names, among those the API reads."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _base64_size(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _human_size(size: int) -> str:
+    if size < 1000:
+        return f"{size} B"
+    value = size / 1000
+    for unit in ("kB", "MB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
 
 
 def _tool(spec: ToolSpec) -> ToolParam:
@@ -276,6 +466,36 @@ def _response(final: anthropic.types.Message) -> ModelResponse:
         stop_reason=final.stop_reason,
         model=final.model,
     )
+
+
+class _RedactFileContent(logging.Filter):
+    """The SDK logs each request's options at DEBUG, the JSON body included: with files
+    attached, that would write their bytes (as base64) and inlined text into the logs. This
+    filter writes them as their length instead, before any handler sees the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, Mapping) and "json_data" in record.args:
+            record.args = _redacted(record.args)
+        return True
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        if value.get("type") == "base64" and isinstance(data := value.get("data"), str):
+            return {**value, "data": f"<{len(data)} base64 characters>"}
+        text = value.get("text")
+        if isinstance(text, str) and text.startswith(_INLINE_PREFIX) and "\n" in text:
+            header = text.split("\n", 1)[0]
+            return {**value, "text": f"{header} <{len(text)} characters>"}
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
+
+
+@functools.cache
+def _redact_request_logs() -> None:
+    logging.getLogger("anthropic._base_client").addFilter(_RedactFileContent())
 
 
 def _import_sdk() -> None:

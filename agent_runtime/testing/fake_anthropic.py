@@ -21,12 +21,15 @@ input as ``input_json_delta`` chunks) / ``content_block_stop``, then ``message_d
 (stop_reason and usage) and ``message_stop``. Replies and errors are played from a script in
 order; every request is recorded (headers and JSON body) in `FakeAnthropic.requests`.
 Before the script is consulted the fake checks what the real API checks first
-(authentication, ``anthropic-version``, required fields, tool_use / tool_result pairing), so a
+(authentication, ``anthropic-version``, required fields, tool_use / tool_result pairing, the
+shape of base64 ``image`` and ``document`` blocks and their limits, the 32 MB body), so a
 caller that sends something the API would refuse fails here too.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import json
 import re
@@ -69,6 +72,20 @@ _ERROR_TYPES = {
     529: "overloaded_error",
 }
 _STATUS_OF_TYPE = {kind: status for status, kind in _ERROR_TYPES.items()}
+
+#: The API's limits: the whole body, and one image's base64 text.
+MAX_REQUEST_BYTES = 32_000_000
+MAX_IMAGE_BASE64_BYTES = 5 * 1024 * 1024
+_IMAGE_SIGNATURES = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),  # and "WEBP" at offset 8
+}
+_BLOCK_FIELDS = {
+    "image": {"type", "source", "cache_control"},
+    "document": {"type", "source", "cache_control", "citations", "context", "title"},
+}
 
 
 @dataclass(frozen=True)
@@ -236,6 +253,8 @@ class FakeAnthropic:
             number = next(self._ids)
         if method != "POST" or not path.endswith("/v1/messages"):
             return self._error(ApiError(404, message=f"Not found: {method} {path}"), number)
+        if len(body) > MAX_REQUEST_BYTES:
+            return self._error(ApiError(413, message="Request exceeds the maximum size"), number)
         if request.api_key is None:
             return self._error(ApiError(401, message="x-api-key header is required"), number)
         if self.api_key is not None and request.api_key != self.api_key:
@@ -408,6 +427,10 @@ def _invalid(body: Any) -> str | None:
                 return f"messages.{i}.content.{j}.text: text content blocks must be non-empty"
             if block["type"] == "thinking" and not block.get("signature"):
                 return f"messages.{i}.content.{j}.thinking.signature: Field required"
+            if block["type"] in _BLOCK_FIELDS and (
+                problem := _invalid_media(block, f"messages.{i}.content.{j}")
+            ):
+                return problem
         if turns and turns[-1][0] == role:
             turns[-1][1].extend(blocks)
         else:
@@ -427,6 +450,50 @@ def _invalid(body: Any) -> str | None:
         if results and any(b["type"] != "tool_result" for b in blocks[: len(results)]):
             return "tool_result blocks must come first in the user message content, before any other content"
         pending = []
+    return None
+
+
+def _invalid_media(block: dict[str, Any], where: str) -> str | None:
+    """Why the API would refuse an ``image`` or ``document`` block with a base64 source
+    (other sources are taken as they are)."""
+    kind = block["type"]
+    if extra := sorted(set(block) - _BLOCK_FIELDS[kind]):
+        return f"{where}.{kind}.{extra[0]}: Extra inputs are not permitted"
+    title = block.get("title")
+    if title is not None and not (isinstance(title, str) and 1 <= len(title) <= 500):
+        return f"{where}.{kind}.title: String should have between 1 and 500 characters"
+    source = block.get("source")
+    if not isinstance(source, dict) or "type" not in source:
+        return f"{where}.{kind}.source: Field required"
+    if source["type"] != "base64":
+        return None
+    media_type, data = source.get("media_type"), source.get("data")
+    allowed: dict[str, tuple[bytes, ...]] = (
+        _IMAGE_SIGNATURES if kind == "image" else {"application/pdf": (b"%PDF-",)}
+    )
+    signatures = allowed.get(media_type) if isinstance(media_type, str) else None
+    if signatures is None:
+        expected = " or ".join(map(repr, allowed))
+        return f"{where}.{kind}.source.base64.media_type: Input should be {expected}"
+    if not isinstance(data, str):
+        return f"{where}.{kind}.source.base64.data: Field required"
+    if kind == "image" and len(data) > MAX_IMAGE_BASE64_BYTES:
+        return (
+            f"{where}.image.source.base64: image exceeds 5 MB maximum: "
+            f"{len(data)} bytes > {MAX_IMAGE_BASE64_BYTES} bytes"
+        )
+    try:
+        content = base64.b64decode(data, validate=True)
+    except binascii.Error:
+        return f"{where}.{kind}.source.base64.data: invalid base64 data"
+    if kind == "document":  # readers take a PDF header anywhere in the first 1024 bytes
+        matches = b"%PDF-" in content[:1024]
+    else:
+        matches = content.startswith(signatures) and (
+            media_type != "image/webp" or content[8:12] == b"WEBP"
+        )
+    if not matches:
+        return f"{where}.{kind}.source.base64.data: the data is not {media_type}"
     return None
 
 
