@@ -22,7 +22,7 @@ import contextlib
 import json
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -35,6 +35,7 @@ from agent_runtime import client as sdk
 from agent_runtime.adapters.aws.bootstrap import run
 from agent_runtime.client import AgentClient, AsyncAgentClient
 from agent_runtime.definition import create_agent
+from agent_runtime.dev.apigw_events import is_text_content
 from agent_runtime.events import SubmissionQueued, TextDelta
 from agent_runtime.registry import Registry
 from agent_runtime.routing import RouteRequest, RouteResponse
@@ -67,20 +68,38 @@ def registry() -> Registry:
     return agents
 
 
+def event_body(request: httpx.Request) -> str | bytes | None:
+    """The body as API Gateway hands it over: text for textual media types, else bytes
+    (which the event carries base64-encoded)."""
+    if not request.content:
+        return None
+    if is_text_content(request.headers.get("content-type")):
+        with contextlib.suppress(UnicodeDecodeError):
+            return request.content.decode()
+    return request.content
+
+
 @dataclass
 class Api:
-    """The HTTP handler as an httpx transport; `requests` keeps what reached it."""
+    """The HTTP handler as an httpx transport; `requests` keeps what reached it. A request
+    to another host (a presigned S3 URL) goes to `elsewhere` and is kept in `external`."""
 
     worker: BackgroundWorker
     requests: list[httpx.Request] = field(default_factory=list)
     # The handler runs its coroutines on one event loop, which one thread at a time may drive.
     lock: threading.Lock = field(default_factory=threading.Lock)
+    elsewhere: Callable[[httpx.Request], httpx.Response] | None = None
+    external: list[httpx.Request] = field(default_factory=list)
 
     def forward(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host != httpx.URL(BASE_URL).host:
+            assert self.elsewhere is not None, f"no server for {request.url}"
+            self.external.append(request)
+            return self.elsewhere(request)
         self.requests.append(request)
         path = request.url.raw_path.decode()
         headers = {k: v for k, v in request.headers.items() if k not in ("content-length", "host")}
-        body = request.content.decode() if request.content else None
+        body = event_body(request)
         with self.lock:
             reply = http_api.handler(http_event(request.method, path, body, headers), cast(Any, LambdaContext()))
         content = base64.b64decode(reply["body"]) if reply.get("isBase64Encoded") else reply["body"].encode()

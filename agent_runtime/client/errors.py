@@ -6,6 +6,7 @@ The tree is drawn in the package's docstring (`agent_runtime.client`).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -34,12 +35,17 @@ class PayloadTooLarge(InvalidRequest):
     """Over a documented size limit (413)."""
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """A file's media type is malformed or not accepted for files (415)."""
+
+
 class Unauthorized(AgentClientError):
     """The agent's hook refused the credentials (401 or 403)."""
 
 
 class NotFound(AgentClientError):
-    """No such agent (or one not exposed on this surface), or no such submission (404)."""
+    """No such agent (or one not exposed on this surface), submission, file or set
+    variable (404)."""
 
 
 class Conflict(AgentClientError):
@@ -62,9 +68,15 @@ _BY_TYPE: dict[str, type[AgentClientError]] = {
     "invalid_json": InvalidRequest,
     "invalid_request": InvalidRequest,
     "payload_too_large": PayloadTooLarge,
+    "file_too_large": PayloadTooLarge,
+    "files_quota_exceeded": PayloadTooLarge,
+    "unsupported_media_type": UnsupportedMediaType,
     "not_found": NotFound,
     "agent_not_found": NotFound,
     "submission_not_found": NotFound,
+    "child_not_found": NotFound,
+    "file_not_found": NotFound,
+    "variable_not_set": NotFound,
     "conflict": Conflict,
 }
 _BY_STATUS: dict[int, type[AgentClientError]] = {
@@ -74,6 +86,7 @@ _BY_STATUS: dict[int, type[AgentClientError]] = {
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,
+    415: UnsupportedMediaType,
     429: RateLimited,
 }
 
@@ -105,6 +118,20 @@ def error_from_reply(status: int, body: bytes | str) -> AgentClientError:
     return error_for(status, fallback, json.dumps(data)[:500])
 
 
+_S3_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+_S3_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
+
+
+def error_from_storage(status: int, body: bytes) -> AgentClientError:
+    """An error from S3 answering a presigned URL: its XML ``<Code>`` is the type (an
+    expired URL is a 403 ``AccessDenied``, a body of another size ``SignatureDoesNotMatch``)."""
+    code, message = _S3_CODE.search(body), _S3_MESSAGE.search(body)
+    if code is None:
+        return error_from_reply(status, body)
+    text = message.group(1).decode(errors="replace") if message else code.group(1).decode(errors="replace")
+    return error_for(status, code.group(1).decode(errors="replace"), f"S3: {text}")
+
+
 __all__ = [
     "AgentClientError",
     "Conflict",
@@ -115,6 +142,8 @@ __all__ = [
     "RateLimited",
     "ServerError",
     "Unauthorized",
+    "UnsupportedMediaType",
     "error_for",
     "error_from_reply",
+    "error_from_storage",
 ]

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import IO, Any
 from urllib.parse import urlencode
 
 import httpx
 
 from agent_runtime.client.calls import (
+    Flow,
     T,
     _abort,
     _Call,
+    _delete_file,
+    _delete_variable,
     _dispatch,
     _events,
+    _get_file,
     _headers,
     _history,
+    _list_files,
     _next_delay,
     _prompt,
+    _put_file,
+    _set_variable,
+    _size_of,
     _submission,
+    _upload_file,
+    _variables,
 )
 from agent_runtime.client.connection import Connection
 from agent_runtime.protocol import (
@@ -35,10 +46,13 @@ from agent_runtime.protocol import (
     PromptResponse,
     Submission,
 )
+from agent_runtime.protocol_files import FilesPage, FileView, VariablesList, VariableView
 
 ENV_WS_URL = "AGENT_RUNTIME_WS_URL"
 #: API Gateway gives an integration 30 s: a request waiting 25 s is answered by then.
 DEFAULT_TIMEOUT = httpx.Timeout(35.0, connect=5.0)
+#: How much of a file the async client reads at a time when it uploads one.
+UPLOAD_CHUNK_BYTES = 1024 * 1024
 
 
 # --- the synchronous client -----------------------------------------------------------------
@@ -76,10 +90,15 @@ class AgentClient:
         self._http.close()
 
     def _send(self, call: _Call[T]) -> T:
-        response = self._http.request(
-            call.method, call.path, params=call.params, json=call.body, headers=call.headers, timeout=call.timeout(self._timeout)
-        )
-        return call.result(response)
+        return call.result(self._http.send(call.request(self._http, self._timeout)))
+
+    def _run(self, flow: Flow[T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(self._send(call))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     def prompt(
         self,
@@ -90,6 +109,8 @@ class AgentClient:
         session: str = DEFAULT_SESSION,
         wait: float = MAX_WAIT_SECONDS,
         idempotency_key: str | None = None,
+        attachments: Sequence[str] = (),
+        images: Sequence[tuple[str, bytes]] = (),
     ) -> PromptResponse:
         """Prompt an instance and wait up to `wait` seconds (at most 25) for the answer.
 
@@ -97,8 +118,13 @@ class AgentClient:
         outcome is ``completed`` (else ``submission.error``). Otherwise only `submission`:
         follow it with `wait`. The same `idempotency_key` and message return the first
         submission, so a retry after a network failure is safe.
+
+        `attachments` are paths of the instance's files (``put_file`` them first);
+        `images` are small ``(media_type, bytes)`` images sent inline (PNG, JPEG, GIF or
+        WebP), which the runtime stores under ``/attachments/`` first. At most 20 in all,
+        and the request's JSON (the images in base64) at most 1 MiB.
         """
-        return self._send(_prompt(name, id, message, session, wait, idempotency_key))
+        return self._send(_prompt(name, id, message, session, wait, idempotency_key, attachments, images))
 
     def dispatch(
         self, name: str, id: str, input: Any, *, session: str = DEFAULT_SESSION, dispatch_id: str | None = None
@@ -148,6 +174,64 @@ class AgentClient:
         """Ask the running submission to stop (and the queued ones, with `queued`)."""
         return self._send(_abort(name, id, queued))
 
+    # --- files and variables -----------------------------------------------------------
+
+    def put_file(self, name: str, id: str, path: str, data: bytes, *, media_type: str | None = None) -> FileView:
+        """Write the instance's file at `path` (``/attachments/a.png``); replaces one there.
+
+        Without `media_type` the API guesses it from the path's extension. Over
+        `FILE_BODY_MAX_BYTES` (the most an API request carries) this is `upload_file`.
+        """
+        return self._run(_put_file(name, id, path, data, media_type))
+
+    def upload_file(
+        self, name: str, id: str, path: str, data: bytes | IO[bytes], *, media_type: str | None = None
+    ) -> FileView:
+        """Write a file of any size (up to 100 MB) straight to S3 with a presigned upload.
+
+        `data` is bytes, or a binary file sent from where it stands to its end, in
+        chunks. The S3 request carries none of this client's headers (not its token).
+        Without `media_type` it is guessed from the path as the API guesses it.
+        """
+        return self._run(_upload_file(name, id, path, data, _size_of(data), media_type))
+
+    def get_file(self, name: str, id: str, path: str) -> bytes:
+        """The file's bytes; a big file comes from the presigned S3 URL the API redirects
+        to, requested without this client's token."""
+        return self._run(_get_file(name, id, path))
+
+    def list_files(
+        self, name: str, id: str, prefix: str = "/", *, after: str | None = None, limit: int = 100
+    ) -> FilesPage:
+        """One page of the files under `prefix`, in path order; pass `next` as `after`."""
+        return self._send(_list_files(name, id, prefix, after, limit))
+
+    def iter_files(self, name: str, id: str, prefix: str = "/", *, limit: int = 100) -> Iterator[FileView]:
+        """Every file under `prefix`, in path order, reading `limit` per request."""
+        after: str | None = None
+        while True:
+            page = self.list_files(name, id, prefix, after=after, limit=limit)
+            yield from page.files
+            if page.next is None:
+                return
+            after = page.next
+
+    def delete_file(self, name: str, id: str, path: str) -> None:
+        """Delete the file; `NotFound` (``file_not_found``) when there is none."""
+        self._send(_delete_file(name, id, path))
+
+    def variables(self, name: str, id: str) -> VariablesList:
+        """Every variable the agent declares, set or not; a secret's value is never sent."""
+        return self._send(_variables(name, id))
+
+    def set_variable(self, name: str, id: str, variable: str, value: str) -> VariableView:
+        """Set a declared variable (a secret is stored encrypted and never shown again)."""
+        return self._send(_set_variable(name, id, variable, value))
+
+    def delete_variable(self, name: str, id: str, variable: str) -> None:
+        """Unset a variable; `NotFound` (``variable_not_set``) when it was not set."""
+        self._send(_delete_variable(name, id, variable))
+
 
 # --- the asynchronous client ----------------------------------------------------------------
 
@@ -182,10 +266,17 @@ class AsyncAgentClient:
         await self._http.aclose()
 
     async def _send(self, call: _Call[T]) -> T:
-        response = await self._http.request(
-            call.method, call.path, params=call.params, json=call.body, headers=call.headers, timeout=call.timeout(self._timeout)
-        )
-        return call.result(response)
+        if call.content is not None and hasattr(call.content, "read"):  # a file: read off the loop
+            call = dataclasses.replace(call, content=_chunks(call.content))  # type: ignore[arg-type]
+        return call.result(await self._http.send(call.request(self._http, self._timeout)))
+
+    async def _run(self, flow: Flow[T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(await self._send(call))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     async def prompt(
         self,
@@ -196,9 +287,11 @@ class AsyncAgentClient:
         session: str = DEFAULT_SESSION,
         wait: float = MAX_WAIT_SECONDS,
         idempotency_key: str | None = None,
+        attachments: Sequence[str] = (),
+        images: Sequence[tuple[str, bytes]] = (),
     ) -> PromptResponse:
         """See `AgentClient.prompt`."""
-        return await self._send(_prompt(name, id, message, session, wait, idempotency_key))
+        return await self._send(_prompt(name, id, message, session, wait, idempotency_key, attachments, images))
 
     async def dispatch(
         self, name: str, id: str, input: Any, *, session: str = DEFAULT_SESSION, dispatch_id: str | None = None
@@ -248,6 +341,55 @@ class AsyncAgentClient:
         """See `AgentClient.abort`."""
         return await self._send(_abort(name, id, queued))
 
+    # --- files and variables -----------------------------------------------------------
+
+    async def put_file(self, name: str, id: str, path: str, data: bytes, *, media_type: str | None = None) -> FileView:
+        """See `AgentClient.put_file`."""
+        return await self._run(_put_file(name, id, path, data, media_type))
+
+    async def upload_file(
+        self, name: str, id: str, path: str, data: bytes | IO[bytes], *, media_type: str | None = None
+    ) -> FileView:
+        """See `AgentClient.upload_file`."""
+        return await self._run(_upload_file(name, id, path, data, _size_of(data), media_type))
+
+    async def get_file(self, name: str, id: str, path: str) -> bytes:
+        """See `AgentClient.get_file`."""
+        return await self._run(_get_file(name, id, path))
+
+    async def list_files(
+        self, name: str, id: str, prefix: str = "/", *, after: str | None = None, limit: int = 100
+    ) -> FilesPage:
+        """See `AgentClient.list_files`."""
+        return await self._send(_list_files(name, id, prefix, after, limit))
+
+    async def iter_files(self, name: str, id: str, prefix: str = "/", *, limit: int = 100) -> AsyncIterator[FileView]:
+        """See `AgentClient.iter_files`."""
+        after: str | None = None
+        while True:
+            page = await self.list_files(name, id, prefix, after=after, limit=limit)
+            for file in page.files:
+                yield file
+            if page.next is None:
+                return
+            after = page.next
+
+    async def delete_file(self, name: str, id: str, path: str) -> None:
+        """See `AgentClient.delete_file`."""
+        await self._send(_delete_file(name, id, path))
+
+    async def variables(self, name: str, id: str) -> VariablesList:
+        """See `AgentClient.variables`."""
+        return await self._send(_variables(name, id))
+
+    async def set_variable(self, name: str, id: str, variable: str, value: str) -> VariableView:
+        """See `AgentClient.set_variable`."""
+        return await self._send(_set_variable(name, id, variable, value))
+
+    async def delete_variable(self, name: str, id: str, variable: str) -> None:
+        """See `AgentClient.delete_variable`."""
+        await self._send(_delete_variable(name, id, variable))
+
     def connect(
         self,
         name: str,
@@ -283,4 +425,9 @@ class AsyncAgentClient:
         )
 
 
-__all__ = ["DEFAULT_TIMEOUT", "ENV_WS_URL", "AgentClient", "AsyncAgentClient"]
+async def _chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
+    while chunk := await asyncio.to_thread(file.read, UPLOAD_CHUNK_BYTES):
+        yield chunk
+
+
+__all__ = ["DEFAULT_TIMEOUT", "ENV_WS_URL", "UPLOAD_CHUNK_BYTES", "AgentClient", "AsyncAgentClient"]
