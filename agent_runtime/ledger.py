@@ -54,6 +54,23 @@ class Phase(StrEnum):
     committed = "committed"
 
 
+class SessionState(BaseModel):
+    """What a session carries from one submission to the next: the agent that owns it
+    after a handoff (None: the instance's own agent), the speaking side of a two-sided
+    agent, its context variables (`ctx.context`, JSON), and a status a two-sided agent's
+    status tool set. Kept per session (`Sessions`), and in the journal while a submission
+    runs, so a new attempt resumes with the same owner, side and context."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str | None = None
+    side: Literal["a", "b"] | None = None
+    context: dict[str, Any] = {}  # copied per instance (see `models.base.ModelRequest`)
+    status: str | None = None
+    #: Turns taken by the sides of a two-sided session.
+    exchanges: int = 0
+
+
 class Journal(BaseModel):
     """How far the submission got; rewritten (never appended) at each checkpoint."""
 
@@ -70,6 +87,8 @@ class Journal(BaseModel):
     #: turn is running: the next attempt may run the turn's unrecorded calls, after it
     #: clears the flag in a checkpoint of its own (a crash after that is a crash).
     handed_back: bool = False
+    #: The session's state as this submission has it (None until it is first read).
+    session_state: SessionState | None = None
 
 
 class SubmissionRecord(BaseModel):

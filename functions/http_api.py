@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import urllib.parse
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -337,11 +336,10 @@ _FILES = "/agents/<name>/<id>/files"
 
 
 def _file_path(name: str, id: str) -> str:
-    """The file's path: what follows ``/files`` in the request's path (API Gateway's
-    greedy ``{path+}``), percent-decoded; `validate_path` checks it before any use."""
-    raw = app.current_event.path
-    prefix = f"/agents/{name}/{id}/files"
-    return urllib.parse.unquote(raw.split("/files", 1)[1] if not raw.startswith(prefix) else raw[len(prefix) :])
+    """The file's path: what follows ``/agents/{name}/{id}/files`` in the request's path
+    (API Gateway's greedy ``{path+}``; HTTP APIs hand the path over percent-decoded, so it
+    is not decoded again). `validate_path` checks it before any use."""
+    return app.current_event.path[len(f"/agents/{name}/{id}/files") :]
 
 
 @app.put(

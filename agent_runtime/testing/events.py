@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 ACCOUNT_ID = "123456789012"
 API_ID = "local"
@@ -67,7 +67,7 @@ def http_event(
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
-        "rawPath": split.path,
+        "rawPath": unquote(split.path),  # HTTP APIs decode the path
         "rawQueryString": urlencode(pairs),
         "headers": header_map,
         "requestContext": {
@@ -77,7 +77,7 @@ def http_event(
             "domainPrefix": API_ID,
             "http": {
                 "method": method.upper(),
-                "path": split.path,
+                "path": unquote(split.path),
                 "protocol": "HTTP/1.1",
                 "sourceIp": header_map["x-forwarded-for"].split(",")[0].strip(),
                 "userAgent": header_map["user-agent"],
