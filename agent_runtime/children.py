@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,9 +89,16 @@ class ChildLink:
         )
 
 
+def snake_case(name: str) -> str:
+    """``PlannerAgent`` -> ``planner_agent``, ``HTTPServer`` -> ``http_server``; snake stays."""
+    name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    return re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", name).lower()
+
+
 def agent_name_of(profile_name: str) -> str:
-    """The agent name a profile's children run under: ``policy_researcher`` -> ``policy-researcher``."""
-    return profile_name.replace("_", "-")
+    """The agent name a profile's children run under: ``policy_researcher`` ->
+    ``policy-researcher``, ``RiskAnalystAgent`` -> ``risk-analyst-agent``."""
+    return snake_case(profile_name).replace("_", "-")
 
 
 def child_ref(parent_submission_id: str, call_id: str) -> str:
@@ -195,6 +203,7 @@ __all__ = [
     "link_from_reason",
     "link_of",
     "outcome_of",
+    "snake_case",
     "task_payload",
     "wait_reason",
 ]

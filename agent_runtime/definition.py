@@ -30,7 +30,7 @@ from agent_runtime.variables import render_instructions as render_env
 RESERVED_TOOL_NAMES = frozenset({"task", "final_result", "subagent_create", "subagent_message"})
 RESERVED_TOOL_PREFIXES = ("transfer_to_",)
 PROBE_ID = "definition-check"
-_PROFILE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+_PROFILE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 #: A str, a list of str and `env("NAME")` parts (joined by blank lines), or a callable.
 Instructions = str | Sequence[str | EnvRef] | Callable[["AgentContext"], str]
@@ -77,6 +77,15 @@ class AgentProfile:
     model_settings: ModelSettings | None = None
     variables: tuple[Declared, ...] = ()
     file_tools: tuple[str, ...] = ()
+    #: What the model of an agent that may hand over to this one reads about it.
+    handoff_description: str | None = None
+    #: Profiles (or functions returning one, for cycles) this one may hand the session to.
+    handoffs: tuple[HandoffTarget, ...] = ()
+
+
+#: A handoff target: a profile, or a function of no arguments returning one (resolved
+#: when first needed, so two agents may hand over to each other).
+HandoffTarget = Any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +161,9 @@ class AgentConfig:
     variables: tuple[Declared, ...] = ()
     #: The built-in file tools offered (`file_tools=True`: all of `FILE_TOOLS`).
     file_tools: tuple[str, ...] = ()
+    #: Who this agent may hand the session to (`transfer_to_<snake name>` tools).
+    handoffs: tuple[HandoffTarget, ...] = ()
+    handoff_description: str | None = None
 
     @property
     def model_name(self) -> str:
@@ -218,6 +230,21 @@ def _check_file_tools(value: Any, field_name: str) -> tuple[str, ...]:
     if isinstance(value, Sequence) and not isinstance(value, str) and all(v in FILE_TOOLS for v in value):
         return tuple(dict.fromkeys(value))
     raise DefinitionError(field_name, f"expected True or a list of {', '.join(FILE_TOOLS)}")
+
+
+def _check_handoffs(value: Any, field_name: str) -> tuple[HandoffTarget, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise DefinitionError(field_name, "expected a list of profiles (or functions returning one)")
+    for item in value:
+        if not isinstance(item, AgentProfile) and not (callable(item) and not isinstance(item, type)):
+            raise DefinitionError(field_name, f"{item!r} is not a profile from define_agent_profile(...) or a function returning one")
+    named = [p.name for p in value if isinstance(p, AgentProfile)]
+    duplicates = sorted({n for n in named if named.count(n) > 1})
+    if duplicates:
+        raise DefinitionError(field_name, f"duplicate handoff name(s): {', '.join(duplicates)}")
+    return tuple(value)
 
 
 def _check_variables(value: Any, instructions: Any) -> tuple[Declared, ...]:
@@ -330,6 +357,8 @@ def define_agent_profile(
     model_settings: ModelSettings | Mapping[str, Any] | None = None,
     variables: Sequence[Declared] | None = None,
     file_tools: bool | Sequence[str] = False,
+    handoff_description: str | None = None,
+    handoffs: Sequence[HandoffTarget] | None = None,
 ) -> AgentProfile:
     """Define a profile: a subagent, or a base that agents override field by field."""
     if not isinstance(name, str) or not _PROFILE_NAME.match(name):
@@ -349,6 +378,8 @@ def define_agent_profile(
         model_settings=_check_settings(model_settings, "model_settings"),
         variables=_check_variables(variables, instructions),
         file_tools=_check_file_tools(file_tools, "file_tools"),
+        handoff_description=_check_text(handoff_description, "handoff_description"),
+        handoffs=_check_handoffs(handoffs, "handoffs"),
     )
 
 
@@ -390,6 +421,8 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         model_settings=_check_settings(merged.get("model_settings"), "model_settings") or ModelSettings(),
         variables=_check_variables(merged.get("variables"), merged.get("instructions")),
         file_tools=file_tools,
+        handoffs=_check_handoffs(merged.get("handoffs"), "handoffs"),
+        handoff_description=_check_text(merged.get("handoff_description"), "handoff_description"),
     )
 
 

@@ -155,6 +155,15 @@ class ErrorEvent(_Event):
     retrying: bool
 
 
+class Handoff(_Event):
+    """The session moved from one agent to another (``from_agent`` null: the instance's own)."""
+
+    type: Literal["handoff"] = "handoff"
+    call_id: str
+    from_agent: str | None
+    to_agent: str
+
+
 class Custom(_Event):
     """An event the application's code emitted (`ctx.emit(name, data)` in a tool or a
     dispatch handler): ``name`` is its own, ``data`` any JSON value (at most
@@ -182,6 +191,7 @@ Event = Annotated[
     | SubmissionSettled
     | Idle
     | ErrorEvent
+    | Handoff
     | Custom,
     Field(discriminator="type"),
 ]
@@ -203,6 +213,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "submission_settled",
     "idle",
     "error",
+    "handoff",
     "custom",
 )
 

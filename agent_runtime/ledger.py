@@ -87,8 +87,10 @@ class Journal(BaseModel):
     #: turn is running: the next attempt may run the turn's unrecorded calls, after it
     #: clears the flag in a checkpoint of its own (a crash after that is a crash).
     handed_back: bool = False
-    #: The session's state as this submission has it (None until it is first read).
+    #: The session's state as this submission has it (None until it is first read), and
+    #: whether the submission changed it (then it is stored before the submission settles).
     session_state: SessionState | None = None
+    session_changed: bool = False
 
 
 class SubmissionRecord(BaseModel):

@@ -6,6 +6,7 @@
     ToolResults   per-call results of a turn              History      session messages, paged
     KV            the instance's key-value store          WakeUps      "instance X has work"
     Files         the instance's filesystem (files.py)    Variables    variables, secrets (variables.py)
+    Sessions      each session's owner, side, context
     Children      blocking children's driver
     BlobStore     big attributes                          EventLog, Connections, Poster: events
 """
@@ -22,7 +23,16 @@ from agent_runtime.errors import InvalidInput
 from agent_runtime.events import Event
 from agent_runtime.files import Files
 from agent_runtime.ids import InstanceRef
-from agent_runtime.ledger import Admission, Claim, Draft, Fence, Journal, Outcome, SubmissionRecord
+from agent_runtime.ledger import (
+    Admission,
+    Claim,
+    Draft,
+    Fence,
+    Journal,
+    Outcome,
+    SessionState,
+    SubmissionRecord,
+)
 from agent_runtime.messages import Message, ToolResultPart
 from agent_runtime.variables import Variables
 
@@ -245,6 +255,20 @@ class Children(Protocol):
         ...
 
 
+class Sessions(Protocol):
+    """Each session's `SessionState`: the agent that owns it after a handoff, a two-sided
+    agent's speaking side, its context variables. Written by the attempt that changed it,
+    before its submission settles."""
+
+    async def get(self, instance: InstanceRef, session: str) -> SessionState:
+        """The session's state (the default state for a session never written)."""
+        ...
+
+    async def put(self, fence: Fence, state: SessionState, *, now: float) -> None:
+        """Fenced, abort not honoured: `fence.session`'s state becomes `state`."""
+        ...
+
+
 @dataclass(frozen=True)
 class ChildEntry:
     """One child of an instance, as its parent lists it (`ref` is the child id's suffix)."""
@@ -297,6 +321,8 @@ class Stores:
     files: Files
     #: The instances' variables and secrets (`agent_runtime.variables`).
     variables: Variables
+    #: Each session's owner, side and context.
+    sessions: Sessions
 
 
 class WakeUps(Protocol):

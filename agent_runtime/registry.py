@@ -26,6 +26,7 @@ from agent_runtime.definition import (
     create_agent,
 )
 from agent_runtime.errors import AgentNotFound, DefinitionError
+from agent_runtime.handoffs import check_handoffs, reachable
 from agent_runtime.ids import validate_agent_name
 
 
@@ -59,7 +60,10 @@ class Registry:
         """Register the agents an agent's children run: one per subagent profile (its name,
         ``_`` -> ``-``), recursively. A profile without a model runs on its parent's."""
         config = entry.definition.configure(AgentContext(id=PROBE_ID, agent=entry.name))
-        for profile in (s.profile for s in config.subagents):
+        check_handoffs(config)
+        # A session handed to a profile runs that profile's subagents too.
+        subagents = [*config.subagents, *(s for p in reachable(config) for s in p.subagents)]
+        for profile in (s.profile for s in subagents):
             name = agent_name_of(profile.name)
             known = self._agents.get(name)
             if known is not None:

@@ -100,6 +100,9 @@ class ToolContext:
     parent: ParentLine | None = None
     #: The instance's files (`ctx.files.read(path)`, `write`, `list`, ...).
     files: FilesAccess | None = None
+    #: The session's context variables: a JSON object tools read and change in place; it
+    #: is journaled with the turn, carried across handoffs and kept with the session.
+    context: dict[str, Any] = field(default_factory=dict)
     surroundings: Surroundings | None = None
 
     async def env(self, name: str) -> str | None:

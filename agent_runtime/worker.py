@@ -222,6 +222,7 @@ class Worker(Parts):
                     stream=stream,
                     abort_poll_seconds=self.abort_poll_seconds,
                     child_runs=self.child_runs,
+                    models=self._model,
                 )
             async with self._heartbeats(record):
                 await attempt.run()

@@ -33,6 +33,7 @@ from agent_runtime.ledger import (
     Journal,
     Outcome,
     Receipt,
+    SessionState,
     Status,
     SubmissionRecord,
     submission_id_for,
@@ -59,6 +60,7 @@ class _Instance:
     tool_results: dict[tuple[int, int, str], ToolResultPart] = field(default_factory=dict)
     kv: dict[str, Any] = field(default_factory=dict)
     children: dict[str, ChildEntry] = field(default_factory=dict)
+    sessions: dict[str, SessionState] = field(default_factory=dict)
     #: Set while admitted work may be unsettled: the time of the last admission or fenced
     #: settle (the DynamoDB adapter's ``pending_since`` on META, listed by its index).
     pending_since: float | None = None
@@ -356,6 +358,19 @@ class MemoryKV(_Port):
             return dict(itertools.islice(((k, kv[k]) for k in sorted(kv) if k.startswith(prefix)), limit))
 
 
+class MemorySessions(_Port):
+    """`Sessions` over a `MemoryTable`."""
+
+    async def get(self, instance: InstanceRef, session: str) -> SessionState:
+        with self.table.lock:
+            return self.table.of(instance).sessions.get(session, SessionState()).model_copy(deep=True)
+
+    async def put(self, fence: Fence, state: SessionState, *, now: float) -> None:
+        with self.table.lock:
+            self.table.fenced(fence, honour_abort=False)
+            self.table.of(fence.instance).sessions[fence.session] = state.model_copy(deep=True)
+
+
 class MemoryChildIndex(_Port):
     """`ChildIndex` over a `MemoryTable`."""
 
@@ -393,6 +408,7 @@ def memory_stores(table: MemoryTable | None = None) -> Stores:
         kv=MemoryKV(table),
         child_index=MemoryChildIndex(table),
         files=MemoryFiles(table),
+        sessions=MemorySessions(table),
         variables=MemoryVariables(),
     )
 

@@ -30,12 +30,14 @@ from agent_runtime import settings
 from agent_runtime.children import link_of
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AbortRequested, AgentRuntimeError
+from agent_runtime.handoffs import owner_config
 from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
 from agent_runtime.loop.abort import watching_abort
-from agent_runtime.loop.builtins import CallContext, Handled, Router
+from agent_runtime.loop.builtins import CallContext, Handled, Router, replayed
 from agent_runtime.loop.child_runs import ChildRuns, ParentNotices
 from agent_runtime.loop.context import FilesView, KVView, Surroundings
 from agent_runtime.loop.inputs import input_message, request_files
+from agent_runtime.loop.session import SessionView
 from agent_runtime.loop.settle import Settlement, settle_attempt
 from agent_runtime.loop.steps import (
     ApplyInput,
@@ -49,6 +51,7 @@ from agent_runtime.loop.steps import (
     Yield,
 )
 from agent_runtime.loop.tools import (
+    error_result,
     interrupted,
     results_message,
     run_tool,
@@ -97,10 +100,14 @@ class Attempt:
         checkpoint: Checkpoint | None = None,
         abort_poll_seconds: float = settings.ABORT_POLL_SECONDS,
         child_runs: ChildRuns | None = None,
+        models: Callable[[str | Model], Model] | None = None,
     ) -> None:
         assert record.attempt_id is not None
         self.stores = stores
+        #: The instance's agent; `config` is the session owner's (after a handoff).
+        self.root_config = config
         self.config = config
+        self._models = models
         self.context = context
         self.model = model
         self.record = record
@@ -121,6 +128,7 @@ class Attempt:
         self.abort_poll_seconds = abort_poll_seconds
         self.fence = Fence.of(record)
         self.journal = record.journal.model_copy(deep=True)
+        self.session = SessionView(stores, self.fence, self.journal)
         self.abort = AbortSignal()
         #: This attempt's tool calls: started, and those with a known result (kept by the
         #: store, or returned by the tool here even if an abort then refused to record it).
@@ -140,6 +148,8 @@ class Attempt:
         """How the attempt ended: `Finish` (settled, see `settlement`), `Yield` (handed
         back, no attempt spent) or `Suspend` (waiting on its reason)."""
         await self._emit(ev.AgentStart, attempt=self.record.attempts)
+        if self.root_config.handoffs:  # who owns the session decides what runs
+            self._activate((await self.session.state()).owner)
         step: Step = await self._resume()
         while True:
             if isinstance(step, Finish):
@@ -194,6 +204,25 @@ class Attempt:
             return self._final_from_text(last)
         recovering = j.phase in (Phase.tools_requested, Phase.tool_result)
         return RunTools(calls, recovering=recovering, handed_back=recovering and j.handed_back)
+
+    # --- the session's owner ---------------------------------------------------------
+
+    def _activate(self, owner: str | None) -> None:
+        """Run as the session's `owner` from now on: its tools, built-ins and model."""
+        config = owner_config(self.root_config, owner)
+        if config is self.config:
+            return
+        self.config = config
+        self.router = Router.for_config(config, child_runs=self.child_runs)
+        if self._models is not None:
+            self.model = self._models(config.model)
+
+    async def _hand_to(self, target: str, call_id: str) -> None:
+        state = await self.session.state()
+        await self._emit(ev.Handoff, flush=True, call_id=call_id, from_agent=state.owner or self.root_config.name, to_agent=target)
+        state.owner = None if target == self.root_config.name else target
+        self.session.changed()
+        self._activate(state.owner)
 
     # --- steps ---------------------------------------------------------------------
 
@@ -315,14 +344,17 @@ class Attempt:
         ending: Handled | None = None
         repair = False
         suspend: str | None = None
+        handoff: tuple[str, str] | None = None
         for call in step.calls:
             if self.abort.aborted:  # the calls left get "not run" results when it settles
                 raise AbortRequested(self.record.id)
+            builtin = self.router.builtin(call.name)
             if call.id in recorded:
                 self._results[call.id] = recorded[call.id]
                 results.append(recorded[call.id])
+                again = replayed(builtin, call, recorded[call.id])
+                handoff = handoff or ((again.handoff, call.id) if again.handoff else None)
                 continue
-            builtin = self.router.builtin(call.name)
             silent = builtin is not None and builtin.silent
             if builtin is not None:
                 if not silent:
@@ -333,6 +365,10 @@ class Attempt:
                     suspend = suspend or handled.suspend
                     continue
                 part = handled.result
+                if handled.handoff and handoff is not None:  # one transfer per turn
+                    part = error_result(call, f"the conversation was already handed over in this turn; {call.name} not run")
+                elif handled.handoff:
+                    handoff = (handled.handoff, call.id)
                 ending = ending or (handled if handled.ends else None)
                 repair = repair or handled.repair
             else:
@@ -346,6 +382,8 @@ class Attempt:
                 self.on_checkpoint(Phase.tool_result, self.record)
         if suspend is not None:
             return Suspend(suspend)
+        if handoff is not None:
+            await self._hand_to(*handoff)
         closing = [results_message(results)]
         if ending is not None:
             return Finish(Outcome.completed, text=_last_text(self.history), data=ending.data, closing=closing)
@@ -373,10 +411,15 @@ class Attempt:
             parent=self._parent_line,
             files=FilesView(self.stores, self.fence, self.clock),
             surroundings=self.surroundings,
+            context=await self.session.context(),
         )
         deadline = min(self.deadline or float("inf"), self.invocation_deadline + self.lease_seconds)
         timeout = max(0.001, deadline - self.clock()) if deadline != float("inf") else None
+        before = self.session.snapshot()
         part = await run_tool(self.config, call, context, seconds=timeout)
+        refused = self.session.note_context(before)
+        if refused is not None:
+            part = error_result(call, refused)
         redacted = self.surroundings.redact(part.content)
         return part if redacted == part.content else part.model_copy(update={"content": redacted})
 
@@ -414,6 +457,7 @@ class Attempt:
         return interrupted(call, "not run: the submission ended first")
 
     async def _settle(self, finish: Finish) -> None:
+        await self.session.save(now=self.clock())
         ending, self.settlement, self.journal = await settle_attempt(
             self.stores.attempts,
             self.record,

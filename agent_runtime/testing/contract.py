@@ -26,7 +26,17 @@ import pytest
 
 from agent_runtime.errors import AbortRequested, AlreadySettled, Conflict, StaleAttempt
 from agent_runtime.ids import InstanceRef
-from agent_runtime.ledger import Claim, Draft, Fence, Journal, Outcome, Phase, Status, input_hash
+from agent_runtime.ledger import (
+    Claim,
+    Draft,
+    Fence,
+    Journal,
+    Outcome,
+    Phase,
+    SessionState,
+    Status,
+    input_hash,
+)
 from agent_runtime.messages import Message, ToolResultPart
 from agent_runtime.ports import ChildEntry, Stores
 from agent_runtime.testing.backends import FakeClock
@@ -470,6 +480,24 @@ async def test_children_are_listed_in_ref_order_and_the_first_entry_wins(stores:
     assert first == entry("a1")
     assert await stores.child_index.get(INST, "zz") is None
     assert await stores.child_index.page(InstanceRef("ticket-agent", "other"), after=None, limit=10) == []
+
+
+async def test_a_sessions_state_is_written_by_the_attempt_that_holds_it(stores: Stores, clock: FakeClock) -> None:
+    assert await stores.sessions.get(INST, "default") == SessionState()
+    await stores.ledger.admit(INST, draft("hi"), now=clock())
+    first = await claim(stores, clock, "a1", lease=5)
+    assert first.record
+    state = SessionState(owner="BillingAgent", context={"tier": "gold", "n": [1, 2]}, status="drafting")
+    await stores.sessions.put(Fence.of(first.record), state, now=clock())
+    assert await stores.sessions.get(INST, "default") == state
+    assert await stores.sessions.get(INST, "other") == SessionState(), "sessions are apart"
+    clock.advance(10)  # the lease ends: another attempt takes over
+    second = await claim(stores, clock, "a2")
+    assert second.record
+    with pytest.raises(StaleAttempt):
+        await stores.sessions.put(Fence.of(first.record), SessionState(owner="Stale"), now=clock())
+    await stores.sessions.put(Fence.of(second.record), SessionState(owner="TriageAgent"), now=clock())
+    assert (await stores.sessions.get(INST, "default")).owner == "TriageAgent"
 
 
 async def test_a_resumable_childs_latest_submission_is_noted(stores: Stores, clock: FakeClock) -> None:

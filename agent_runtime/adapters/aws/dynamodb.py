@@ -4,7 +4,7 @@
 
     dynamodb_ledger      Ledger: admission, reads, the abort flag, the pending index
     dynamodb_attempts    Attempts: claims, fenced checkpoints, release, suspend/resume, settle
-    dynamodb_history     History, ToolResults, KV, ChildIndex
+    dynamodb_history     History, ToolResults, Sessions, KV, ChildIndex
     s3_files             Files (FILE items here, bytes in S3; dynamodb_files holds the items)
     dynamodb_variables   Variables (VAR items; secrets encrypted with KMS)
     dynamodb_table       their base: client, table, codec, the fence condition
@@ -38,6 +38,7 @@ from agent_runtime.adapters.aws.dynamodb_history import (
     DynamoDBChildIndex,
     DynamoDBHistory,
     DynamoDBKV,
+    DynamoDBSessions,
     DynamoDBToolResults,
 )
 from agent_runtime.adapters.aws.dynamodb_items import SPILL_BYTES, Items, pending_shard
@@ -81,6 +82,7 @@ def dynamodb_stores(
         history=DynamoDBHistory(client, table, items),
         kv=DynamoDBKV(client, table, items),
         child_index=DynamoDBChildIndex(client, table, items),
+        sessions=DynamoDBSessions(client, table, items),
         files=S3Files(client, table, blobs.client, blobs.bucket),
         variables=DynamoDBVariables(client, table, kms, secrets_key),
     )

@@ -1,4 +1,4 @@
-"""`History`, `ToolResults`, `KV` and `ChildIndex` on DynamoDB: items of the instance's
+"""`History`, `ToolResults`, `Sessions`, `KV` and `ChildIndex` on DynamoDB: items of the instance's
 partition (see `agent_runtime.adapters.aws.dynamodb_items` for their keys).
 """
 
@@ -13,7 +13,7 @@ from agent_runtime.adapters.aws.dynamodb_items import _code, _key, _msg, _n, _pk
 from agent_runtime.adapters.aws.dynamodb_table import TablePort
 from agent_runtime.errors import PayloadTooLarge
 from agent_runtime.ids import InstanceRef
-from agent_runtime.ledger import Fence
+from agent_runtime.ledger import Fence, SessionState
 from agent_runtime.messages import ToolResultPart
 from agent_runtime.ports import KV_LIST_MAX, ChildEntry, HistoryPage, parse_cursor
 
@@ -84,6 +84,38 @@ class DynamoDBToolResults(TablePort):
         results = [ToolResultPart.model_validate(await self.items.load_json(item, "r")) for item in response["Items"]]
         return {r.call_id: r for r in results}
 
+
+
+class DynamoDBSessions(TablePort):
+    """``SES#<session>`` items: the state as JSON, written in a transaction with the fence."""
+
+    async def get(self, instance: InstanceRef, session: str) -> SessionState:
+        key = _key(instance, f"SES#{session}")
+        item = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        return SessionState() if item is None else SessionState.model_validate(await self.items.load_json(item, "state"))
+
+    async def put(self, fence: Fence, state: SessionState, *, now: float) -> None:
+        condition, values = self._fence_condition(fence, honour_abort=False)
+        name, value = await self.items.json_attr(
+            fence.instance, "state", state.model_dump(mode="json"), f"sessions/{fence.session}-{fence.sequence:010d}.json"
+        )
+        self._transact_fenced(
+            fence,
+            [
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": _key(fence.instance, _sub(fence.sequence)),
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": values,
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                },
+                {"Put": {"TableName": self.table, "Item": {**_key(fence.instance, f"SES#{fence.session}"), name: value, "at": _n(now)}}},
+            ],
+            honour_abort=False,
+        )
 
 
 class DynamoDBKV(TablePort):

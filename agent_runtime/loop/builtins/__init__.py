@@ -18,6 +18,11 @@ module per family, each adding its built-ins in `_FAMILIES`:
     task.py       task (subagents, as child instances)
     resumable.py  subagent_create, subagent_message (resumable subagents)
     files.py      read_file, write_file, list_files, grep_files, find_files (file_tools=...)
+    handoff.py    transfer_to_<snake name> (handoffs=...)
+
+A built-in may also answer `replayed(call, part)`: what a result recorded before a crash
+asks of the turn (a transfer moves the session again); without it a recorded result
+asks nothing.
 """
 
 from __future__ import annotations
@@ -43,12 +48,15 @@ class Handled:
     """What a built-in call did. `data`, when given, ends the submission `completed` with
     it once the turn's results are recorded; `repair` asks the model to try again (each
     turn with one counts against the repair budget); `suspend` names what the submission
-    waits on (the call's result arrives through `Attempts.resume`)."""
+    waits on (the call's result arrives through `Attempts.resume`); `handoff` names the
+    agent the session moves to."""
 
     result: ToolResultPart
     data: Any = _NO_DATA
     repair: bool = False
     suspend: str | None = None
+    #: The profile the session moves to once the turn's results are recorded.
+    handoff: str | None = None
 
     @property
     def ends(self) -> bool:
@@ -76,6 +84,12 @@ class Builtin(Protocol):
     async def call(self, call: ToolCallPart, ctx: CallContext) -> Handled: ...
 
 
+def replayed(builtin: Builtin | None, call: ToolCallPart, part: ToolResultPart) -> Handled:
+    """What a recorded result asks of the turn (`Builtin.replayed`, if the built-in has it)."""
+    again = getattr(builtin, "replayed", None)
+    return again(call, part) if again is not None else Handled(part)
+
+
 class Family(Protocol):
     """A family of built-ins: which exist for a configuration, and its say on text answers."""
 
@@ -97,6 +111,7 @@ class Router:
         """The built-ins of `config`; `extra` families join them (tests, later features).
         `task` needs a way to run children: without one, subagents are not offered."""
         from agent_runtime.loop.builtins.files import FilesFamily
+        from agent_runtime.loop.builtins.handoff import HandoffFamily
         from agent_runtime.loop.builtins.result import ResultFamily
         from agent_runtime.loop.builtins.resumable import ResumableFamily
         from agent_runtime.loop.builtins.task import TaskFamily
@@ -112,6 +127,8 @@ class Router:
             families.append(ResumableFamily(resumable, child_runs))
         if config.file_tools:
             families.append(FilesFamily(config.file_tools))
+        if config.handoffs:
+            families.append(HandoffFamily(config))
         return cls(config, [*families, *extra])
 
     def specs(self) -> list[ToolSpec]:
