@@ -33,7 +33,6 @@ from agent_runtime.adapters.aws.dynamodb_items import (
     _n,
     _pk,
     _s,
-    _sub,
 )
 from agent_runtime.adapters.aws.dynamodb_table import TablePort
 from agent_runtime.errors import AgentRuntimeError, Conflict, FilesQuotaExceeded
@@ -158,18 +157,6 @@ class FileItems(TablePort):
 
     # --- transactions ----------------------------------------------------------------
 
-    def _fence_check(self, fence: Fence) -> Item:
-        condition, values = self._fence_condition(fence, honour_abort=True)
-        return {
-            "ConditionCheck": {
-                "TableName": self.table,
-                "Key": _key(fence.instance, _sub(fence.sequence)),
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": values,
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        }
 
     def _transact(
         self, fence: Fence | None, items: builtins.list[Item]

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from agent_runtime.adapters.aws.dynamodb_items import _code, _key, _msg, _n, _pk, _s, _sub
+from agent_runtime.adapters.aws.dynamodb_items import _code, _key, _msg, _n, _pk, _s
 from agent_runtime.adapters.aws.dynamodb_table import TablePort
 from agent_runtime.errors import PayloadTooLarge
 from agent_runtime.ids import InstanceRef
@@ -45,23 +45,13 @@ class DynamoDBHistory(TablePort):
 
 class DynamoDBToolResults(TablePort):
     async def record(self, fence: Fence, turn: int, result: ToolResultPart, *, now: float) -> None:
-        condition, values = self._fence_condition(fence, honour_abort=True)
         name, value = await self.items.json_attr(
             fence.instance, "r", result.model_dump(mode="json"), f"tools/{fence.sequence:010d}-{turn:04d}-{result.call_id}.json"
         )
         self._transact_fenced(
             fence,
             [
-                {
-                    "ConditionCheck": {
-                        "TableName": self.table,
-                        "Key": _key(fence.instance, _sub(fence.sequence)),
-                        "ConditionExpression": condition,
-                        "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": values,
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
+                self._fence_check(fence),
                 {
                     "Put": {
                         "TableName": self.table,
@@ -95,23 +85,13 @@ class DynamoDBSessions(TablePort):
         return SessionState() if item is None else SessionState.model_validate(await self.items.load_json(item, "state"))
 
     async def put(self, fence: Fence, state: SessionState, *, now: float) -> None:
-        condition, values = self._fence_condition(fence, honour_abort=False)
         name, value = await self.items.json_attr(
             fence.instance, "state", state.model_dump(mode="json"), f"sessions/{fence.session}-{fence.sequence:010d}.json"
         )
         self._transact_fenced(
             fence,
             [
-                {
-                    "ConditionCheck": {
-                        "TableName": self.table,
-                        "Key": _key(fence.instance, _sub(fence.sequence)),
-                        "ConditionExpression": condition,
-                        "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": values,
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
+                self._fence_check(fence, honour_abort=False),
                 {"Put": {"TableName": self.table, "Item": {**_key(fence.instance, f"SES#{fence.session}"), name: value, "at": _n(now)}}},
             ],
             honour_abort=False,

@@ -12,7 +12,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from agent_runtime.adapters.aws.dynamodb_items import Item, Items, _cancel_reasons, _code, _s
+from agent_runtime.adapters.aws.dynamodb_items import (
+    Item,
+    Items,
+    _cancel_reasons,
+    _code,
+    _key,
+    _s,
+    _sub,
+)
 from agent_runtime.errors import AbortRequested, LedgerError, StaleAttempt
 from agent_runtime.ledger import Fence
 
@@ -40,6 +48,20 @@ class TablePort:
             expression += " AND abort_requested = :false"
             values[":false"] = {"BOOL": False}
         return expression, values
+
+    def _fence_check(self, fence: Fence, *, honour_abort: bool = True) -> Item:
+        """The fence as the first item of a transaction (`_transact_fenced` maps its failure)."""
+        condition, values = self._fence_condition(fence, honour_abort=honour_abort)
+        return {
+            "ConditionCheck": {
+                "TableName": self.table,
+                "Key": _key(fence.instance, _sub(fence.sequence)),
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": values,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
 
     def _transact_fenced(self, fence: Fence, items: list[Item], *, honour_abort: bool) -> list[dict[str, Any]]:
         """Run a transaction whose first item carries the fence; map a fence failure."""

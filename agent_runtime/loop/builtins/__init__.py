@@ -100,6 +100,16 @@ class Family(Protocol):
     def tool_choice(self, choice: ToolChoice) -> ToolChoice: ...
 
 
+class PlainFamily:
+    """A family with no say on text answers or tool choice (most of them)."""
+
+    def text_answer(self, message: Message) -> str | None:
+        return None
+
+    def tool_choice(self, choice: ToolChoice) -> ToolChoice:
+        return choice
+
+
 class Router:
     def __init__(self, config: AgentConfig, families: Sequence[Family] = ()) -> None:
         self.config = config
@@ -154,4 +164,4 @@ class Router:
         return [t.name for t in self.config.tools] + list(self._builtins)
 
 
-__all__ = ["Builtin", "CallContext", "Family", "Handled", "Router"]
+__all__ = ["Builtin", "CallContext", "Family", "Handled", "PlainFamily", "Router", "replayed"]

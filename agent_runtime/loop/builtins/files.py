@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent_runtime.errors import AgentRuntimeError, LedgerError
 from agent_runtime.files import FileInfo, is_text
-from agent_runtime.loop.builtins import Builtin, CallContext, Handled
+from agent_runtime.loop.builtins import Builtin, CallContext, Handled, PlainFamily
 from agent_runtime.loop.builtins.task import validated
 from agent_runtime.loop.context import FilesView
 from agent_runtime.loop.tools import error_result
-from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
-from agent_runtime.models.base import ToolChoice, ToolSpec
+from agent_runtime.messages import ToolCallPart, ToolResultPart
+from agent_runtime.models.base import ToolSpec
 
 READ_MAX_CHARS = 100_000
 LIST_PAGE = 200
@@ -147,15 +147,9 @@ class FileTool:
         return Handled(ToolResultPart(call_id=call.id, name=call.name, content=content))
 
 
-class FilesFamily:
+class FilesFamily(PlainFamily):
     def __init__(self, names: Sequence[str]) -> None:
         self.tools = [FileTool(name) for name in names]
 
     def builtins(self) -> Sequence[Builtin]:
         return self.tools
-
-    def text_answer(self, message: Message) -> str | None:
-        return None
-
-    def tool_choice(self, choice: ToolChoice) -> ToolChoice:
-        return choice

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from agent_runtime.definition import AgentConfig, AgentProfile
 from agent_runtime.handoffs import targets, transfer_tool
-from agent_runtime.loop.builtins import Builtin, CallContext, Handled
-from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
-from agent_runtime.models.base import ToolChoice, ToolSpec
+from agent_runtime.loop.builtins import Builtin, CallContext, Handled, PlainFamily
+from agent_runtime.messages import ToolCallPart, ToolResultPart
+from agent_runtime.models.base import ToolSpec
 
 
 class Transfer:
@@ -36,15 +36,9 @@ class Transfer:
         return Handled(part, handoff=None if part.is_error else self.target)
 
 
-class HandoffFamily:
+class HandoffFamily(PlainFamily):
     def __init__(self, config: AgentConfig) -> None:
         self.transfers = [Transfer(p) for p in targets(config.handoffs)]
 
     def builtins(self) -> Sequence[Builtin]:
         return self.transfers
-
-    def text_answer(self, message: Message) -> str | None:
-        return None
-
-    def tool_choice(self, choice: ToolChoice) -> ToolChoice:
-        return choice

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent_runtime.children import agent_name_of
 from agent_runtime.definition import Subagent
-from agent_runtime.loop.builtins import Builtin, CallContext, Handled
+from agent_runtime.loop.builtins import Builtin, CallContext, Handled, PlainFamily
 from agent_runtime.loop.builtins.task import (
     ChildRefused,
     TaskArguments,
@@ -32,8 +32,8 @@ from agent_runtime.loop.builtins.task import (
 )
 from agent_runtime.loop.child_runs import ChildRuns
 from agent_runtime.loop.tools import error_result
-from agent_runtime.messages import Message, ToolCallPart
-from agent_runtime.models.base import ToolChoice, ToolSpec
+from agent_runtime.messages import ToolCallPart
+from agent_runtime.models.base import ToolSpec
 from agent_runtime.ports import ChildEntry
 
 CREATE_TOOL = "subagent_create"
@@ -174,7 +174,7 @@ class SubagentMessage:
         )
 
 
-class ResumableFamily:
+class ResumableFamily(PlainFamily):
     def __init__(self, subagents: Sequence[Subagent], child_runs: ChildRuns) -> None:
         by_name = {s.name: s for s in subagents}
         self.create = SubagentCreate(by_name, child_runs)
@@ -182,9 +182,3 @@ class ResumableFamily:
 
     def builtins(self) -> Sequence[Builtin]:
         return [self.create, self.message]
-
-    def text_answer(self, message: Message) -> str | None:
-        return None
-
-    def tool_choice(self, choice: ToolChoice) -> ToolChoice:
-        return choice

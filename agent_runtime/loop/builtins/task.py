@@ -38,12 +38,12 @@ from agent_runtime.definition import Subagent
 from agent_runtime.errors import FileNotFound, InvalidInput
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Draft, input_hash
-from agent_runtime.loop.builtins import Builtin, CallContext, Handled
+from agent_runtime.loop.builtins import Builtin, CallContext, Handled, PlainFamily
 from agent_runtime.loop.child_runs import ChildRuns
 from agent_runtime.loop.inputs import file_part
 from agent_runtime.loop.tools import error_result
-from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
-from agent_runtime.models.base import ToolChoice, ToolSpec
+from agent_runtime.messages import ToolCallPart, ToolResultPart
+from agent_runtime.models.base import ToolSpec
 from agent_runtime.ports import ChildEntry
 from agent_runtime.tools import format_validation_error
 
@@ -269,15 +269,9 @@ async def _go(child_runs: ChildRuns, ctx: CallContext, link: ChildLink) -> None:
     )
 
 
-class TaskFamily:
+class TaskFamily(PlainFamily):
     def __init__(self, subagents: Sequence[Subagent], child_runs: ChildRuns) -> None:
         self.task = TaskBuiltin(subagents, child_runs)
 
     def builtins(self) -> Sequence[Builtin]:
         return [self.task]
-
-    def text_answer(self, message: Message) -> str | None:
-        return None
-
-    def tool_choice(self, choice: ToolChoice) -> ToolChoice:
-        return choice
