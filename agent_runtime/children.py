@@ -35,7 +35,17 @@ from agent_runtime.messages import ToolResultPart
 #: How deep a tree of children may grow below a root instance.
 MAX_DEPTH = 4
 TASK_TOOL = "task"
+#: The built-ins of resumable children: their answers name the child's ref.
+RESUMABLE_TOOLS = ("subagent_create", "subagent_message")
 _REASON_PREFIX = "task "
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """A finished task: the child's answer, and with a result schema, its validated data."""
+
+    text: str
+    data: Any = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +185,7 @@ def outcome_of(link: ChildLink, child: SubmissionRecord) -> ToolResultPart:
         content = child.result.get("text") or ""
         if data is not None:
             content = json.dumps(data, ensure_ascii=False)
-        if link.tool != TASK_TOOL:  # a resumable child: the model needs its ref to talk to it again
+        if link.tool in RESUMABLE_TOOLS:  # the model needs the child's ref to talk to it again
             content = f"[{link.child.agent} ref {link.ref}] {content}"
         return ToolResultPart(call_id=link.call_id, name=link.tool, content=content)
     error = child.error or {}
@@ -194,6 +204,7 @@ __all__ = [
     "MAX_DEPTH",
     "TASK_TOOL",
     "ChildLink",
+    "TaskOutcome",
     "agent_name_of",
     "ancestors_of",
     "child_instance",

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from agent_runtime.errors import DefinitionError
 from agent_runtime.models.base import Model, ModelSettings, ToolChoice, resolve_model
-from agent_runtime.tools import Tool, tool
+from agent_runtime.tools import TOOL_NAME, Tool, tool
 from agent_runtime.variables import Declared, EnvRef, check_instructions, check_variables
 from agent_runtime.variables import render_instructions as render_env
 
@@ -81,11 +81,54 @@ class AgentProfile:
     handoff_description: str | None = None
     #: Profiles (or functions returning one, for cycles) this one may hand the session to.
     handoffs: tuple[HandoffTarget, ...] = ()
+    agent_tools: tuple[AgentTool, ...] = ()
+
+
+    def as_tool(
+        self,
+        tool_name: str | None = None,
+        tool_description: str | None = None,
+        output_extractor: Callable[[Any], Any] | None = None,
+    ) -> AgentTool:
+        """This profile as a tool of another agent, which stays in control: each call runs
+        the profile isolated (its own instance, a child of the caller's, seeing only the
+        call's ``input``) and durably (a blocking child; its result journaled like any
+        tool result). `output_extractor(outcome)` (``outcome.text``, ``outcome.data``: the
+        validated result when the profile has a result schema) shapes what the caller's
+        model reads; by default the answer's text (or its data as JSON)."""
+        return AgentTool(
+            profile=self,
+            name=_check_tool_name(tool_name or snake_case_name(self.name), "tools"),
+            description=tool_description or self.description,
+            output_extractor=output_extractor,
+        )
 
 
 #: A handoff target: a profile, or a function of no arguments returning one (resolved
 #: when first needed, so two agents may hand over to each other).
 HandoffTarget = Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentTool:
+    """A profile as a tool (`AgentProfile.as_tool`)."""
+
+    profile: AgentProfile
+    name: str
+    description: str
+    output_extractor: Callable[[Any], Any] | None = None
+
+
+def snake_case_name(name: str) -> str:
+    from agent_runtime.children import snake_case
+
+    return snake_case(name)
+
+
+def _check_tool_name(name: str, field_name: str) -> str:
+    if not isinstance(name, str) or not TOOL_NAME.match(name):
+        raise DefinitionError(field_name, f"tool name must match {TOOL_NAME.pattern}, got {name!r}")
+    return name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +207,8 @@ class AgentConfig:
     #: Who this agent may hand the session to (`transfer_to_<snake name>` tools).
     handoffs: tuple[HandoffTarget, ...] = ()
     handoff_description: str | None = None
+    #: Profiles it calls as tools (`AgentProfile.as_tool`), given among `tools`.
+    agent_tools: tuple[AgentTool, ...] = ()
 
     @property
     def model_name(self) -> str:
@@ -255,13 +300,16 @@ def _check_variables(value: Any, instructions: Any) -> tuple[Declared, ...]:
 
 
 def _check_tools(value: Any, field_name: str) -> tuple[Tool, ...]:
+    """The application's own tools of a ``tools`` list (agents as tools are kept apart)."""
     if value is None:
         return ()
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise DefinitionError(field_name, "expected a list of tools")
     tools: list[Tool] = []
-    seen: set[str] = set()
+    seen: set[str] = {t.name for t in value if isinstance(t, AgentTool)}
     for item in value:
+        if isinstance(item, AgentTool):
+            continue
         t = item if isinstance(item, Tool) else tool(item) if callable(item) else None
         if t is None:
             raise DefinitionError(field_name, f"{item!r} is not a tool (decorate it with @tool)")
@@ -272,6 +320,17 @@ def _check_tools(value: Any, field_name: str) -> tuple[Tool, ...]:
         seen.add(t.name)
         tools.append(t)
     return tuple(tools)
+
+
+def _agent_tools(value: Any) -> tuple[AgentTool, ...]:
+    if value is None or isinstance(value, str) or not isinstance(value, Sequence):
+        return ()
+    found = tuple(t for t in value if isinstance(t, AgentTool))
+    names = [t.name for t in found]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DefinitionError("tools", f"duplicate tool name(s): {', '.join(duplicates)}")
+    return found
 
 
 def _check_subagents(value: Any, field_name: str) -> tuple[Subagent, ...]:
@@ -380,6 +439,7 @@ def define_agent_profile(
         file_tools=_check_file_tools(file_tools, "file_tools"),
         handoff_description=_check_text(handoff_description, "handoff_description"),
         handoffs=_check_handoffs(handoffs, "handoffs"),
+        agent_tools=_agent_tools(tools),
     )
 
 
@@ -404,6 +464,8 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
     max_turns = _check_max_turns(merged.get("max_turns"), "max_turns")
     file_tools = _check_file_tools(merged.get("file_tools"), "file_tools")
     tools = _check_tools(merged.get("tools"), "tools")
+    # Agents as tools come in `tools`; a profile's stay unless the agent gives its own tools.
+    agent_tools = _agent_tools(raw.get("tools")) if "tools" in raw else tuple(merged.get("agent_tools") or ())
     clash = sorted({t.name for t in tools} & set(file_tools))
     if clash:
         raise DefinitionError("tools", f"{', '.join(clash)}: the built-in file tools of file_tools=... have these names")
@@ -423,6 +485,7 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         file_tools=file_tools,
         handoffs=_check_handoffs(merged.get("handoffs"), "handoffs"),
         handoff_description=_check_text(merged.get("handoff_description"), "handoff_description"),
+        agent_tools=agent_tools,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from agent_runtime.children import agent_name_of
 from agent_runtime.definition import (
     PROBE_ID,
+    AgentConfig,
     AgentContext,
     AgentDefinition,
     AgentProfile,
@@ -62,8 +63,9 @@ class Registry:
         config = entry.definition.configure(AgentContext(id=PROBE_ID, agent=entry.name))
         check_handoffs(config)
         # A session handed to a profile runs that profile's subagents too.
-        subagents = [*config.subagents, *(s for p in reachable(config) for s in p.subagents)]
-        for profile in (s.profile for s in subagents):
+        owners: list[AgentConfig | AgentProfile] = [config, *reachable(config)]
+        profiles = [s.profile for o in owners for s in o.subagents] + [t.profile for o in owners for t in o.agent_tools]
+        for profile in profiles:
             name = agent_name_of(profile.name)
             known = self._agents.get(name)
             if known is not None:

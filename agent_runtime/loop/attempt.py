@@ -350,9 +350,9 @@ class Attempt:
                 raise AbortRequested(self.record.id)
             builtin = self.router.builtin(call.name)
             if call.id in recorded:
-                self._results[call.id] = recorded[call.id]
-                results.append(recorded[call.id])
                 again = replayed(builtin, call, recorded[call.id])
+                self._results[call.id] = again.result
+                results.append(again.result)
                 handoff = handoff or ((again.handoff, call.id) if again.handoff else None)
                 continue
             silent = builtin is not None and builtin.silent

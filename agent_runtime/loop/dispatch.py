@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from agent_runtime import events as ev
-from agent_runtime.children import wait_reason
+from agent_runtime.children import TaskOutcome, wait_reason
 from agent_runtime.definition import AgentConfig
 from agent_runtime.errors import AgentRuntimeError, UserError
 from agent_runtime.ids import InstanceRef
@@ -59,14 +59,6 @@ class TaskFailed(AgentRuntimeError):
 
     type = "task_failed"
     permanent = True
-
-
-@dataclass(frozen=True)
-class TaskOutcome:
-    """A finished task: the child's answer, and with `result=`, its validated data."""
-
-    text: str
-    data: Any = None
 
 
 class DispatchSession:

@@ -19,6 +19,7 @@ module per family, each adding its built-ins in `_FAMILIES`:
     resumable.py  subagent_create, subagent_message (resumable subagents)
     files.py      read_file, write_file, list_files, grep_files, find_files (file_tools=...)
     handoff.py    transfer_to_<snake name> (handoffs=...)
+    agent_tools.py  profiles as tools (profile.as_tool(...))
 
 A built-in may also answer `replayed(call, part)`: what a result recorded before a crash
 asks of the turn (a transfer moves the session again); without it a recorded result
@@ -120,6 +121,7 @@ class Router:
     def for_config(cls, config: AgentConfig, *extra: Family, child_runs: ChildRuns | None = None) -> Router:
         """The built-ins of `config`; `extra` families join them (tests, later features).
         `task` needs a way to run children: without one, subagents are not offered."""
+        from agent_runtime.loop.builtins.agent_tools import AgentToolsFamily
         from agent_runtime.loop.builtins.files import FilesFamily
         from agent_runtime.loop.builtins.handoff import HandoffFamily
         from agent_runtime.loop.builtins.result import ResultFamily
@@ -139,6 +141,8 @@ class Router:
             families.append(FilesFamily(config.file_tools))
         if config.handoffs:
             families.append(HandoffFamily(config))
+        if config.agent_tools and child_runs is not None:
+            families.append(AgentToolsFamily(config.agent_tools, child_runs))
         return cls(config, [*families, *extra])
 
     def specs(self) -> list[ToolSpec]:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_runtime.children import agent_name_of
+from agent_runtime.children import RESUMABLE_TOOLS, agent_name_of
 from agent_runtime.definition import Subagent
 from agent_runtime.loop.builtins import Builtin, CallContext, Handled, PlainFamily
 from agent_runtime.loop.builtins.task import (
@@ -36,8 +36,7 @@ from agent_runtime.messages import ToolCallPart
 from agent_runtime.models.base import ToolSpec
 from agent_runtime.ports import ChildEntry
 
-CREATE_TOOL = "subagent_create"
-MESSAGE_TOOL = "subagent_message"
+CREATE_TOOL, MESSAGE_TOOL = RESUMABLE_TOOLS
 
 
 class MessageArguments(BaseModel):
