@@ -21,6 +21,7 @@ from agent_runtime.ids import InstanceRef
 from agent_runtime.messages import Message
 from agent_runtime.models.base import Model, ModelRequest, ModelResponse, allow_model_requests
 from agent_runtime.models.test import FunctionModel, ScriptedModel, ToolCall
+from agent_runtime.subprompts import Subprompt, subprompt
 from agent_runtime.tools import ToolContext, ToolFailure, tool
 from agent_runtime.variables import Secret, Variable, env
 
@@ -44,6 +45,7 @@ __all__ = [
     "ScriptedModel",
     "Secret",
     "Subagent",
+    "Subprompt",
     "TaskFailed",
     "TaskOutcome",
     "ToolCall",
@@ -56,6 +58,7 @@ __all__ = [
     "define_agent_profile",
     "env",
     "subagent",
+    "subprompt",
     "tool",
 ]
 

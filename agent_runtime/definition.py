@@ -17,12 +17,13 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel
 
 from agent_runtime.errors import DefinitionError
 from agent_runtime.models.base import Model, ModelSettings, ToolChoice, resolve_model
+from agent_runtime.subprompts import Subprompt
 from agent_runtime.tools import TOOL_NAME, Tool, tool
 from agent_runtime.variables import Declared, EnvRef, check_instructions, check_variables
 from agent_runtime.variables import render_instructions as render_env
@@ -30,6 +31,7 @@ from agent_runtime.variables import render_instructions as render_env
 RESERVED_TOOL_NAMES = frozenset({"task", "final_result", "subagent_create", "subagent_message"})
 RESERVED_TOOL_PREFIXES = ("transfer_to_",)
 PROBE_ID = "definition-check"
+T = TypeVar("T")
 _PROFILE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 #: A str, a list of str and `env("NAME")` parts (joined by blank lines), or a callable.
@@ -82,6 +84,7 @@ class AgentProfile:
     #: Profiles (or functions returning one, for cycles) this one may hand the session to.
     handoffs: tuple[HandoffTarget, ...] = ()
     agent_tools: tuple[AgentTool, ...] = ()
+    subprompts: tuple[Subprompt, ...] = ()
 
 
     def as_tool(
@@ -209,6 +212,8 @@ class AgentConfig:
     handoff_description: str | None = None
     #: Profiles it calls as tools (`AgentProfile.as_tool`), given among `tools`.
     agent_tools: tuple[AgentTool, ...] = ()
+    #: One-step prompts it calls as tools (`subprompt(...)`), given among `tools`.
+    subprompts: tuple[Subprompt, ...] = ()
 
     @property
     def model_name(self) -> str:
@@ -306,9 +311,9 @@ def _check_tools(value: Any, field_name: str) -> tuple[Tool, ...]:
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise DefinitionError(field_name, "expected a list of tools")
     tools: list[Tool] = []
-    seen: set[str] = {t.name for t in value if isinstance(t, AgentTool)}
+    seen: set[str] = {t.name for t in value if isinstance(t, AgentTool | Subprompt)}
     for item in value:
-        if isinstance(item, AgentTool):
+        if isinstance(item, AgentTool | Subprompt):
             continue
         t = item if isinstance(item, Tool) else tool(item) if callable(item) else None
         if t is None:
@@ -323,10 +328,18 @@ def _check_tools(value: Any, field_name: str) -> tuple[Tool, ...]:
 
 
 def _agent_tools(value: Any) -> tuple[AgentTool, ...]:
+    return _kind(value, AgentTool)
+
+
+def _subprompts(value: Any) -> tuple[Subprompt, ...]:
+    return _kind(value, Subprompt)
+
+
+def _kind(value: Any, kind: type[T]) -> tuple[T, ...]:
     if value is None or isinstance(value, str) or not isinstance(value, Sequence):
         return ()
-    found = tuple(t for t in value if isinstance(t, AgentTool))
-    names = [t.name for t in found]
+    found = tuple(t for t in value if isinstance(t, kind))
+    names = [getattr(t, "name", "") for t in found]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise DefinitionError("tools", f"duplicate tool name(s): {', '.join(duplicates)}")
@@ -440,6 +453,7 @@ def define_agent_profile(
         handoff_description=_check_text(handoff_description, "handoff_description"),
         handoffs=_check_handoffs(handoffs, "handoffs"),
         agent_tools=_agent_tools(tools),
+        subprompts=_subprompts(tools),
     )
 
 
@@ -466,6 +480,7 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
     tools = _check_tools(merged.get("tools"), "tools")
     # Agents as tools come in `tools`; a profile's stay unless the agent gives its own tools.
     agent_tools = _agent_tools(raw.get("tools")) if "tools" in raw else tuple(merged.get("agent_tools") or ())
+    subprompts = _subprompts(raw.get("tools")) if "tools" in raw else tuple(merged.get("subprompts") or ())
     clash = sorted({t.name for t in tools} & set(file_tools))
     if clash:
         raise DefinitionError("tools", f"{', '.join(clash)}: the built-in file tools of file_tools=... have these names")
@@ -486,6 +501,7 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         handoffs=_check_handoffs(merged.get("handoffs"), "handoffs"),
         handoff_description=_check_text(merged.get("handoff_description"), "handoff_description"),
         agent_tools=agent_tools,
+        subprompts=subprompts,
     )
 
 

@@ -359,7 +359,7 @@ class Attempt:
             if builtin is not None:
                 if not silent:
                     await self._emit(ev.ToolStart, flush=True, **tool_start_fields(turn, call))
-                handled = await builtin.call(call, CallContext(self.record, self.fence, turn, self.stores, self.clock, self._emit))
+                handled = await builtin.call(call, self._call_context(turn))
                 if handled.suspend is not None:
                     # Its result arrives with `Attempts.resume`; the other calls go on.
                     suspend = suspend or handled.suspend
@@ -393,6 +393,11 @@ class Attempt:
                 failed = Finish.failed("invalid_result", f"result failed validation {self.journal.repairs} times")
                 return self._finish(failed, closing=closing)
         return Commit(closing)
+
+    def _call_context(self, turn: int) -> CallContext:
+        return CallContext(
+            self.record, self.fence, turn, self.stores, self.clock, self._emit, self.history, self.model, self._models
+        )
 
     async def _run_own_tool(self, call: ToolCallPart, turn: int, *, unknown: bool) -> ToolResultPart:
         """Run one of the agent's tools; `unknown`: an earlier attempt may have run it."""

@@ -20,6 +20,7 @@ module per family, each adding its built-ins in `_FAMILIES`:
     files.py      read_file, write_file, list_files, grep_files, find_files (file_tools=...)
     handoff.py    transfer_to_<snake name> (handoffs=...)
     agent_tools.py  profiles as tools (profile.as_tool(...))
+    subprompt.py  one model step as a tool (subprompt(...))
 
 A built-in may also answer `replayed(call, part)`: what a result recorded before a crash
 asks of the turn (a transfer moves the session again); without it a recorded result
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agent_runtime.definition import AgentConfig
 from agent_runtime.ledger import Fence, SubmissionRecord
 from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
-from agent_runtime.models.base import ToolChoice, ToolSpec
+from agent_runtime.models.base import Model, ToolChoice, ToolSpec
 from agent_runtime.ports import Stores
 
 if TYPE_CHECKING:
@@ -75,6 +76,10 @@ class CallContext:
     stores: Stores
     clock: Callable[[], float]
     emit: Callable[..., Awaitable[None]]
+    #: The session's conversation so far, and the model the caller runs on (subprompts).
+    history: Sequence[Message] = ()
+    model: Model | None = None
+    models: Callable[[str | Model], Model] | None = None
 
 
 class Builtin(Protocol):
@@ -126,6 +131,7 @@ class Router:
         from agent_runtime.loop.builtins.handoff import HandoffFamily
         from agent_runtime.loop.builtins.result import ResultFamily
         from agent_runtime.loop.builtins.resumable import ResumableFamily
+        from agent_runtime.loop.builtins.subprompt import SubpromptFamily
         from agent_runtime.loop.builtins.task import TaskFamily
 
         families: list[Family] = []
@@ -143,6 +149,8 @@ class Router:
             families.append(HandoffFamily(config))
         if config.agent_tools and child_runs is not None:
             families.append(AgentToolsFamily(config.agent_tools, child_runs))
+        if config.subprompts:
+            families.append(SubpromptFamily(config.subprompts))
         return cls(config, [*families, *extra])
 
     def specs(self) -> list[ToolSpec]:
