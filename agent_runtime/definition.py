@@ -17,15 +17,32 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from agent_runtime.definition_checks import FILE_TOOLS as FILE_TOOLS
+from agent_runtime.definition_checks import (
+    Instructions,
+    _check_file_tools,
+    _check_instructions,
+    _check_max_turns,
+    _check_model,
+    _check_result,
+    _check_settings,
+    _check_text,
+    _check_tool_choice,
+    _check_tool_name,
+    _check_variables,
+    _has_env,
+    _unknown,
+)
 from agent_runtime.errors import DefinitionError
-from agent_runtime.models.base import Model, ModelSettings, ToolChoice, resolve_model
+from agent_runtime.instructions import StructuredInstructions
+from agent_runtime.models.base import Model, ModelSettings, ToolChoice
 from agent_runtime.subprompts import Subprompt
-from agent_runtime.tools import TOOL_NAME, Tool, tool
-from agent_runtime.variables import Declared, EnvRef, check_instructions, check_variables
+from agent_runtime.tools import Tool, tool
+from agent_runtime.variables import Declared
 from agent_runtime.variables import render_instructions as render_env
 
 RESERVED_TOOL_NAMES = frozenset({"task", "final_result", "subagent_create", "subagent_message"})
@@ -34,19 +51,18 @@ PROBE_ID = "definition-check"
 T = TypeVar("T")
 _PROFILE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
-#: A str, a list of str and `env("NAME")` parts (joined by blank lines), or a callable.
-Instructions = str | Sequence[str | EnvRef] | Callable[["AgentContext"], str]
-#: The built-in file tools `file_tools=True` offers (a list picks some).
-FILE_TOOLS = ("read_file", "write_file", "list_files", "grep_files", "find_files")
 
 
 @dataclass(frozen=True)
 class AgentContext:
-    """What `init(ctx)` and callable instructions see."""
+    """What `init(ctx)` and callable instructions see. Callable instructions also get the
+    instance's plain `variables` and the session's `context` (`ctx.context`)."""
 
     id: str
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     agent: str | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +103,11 @@ class AgentProfile:
     subprompts: tuple[Subprompt, ...] = ()
 
 
+    def clone(self, **changes: Any) -> AgentProfile:
+        """A copy with `changes` (validated like `define_agent_profile`); unspecified fields
+        are inherited, handoffs shallow-copied."""
+        return define_agent_profile(**{**_profile_fields(self), **changes})
+
     def as_tool(
         self,
         tool_name: str | None = None,
@@ -112,6 +133,14 @@ class AgentProfile:
 HandoffTarget = Any
 
 
+def _profile_fields(profile: AgentProfile) -> dict[str, Any]:
+    fields = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)}
+    fields["tools"] = [*fields.pop("tools"), *fields.pop("agent_tools"), *fields.pop("subprompts")]
+    fields["handoffs"] = list(fields["handoffs"])
+    fields["subagents"] = list(fields["subagents"])
+    return fields
+
+
 @dataclass(frozen=True, kw_only=True)
 class AgentTool:
     """A profile as a tool (`AgentProfile.as_tool`)."""
@@ -128,10 +157,6 @@ def snake_case_name(name: str) -> str:
     return snake_case(name)
 
 
-def _check_tool_name(name: str, field_name: str) -> str:
-    if not isinstance(name, str) or not TOOL_NAME.match(name):
-        raise DefinitionError(field_name, f"tool name must match {TOOL_NAME.pattern}, got {name!r}")
-    return name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,15 +246,20 @@ class AgentConfig:
 
     @property
     def uses_variables(self) -> bool:
-        """Whether rendering the instructions needs the instance's variable values."""
-        return _has_env(self.instructions)
+        """Whether rendering the instructions needs the instance's variables (and, for a
+        callable, the session's context)."""
+        return _has_env(self.instructions) or (callable(self.instructions) and not isinstance(self.instructions, StructuredInstructions))
 
     def render_instructions(self, ctx: AgentContext, values: Mapping[str, str] | None = None) -> str | None:
         """The system prompt; `values` (plain variables) fill the `env()` parts."""
+        if isinstance(self.instructions, StructuredInstructions):
+            from agent_runtime.handoffs import targets
+
+            return self.instructions.render(targets(self.handoffs))
         if _has_env(self.instructions):
             assert isinstance(self.instructions, Sequence)
             return render_env(self.instructions, self.variables, values or {})
-        return render_instructions(self.instructions, ctx)
+        return render_instructions(self.instructions, dataclasses.replace(ctx, variables=values or {}))
 
     def tool_named(self, name: str) -> Tool | None:
         return next((t for t in self.tools if t.name == name), None)
@@ -239,10 +269,6 @@ _AGENT_FIELDS = {f.name for f in dataclasses.fields(AgentConfig)} | {"profile"}
 _PROFILE_FIELDS = {f.name for f in dataclasses.fields(AgentProfile)}
 
 
-def _has_env(instructions: Instructions | None) -> bool:
-    return not isinstance(instructions, str) and isinstance(instructions, Sequence) and any(
-        isinstance(p, EnvRef) for p in instructions
-    )
 
 
 def render_instructions(instructions: Instructions | None, ctx: AgentContext) -> str | None:
@@ -250,36 +276,17 @@ def render_instructions(instructions: Instructions | None, ctx: AgentContext) ->
         return None
     if isinstance(instructions, str):
         return instructions
+    if isinstance(instructions, StructuredInstructions):
+        return instructions.render()
     if callable(instructions):
         return instructions(ctx)
-    return "\n\n".join(p for p in instructions if isinstance(p, str))
+    return "\n".join(p for p in instructions if isinstance(p, str))
 
 
-def _check_model(value: Any, field_name: str) -> str | Model:
-    if isinstance(value, Model):
-        return value
-    if not isinstance(value, str):
-        raise DefinitionError(field_name, f"expected a 'provider/model' string, got {type(value).__name__}")
-    resolve_model(value, field=field_name)  # resolving is cheap: providers connect lazily
-    return value
 
 
-def _check_instructions(value: Any, field_name: str) -> Instructions | None:
-    if value is None or isinstance(value, str) or callable(value):
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, Sequence) and all(isinstance(v, str | EnvRef) for v in value):
-        return tuple(value)
-    raise DefinitionError(field_name, "expected a str, a list of str and env(...), or a callable of the context")
 
 
-def _check_file_tools(value: Any, field_name: str) -> tuple[str, ...]:
-    if value is None or value is False:
-        return ()
-    if value is True:
-        return FILE_TOOLS
-    if isinstance(value, Sequence) and not isinstance(value, str) and all(v in FILE_TOOLS for v in value):
-        return tuple(dict.fromkeys(value))
-    raise DefinitionError(field_name, f"expected True or a list of {', '.join(FILE_TOOLS)}")
 
 
 def _check_handoffs(value: Any, field_name: str) -> tuple[HandoffTarget, ...]:
@@ -297,11 +304,6 @@ def _check_handoffs(value: Any, field_name: str) -> tuple[HandoffTarget, ...]:
     return tuple(value)
 
 
-def _check_variables(value: Any, instructions: Any) -> tuple[Declared, ...]:
-    declared = check_variables(value, "variables")
-    if _has_env(instructions):
-        check_instructions(instructions, declared)
-    return declared
 
 
 def _check_tools(value: Any, field_name: str) -> tuple[Tool, ...]:
@@ -359,35 +361,12 @@ def _check_subagents(value: Any, field_name: str) -> tuple[Subagent, ...]:
     return subagents
 
 
-def _check_result(value: Any, field_name: str) -> type[BaseModel] | None:
-    if value is None or (isinstance(value, type) and issubclass(value, BaseModel)):
-        return value
-    raise DefinitionError(field_name, "expected a pydantic model class")
 
 
-def _check_tool_choice(value: Any, field_name: str) -> ToolChoice:
-    if value not in get_args(ToolChoice):
-        raise DefinitionError(field_name, f"expected one of {', '.join(get_args(ToolChoice))}, got {value!r}")
-    return value  # type: ignore[no-any-return]
 
 
-def _check_max_turns(value: Any, field_name: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
-        raise DefinitionError(field_name, "expected an int between 1 and 1000")
-    return value
 
 
-def _check_settings(value: Any, field_name: str) -> ModelSettings | None:
-    if value is None or isinstance(value, ModelSettings):
-        return value
-    if isinstance(value, Mapping):
-        try:
-            return ModelSettings(**value)
-        except Exception as exc:
-            raise DefinitionError(field_name, str(exc)) from exc
-    raise DefinitionError(field_name, "expected ModelSettings or a dict")
 
 
 def _check_durability(value: Any, field_name: str) -> Durability:
@@ -403,16 +382,8 @@ def _check_durability(value: Any, field_name: str) -> Durability:
     raise DefinitionError(field_name, "expected {'retry': int, 'timeout': seconds}")
 
 
-def _check_text(value: Any, field_name: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise DefinitionError(field_name, "expected a str")
 
 
-def _unknown(fields: Mapping[str, Any], known: set[str], where: str) -> None:
-    for key in fields:
-        if key not in known:
-            raise DefinitionError(key, f"unknown {where} field (known: {', '.join(sorted(known))})")
 
 
 def define_agent_profile(
@@ -523,6 +494,24 @@ class AgentDefinition:
         except Exception as exc:
             raise DefinitionError("init", f"raised {type(exc).__name__}: {exc}") from exc
         return build_config(raw)
+
+    def clone(self, **changes: Any) -> AgentDefinition:
+        """A copy whose configuration is this one's with `changes` (checked now, like
+        `create_agent`); unspecified fields are inherited, handoffs shallow-copied."""
+        base = self.init
+
+        def init(ctx: AgentContext) -> dict[str, Any]:
+            raw = base(ctx)
+            fields = _config_fields(raw) if isinstance(raw, AgentConfig) else dict(raw)
+            return {**fields, **changes}
+
+        return create_agent(init)
+
+
+def _config_fields(config: AgentConfig) -> dict[str, Any]:
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    fields["tools"] = [*fields.pop("tools"), *fields.pop("agent_tools"), *fields.pop("subprompts")]
+    return fields
 
 
 def create_agent(init: Init | Mapping[str, Any] | None = None, /, **fields: Any) -> AgentDefinition:

@@ -241,7 +241,7 @@ def render_instructions(
 ) -> str:
     """The instructions with each `env()` replaced by its plain value (or its default).
 
-    Parts are joined by a blank line, as a list of str is; an `env()` of an unset optional
+    Parts are joined by a newline, as a list of str is; an `env()` of an unset optional
     variable with no default is left out. Refuses, as `check_instructions` does, an
     `env()` of a secret or of an undeclared name, and raises `InvalidInput` naming
     required variables that have no value (the caller should have refused the prompt
@@ -272,7 +272,7 @@ def render_instructions(
                 f"{part.name}: only plain str values are rendered", details={"field": "variables"}
             )
         out.append(text)
-    return "\n\n".join(out)
+    return "\n".join(out)
 
 
 # --- values ------------------------------------------------------------------------

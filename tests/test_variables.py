@@ -123,11 +123,11 @@ def test_render_instructions() -> None:
         env("EXTRA"),
     ]
     text = render_instructions(parts, DECLARED, {"PRODUCT_INVENTORY": "3 boots"})
-    assert text == "You sell shoes. Inventory:\n\n3 boots\n\nTone:\n\nfriendly"
+    assert text == "You sell shoes. Inventory:\n3 boots\nTone:\nfriendly"
     text = render_instructions(
         parts, DECLARED, {"PRODUCT_INVENTORY": "b", "TONE": "terse", "EXTRA": "e"}
     )
-    assert text == "You sell shoes. Inventory:\n\nb\n\nTone:\n\nterse\n\ne"
+    assert text == "You sell shoes. Inventory:\nb\nTone:\nterse\ne"
     assert render_instructions("just text", DECLARED, {}) == "just text"
     with pytest.raises(InvalidInput) as info:
         render_instructions(parts, DECLARED, {})

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -249,10 +250,13 @@ class Attempt:
     async def _call_model(self) -> Step:
         if self.journal.turn > self.config.max_turns:
             return self._finish(Finish.failed("max_turns", f"stopped after max_turns={self.config.max_turns}"))
-        if self.config.uses_variables and self._values is None:  # read once per attempt
-            self._values = await self.stores.variables.values(self.fence.instance)
+        context = self.context
+        if self.config.uses_variables:
+            if self._values is None:  # read once per attempt
+                self._values = await self.stores.variables.values(self.fence.instance)
+            context = dataclasses.replace(context, context=await self.session.context())
         request = ModelRequest(
-            system=self.config.render_instructions(self.context, self._values),
+            system=self.config.render_instructions(context, self._values),
             messages=list(self.history),
             tools=self.router.specs(),
             tool_choice=self.router.tool_choice(),

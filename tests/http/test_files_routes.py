@@ -137,7 +137,7 @@ def test_variables_are_declared_required_and_secrets_never_come_back(api: Api) -
 
     reply = api.call("POST", "/agents/shop/s-1", {"message": "what is in stock?"})
     assert reply.status == 200, reply.body
-    assert shop_requests[-1].system == "You sell shoes. Inventory:\n\nred shoes: 3"
+    assert shop_requests[-1].system == "You sell shoes. Inventory:\nred shoes: 3"
     assert "tok-very-secret-123" not in reply.body
 
     assert_error(api.call("PUT", "/agents/shop/s-1/variables/OTHER", {"value": "x"}), 400, "unknown_variable")

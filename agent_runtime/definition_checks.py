@@ -1,0 +1,111 @@
+"""The field checks of agent and profile definitions (`agent_runtime.definition`): each
+takes the value given for one field and returns it validated, or raises `DefinitionError`
+naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, get_args
+
+from pydantic import BaseModel
+
+from agent_runtime.errors import DefinitionError
+from agent_runtime.instructions import StructuredInstructions
+from agent_runtime.models.base import Model, ModelSettings, ToolChoice, resolve_model
+from agent_runtime.tools import TOOL_NAME
+from agent_runtime.variables import Declared, EnvRef, check_instructions, check_variables
+
+#: A str, a list of str and `env("NAME")` parts (joined by newlines), structured
+#: `instructions(purpose=..., routine=...)`, or a callable of the context.
+Instructions = str | Sequence[str | EnvRef] | StructuredInstructions | Callable[[Any], str]
+#: The built-in file tools `file_tools=True` offers (a list picks some).
+FILE_TOOLS = ("read_file", "write_file", "list_files", "grep_files", "find_files")
+
+
+def _has_env(instructions: Instructions | None) -> bool:
+    return not isinstance(instructions, str) and isinstance(instructions, Sequence) and any(
+        isinstance(p, EnvRef) for p in instructions
+    )
+
+
+def _check_model(value: Any, field_name: str) -> str | Model:
+    if isinstance(value, Model):
+        return value
+    if not isinstance(value, str):
+        raise DefinitionError(field_name, f"expected a 'provider/model' string, got {type(value).__name__}")
+    resolve_model(value, field=field_name)  # resolving is cheap: providers connect lazily
+    return value
+
+
+def _check_instructions(value: Any, field_name: str) -> Instructions | None:
+    if value is None or isinstance(value, str | StructuredInstructions) or callable(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, Sequence) and all(isinstance(v, str | EnvRef) for v in value):
+        return tuple(value)
+    raise DefinitionError(field_name, "expected a str, a list of str and env(...), or a callable of the context")
+
+
+def _check_file_tools(value: Any, field_name: str) -> tuple[str, ...]:
+    if value is None or value is False:
+        return ()
+    if value is True:
+        return FILE_TOOLS
+    if isinstance(value, Sequence) and not isinstance(value, str) and all(v in FILE_TOOLS for v in value):
+        return tuple(dict.fromkeys(value))
+    raise DefinitionError(field_name, f"expected True or a list of {', '.join(FILE_TOOLS)}")
+
+
+def _check_variables(value: Any, instructions: Any) -> tuple[Declared, ...]:
+    declared = check_variables(value, "variables")
+    if _has_env(instructions):
+        check_instructions(instructions, declared)
+    return declared
+
+
+def _check_result(value: Any, field_name: str) -> type[BaseModel] | None:
+    if value is None or (isinstance(value, type) and issubclass(value, BaseModel)):
+        return value
+    raise DefinitionError(field_name, "expected a pydantic model class")
+
+
+def _check_tool_choice(value: Any, field_name: str) -> ToolChoice:
+    if value not in get_args(ToolChoice):
+        raise DefinitionError(field_name, f"expected one of {', '.join(get_args(ToolChoice))}, got {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
+def _check_max_turns(value: Any, field_name: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
+        raise DefinitionError(field_name, "expected an int between 1 and 1000")
+    return value
+
+
+def _check_settings(value: Any, field_name: str) -> ModelSettings | None:
+    if value is None or isinstance(value, ModelSettings):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return ModelSettings(**value)
+        except Exception as exc:
+            raise DefinitionError(field_name, str(exc)) from exc
+    raise DefinitionError(field_name, "expected ModelSettings or a dict")
+
+
+def _check_text(value: Any, field_name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise DefinitionError(field_name, "expected a str")
+
+
+def _unknown(fields: Mapping[str, Any], known: set[str], where: str) -> None:
+    for key in fields:
+        if key not in known:
+            raise DefinitionError(key, f"unknown {where} field (known: {', '.join(sorted(known))})")
+
+
+def _check_tool_name(name: str, field_name: str) -> str:
+    if not isinstance(name, str) or not TOOL_NAME.match(name):
+        raise DefinitionError(field_name, f"tool name must match {TOOL_NAME.pattern}, got {name!r}")
+    return name
