@@ -17,7 +17,9 @@ from agent_runtime.definition import (
     subagent,
 )
 from agent_runtime.errors import AgentRuntimeError, DefinitionError, UserError
+from agent_runtime.hooks import EndResult, HookContext, Hooks
 from agent_runtime.ids import InstanceRef
+from agent_runtime.instructions import instructions
 from agent_runtime.messages import Message
 from agent_runtime.models.base import Model, ModelRequest, ModelResponse, allow_model_requests
 from agent_runtime.models.test import FunctionModel, ScriptedModel, ToolCall
@@ -33,8 +35,11 @@ __all__ = [
     "AgentRuntimeError",
     "DefinitionError",
     "DispatchContext",
+    "EndResult",
     "Durability",
     "FunctionModel",
+    "HookContext",
+    "Hooks",
     "InstanceRef",
     "Message",
     "Model",
@@ -57,6 +62,7 @@ __all__ = [
     "create_agent",
     "define_agent_profile",
     "env",
+    "instructions",
     "subagent",
     "subprompt",
     "tool",

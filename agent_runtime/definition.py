@@ -38,6 +38,7 @@ from agent_runtime.definition_checks import (
     _unknown,
 )
 from agent_runtime.errors import DefinitionError
+from agent_runtime.hooks import Hooks
 from agent_runtime.instructions import StructuredInstructions
 from agent_runtime.models.base import Model, ModelSettings, ToolChoice
 from agent_runtime.subprompts import Subprompt
@@ -101,7 +102,7 @@ class AgentProfile:
     handoffs: tuple[HandoffTarget, ...] = ()
     agent_tools: tuple[AgentTool, ...] = ()
     subprompts: tuple[Subprompt, ...] = ()
-
+    hooks: Hooks | None = None
 
     def clone(self, **changes: Any) -> AgentProfile:
         """A copy with `changes` (validated like `define_agent_profile`); unspecified fields
@@ -239,6 +240,8 @@ class AgentConfig:
     agent_tools: tuple[AgentTool, ...] = ()
     #: One-step prompts it calls as tools (`subprompt(...)`), given among `tools`.
     subprompts: tuple[Subprompt, ...] = ()
+    #: Application code at fixed points of the step machine (`agent_runtime.hooks`).
+    hooks: Hooks | None = None
 
     @property
     def model_name(self) -> str:
@@ -287,6 +290,12 @@ def render_instructions(instructions: Instructions | None, ctx: AgentContext) ->
 
 
 
+
+
+def _check_hooks(value: Any) -> Hooks | None:
+    if value is None or isinstance(value, Hooks):
+        return value
+    raise DefinitionError("hooks", "expected Hooks(...)")
 
 
 def _check_handoffs(value: Any, field_name: str) -> tuple[HandoffTarget, ...]:
@@ -402,6 +411,7 @@ def define_agent_profile(
     file_tools: bool | Sequence[str] = False,
     handoff_description: str | None = None,
     handoffs: Sequence[HandoffTarget] | None = None,
+    hooks: Hooks | None = None,
 ) -> AgentProfile:
     """Define a profile: a subagent, or a base that agents override field by field."""
     if not isinstance(name, str) or not _PROFILE_NAME.match(name):
@@ -425,6 +435,7 @@ def define_agent_profile(
         handoffs=_check_handoffs(handoffs, "handoffs"),
         agent_tools=_agent_tools(tools),
         subprompts=_subprompts(tools),
+        hooks=_check_hooks(hooks),
     )
 
 
@@ -473,6 +484,7 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         handoff_description=_check_text(merged.get("handoff_description"), "handoff_description"),
         agent_tools=agent_tools,
         subprompts=subprompts,
+        hooks=_check_hooks(merged.get("hooks")),
     )
 
 

@@ -32,11 +32,13 @@ from agent_runtime.children import link_of
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AbortRequested, AgentRuntimeError
 from agent_runtime.handoffs import owner_config
+from agent_runtime.hooks import EndResult, HookContext
 from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
 from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext, Handled, Router, replayed
 from agent_runtime.loop.child_runs import ChildRuns, ParentNotices
 from agent_runtime.loop.context import FilesView, KVView, Surroundings
+from agent_runtime.loop.hooks import HookRunner
 from agent_runtime.loop.inputs import input_message, request_files
 from agent_runtime.loop.session import SessionView
 from agent_runtime.loop.settle import Settlement, settle_attempt
@@ -130,6 +132,7 @@ class Attempt:
         self.fence = Fence.of(record)
         self.journal = record.journal.model_copy(deep=True)
         self.session = SessionView(stores, self.fence, self.journal)
+        self.hooks = HookRunner(lambda: self.config.hooks, self.session, self._hook_context)
         self.abort = AbortSignal()
         #: This attempt's tool calls: started, and those with a known result (kept by the
         #: store, or returned by the tool here even if an abort then refused to record it).
@@ -154,6 +157,7 @@ class Attempt:
         step: Step = await self._resume()
         while True:
             if isinstance(step, Finish):
+                step = await self._prepare_end(step)
                 await self._settle(step)
                 return step
             if isinstance(step, Yield):
@@ -206,6 +210,26 @@ class Attempt:
         recovering = j.phase in (Phase.tools_requested, Phase.tool_result)
         return RunTools(calls, recovering=recovering, handed_back=recovering and j.handed_back)
 
+    # --- hooks -----------------------------------------------------------------------
+
+    def _hook_context(self) -> HookContext:
+        owner = self.session.loaded.owner if self.session.loaded else None
+        return HookContext(
+            instance=self.fence.instance,
+            session=self.record.session,
+            submission_id=self.record.id,
+            agent=owner or self.root_config.name,
+            turn=self.journal.turn,
+        )
+
+    async def _prepare_end(self, finish: Finish) -> Finish:
+        if finish.outcome is not Outcome.completed or not self.hooks.has("prepare_end"):
+            return finish
+        result = EndResult(text=finish.text, data=finish.data)
+        changed = await self.hooks.call("prepare_end", result)
+        result = changed if isinstance(changed, EndResult) else result
+        return Finish(Outcome.completed, text=result.text or "", data=result.data, closing=finish.closing)
+
     # --- the session's owner ---------------------------------------------------------
 
     def _activate(self, owner: str | None) -> None:
@@ -219,6 +243,7 @@ class Attempt:
             self.model = self._models(config.model)
 
     async def _hand_to(self, target: str, call_id: str) -> None:
+        await self.hooks.call("prepare_handoff", list(self.history))
         state = await self.session.state()
         await self._emit(ev.Handoff, flush=True, call_id=call_id, from_agent=state.owner or self.root_config.name, to_agent=target)
         state.owner = None if target == self.root_config.name else target
@@ -255,13 +280,14 @@ class Attempt:
             if self._values is None:  # read once per attempt
                 self._values = await self.stores.variables.values(self.fence.instance)
             context = dataclasses.replace(context, context=await self.session.context())
+        messages = await self.hooks.messages(list(self.history))
         request = ModelRequest(
             system=self.config.render_instructions(context, self._values),
-            messages=list(self.history),
+            messages=messages,
             tools=self.router.specs(),
             tool_choice=self.router.tool_choice(),
             settings=self.config.model_settings,
-            files=await request_files(self.stores, self.fence.instance, self.history),
+            files=await request_files(self.stores, self.fence.instance, messages),
         )
         turn = self.journal.turn
         await self._emit(ev.TurnStart, turn=turn)
@@ -269,6 +295,9 @@ class Attempt:
         self.journal.usage = self.journal.usage + response.usage
         await self._emit(ev.TurnEnd, turn=turn, usage=response.usage)
         message = response.message
+        changed = await self.hooks.call("before_create_message", message)
+        message = changed if isinstance(changed, Message) else message
+        await self.hooks.call("after_create_message", message)
         if not message.tool_calls:
             return self._final_from_text(message, record=True)
         self.journal.pending_calls = [c.id for c in message.tool_calls]
@@ -377,9 +406,15 @@ class Attempt:
                 repair = repair or handled.repair
             else:
                 part = await self._run_own_tool(call, turn, unknown=unknown)
+            if not silent:
+                changed = await self.hooks.call("before_store_tool_result", call, part)
+                if isinstance(changed, ToolResultPart):
+                    part = changed.model_copy(update={"call_id": call.id, "name": call.name})
             self._results[call.id] = part
             await self.stores.tool_results.record(self.fence, turn, part, now=self.clock())
             results.append(part)
+            if not silent:
+                await self.hooks.call("after_tool_call_failure" if part.is_error else "after_tool_call_success", call, part)
             if not silent:
                 await self._emit(ev.ToolCall, flush=True, **tool_call_fields(turn, part))
             if self.on_checkpoint:
