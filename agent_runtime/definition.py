@@ -25,6 +25,7 @@ from agent_runtime.definition_checks import FILE_TOOLS as FILE_TOOLS
 from agent_runtime.definition_checks import (
     Instructions,
     _check_file_tools,
+    _check_hooks,
     _check_instructions,
     _check_max_turns,
     _check_model,
@@ -37,6 +38,7 @@ from agent_runtime.definition_checks import (
     _has_env,
     _unknown,
 )
+from agent_runtime.dual import Side, check_dual, dual_fields
 from agent_runtime.errors import DefinitionError
 from agent_runtime.hooks import Hooks
 from agent_runtime.instructions import StructuredInstructions
@@ -103,6 +105,11 @@ class AgentProfile:
     agent_tools: tuple[AgentTool, ...] = ()
     subprompts: tuple[Subprompt, ...] = ()
     hooks: Hooks | None = None
+    #: A two-sided profile (`agent_runtime.dual`), usable as a subagent.
+    kind: Literal["agent", "dual_ai"] = "agent"
+    side_a: Side | None = None
+    side_b: Side | None = None
+    max_session_turns: int | None = None
 
     def clone(self, **changes: Any) -> AgentProfile:
         """A copy with `changes` (validated like `define_agent_profile`); unspecified fields
@@ -242,6 +249,11 @@ class AgentConfig:
     subprompts: tuple[Subprompt, ...] = ()
     #: Application code at fixed points of the step machine (`agent_runtime.hooks`).
     hooks: Hooks | None = None
+    #: ``"dual_ai"``: two sides take turns (`agent_runtime.dual`).
+    kind: Literal["agent", "dual_ai"] = "agent"
+    side_a: Side | None = None
+    side_b: Side | None = None
+    max_session_turns: int | None = None
 
     @property
     def model_name(self) -> str:
@@ -292,10 +304,8 @@ def render_instructions(instructions: Instructions | None, ctx: AgentContext) ->
 
 
 
-def _check_hooks(value: Any) -> Hooks | None:
-    if value is None or isinstance(value, Hooks):
-        return value
-    raise DefinitionError("hooks", "expected Hooks(...)")
+
+
 
 
 def _check_handoffs(value: Any, field_name: str) -> tuple[HandoffTarget, ...]:
@@ -412,6 +422,10 @@ def define_agent_profile(
     handoff_description: str | None = None,
     handoffs: Sequence[HandoffTarget] | None = None,
     hooks: Hooks | None = None,
+    kind: Literal["agent", "dual_ai"] = "agent",
+    side_a: Side | None = None,
+    side_b: Side | None = None,
+    max_session_turns: int | None = None,
 ) -> AgentProfile:
     """Define a profile: a subagent, or a base that agents override field by field."""
     if not isinstance(name, str) or not _PROFILE_NAME.match(name):
@@ -436,6 +450,7 @@ def define_agent_profile(
         agent_tools=_agent_tools(tools),
         subprompts=_subprompts(tools),
         hooks=_check_hooks(hooks),
+        **dual_fields(kind, side_a, side_b, max_session_turns, model),
     )
 
 
@@ -453,6 +468,12 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
             raise DefinitionError("profile", "expected a profile from define_agent_profile(...)")
         merged = {k: getattr(profile, k) for k in _PROFILE_FIELDS if getattr(profile, k) not in (None, ())}
     merged.update({k: v for k, v in raw.items() if k != "profile"})
+    kind = merged.get("kind", "agent")
+    if kind not in ("agent", "dual_ai"):
+        raise DefinitionError("kind", f'expected "agent" or "dual_ai", got {kind!r}')
+    if kind == "dual_ai":
+        check_dual(merged)
+        merged["model"] = merged.get("model") or merged["side_a"].model or merged["side_b"].model
     if merged.get("model") is None:
         raise DefinitionError("model", "an agent needs a model, e.g. 'anthropic/claude-haiku-4-5' or 'test/echo'")
     if merged.get("tool_choice") == "required" and not merged.get("tools") and merged.get("result") is None:
@@ -485,6 +506,10 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         agent_tools=agent_tools,
         subprompts=subprompts,
         hooks=_check_hooks(merged.get("hooks")),
+        kind=kind,
+        side_a=merged.get("side_a") if kind == "dual_ai" else None,
+        side_b=merged.get("side_b") if kind == "dual_ai" else None,
+        max_session_turns=merged.get("max_session_turns") if kind == "dual_ai" else None,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any, get_args
 from pydantic import BaseModel
 
 from agent_runtime.errors import DefinitionError
+from agent_runtime.hooks import Hooks
 from agent_runtime.instructions import StructuredInstructions
 from agent_runtime.models.base import Model, ModelSettings, ToolChoice, resolve_model
 from agent_runtime.tools import TOOL_NAME
@@ -109,3 +110,9 @@ def _check_tool_name(name: str, field_name: str) -> str:
     if not isinstance(name, str) or not TOOL_NAME.match(name):
         raise DefinitionError(field_name, f"tool name must match {TOOL_NAME.pattern}, got {name!r}")
     return name
+
+
+def _check_hooks(value: Any) -> Hooks | None:
+    if value is None or isinstance(value, Hooks):
+        return value
+    raise DefinitionError("hooks", "expected Hooks(...)")

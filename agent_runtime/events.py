@@ -164,6 +164,14 @@ class Handoff(_Event):
     to_agent: str
 
 
+class SessionStatus(_Event):
+    """A two-sided agent's side set the session's status."""
+
+    type: Literal["session_status"] = "session_status"
+    side: str
+    status: str
+
+
 class Custom(_Event):
     """An event the application's code emitted (`ctx.emit(name, data)` in a tool or a
     dispatch handler): ``name`` is its own, ``data`` any JSON value (at most
@@ -192,6 +200,7 @@ Event = Annotated[
     | Idle
     | ErrorEvent
     | Handoff
+    | SessionStatus
     | Custom,
     Field(discriminator="type"),
 ]
@@ -214,6 +223,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "idle",
     "error",
     "handoff",
+    "session_status",
     "custom",
 )
 

@@ -67,8 +67,10 @@ class SessionState(BaseModel):
     side: Literal["a", "b"] | None = None
     context: dict[str, Any] = {}  # copied per instance (see `models.base.ModelRequest`)
     status: str | None = None
-    #: Turns taken by the sides of a two-sided session.
+    #: Turns taken by the sides of a two-sided session (in its current submission), and
+    #: model steps taken in the speaking side's current turn.
     exchanges: int = 0
+    steps: int = 0
 
 
 class Journal(BaseModel):

@@ -70,6 +70,8 @@ class Message(BaseModel):
     #: Set on messages the runtime wrote for the model but no human said (for example
     #: a structured-result repair prompt or a child's silent report).
     synthetic: bool = False
+    #: Which side of a two-sided agent wrote it (`agent_runtime.dual`); None otherwise.
+    side: Literal["a", "b"] | None = None
 
     @classmethod
     def user(cls, text: str, *, synthetic: bool = False, files: list[FilePart] | None = None) -> Message:

@@ -30,9 +30,10 @@ from agent_runtime import events as ev
 from agent_runtime import settings
 from agent_runtime.children import link_of
 from agent_runtime.definition import AgentConfig, AgentContext
+from agent_runtime.dual import Side, turn_output
 from agent_runtime.errors import AbortRequested, AgentRuntimeError
 from agent_runtime.handoffs import owner_config
-from agent_runtime.hooks import EndResult, HookContext
+from agent_runtime.hooks import HookContext
 from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
 from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext, Handled, Router, replayed
@@ -42,6 +43,7 @@ from agent_runtime.loop.hooks import HookRunner
 from agent_runtime.loop.inputs import input_message, request_files
 from agent_runtime.loop.session import SessionView
 from agent_runtime.loop.settle import Settlement, settle_attempt
+from agent_runtime.loop.sides import Sides
 from agent_runtime.loop.steps import (
     ApplyInput,
     CallModel,
@@ -133,6 +135,7 @@ class Attempt:
         self.journal = record.journal.model_copy(deep=True)
         self.session = SessionView(stores, self.fence, self.journal)
         self.hooks = HookRunner(lambda: self.config.hooks, self.session, self._hook_context)
+        self.sides = Sides(config, self.session)
         self.abort = AbortSignal()
         #: This attempt's tool calls: started, and those with a known result (kept by the
         #: store, or returned by the tool here even if an abort then refused to record it).
@@ -154,10 +157,13 @@ class Attempt:
         await self._emit(ev.AgentStart, attempt=self.record.attempts)
         if self.root_config.handoffs:  # who owns the session decides what runs
             self._activate((await self.session.state()).owner)
+        if self.sides.active:  # so does the speaking side
+            await self.sides.start(fresh=not self.journal.applied)
+            self._use(self.sides.config(), side=self.sides.side)
         step: Step = await self._resume()
         while True:
             if isinstance(step, Finish):
-                step = await self._prepare_end(step)
+                step = await self.hooks.prepare_end(step)
                 await self._settle(step)
                 return step
             if isinstance(step, Yield):
@@ -206,41 +212,37 @@ class Attempt:
             return CallModel()
         calls = last.tool_calls
         if j.phase is Phase.model_done and not calls:
-            return self._final_from_text(last)
+            return self._side_turn_over([]) if self.sides.active else self._final_from_text(last)
         recovering = j.phase in (Phase.tools_requested, Phase.tool_result)
         return RunTools(calls, recovering=recovering, handed_back=recovering and j.handed_back)
 
-    # --- hooks -----------------------------------------------------------------------
-
     def _hook_context(self) -> HookContext:
         owner = self.session.loaded.owner if self.session.loaded else None
-        return HookContext(
-            instance=self.fence.instance,
-            session=self.record.session,
-            submission_id=self.record.id,
-            agent=owner or self.root_config.name,
-            turn=self.journal.turn,
-        )
-
-    async def _prepare_end(self, finish: Finish) -> Finish:
-        if finish.outcome is not Outcome.completed or not self.hooks.has("prepare_end"):
-            return finish
-        result = EndResult(text=finish.text, data=finish.data)
-        changed = await self.hooks.call("prepare_end", result)
-        result = changed if isinstance(changed, EndResult) else result
-        return Finish(Outcome.completed, text=result.text or "", data=result.data, closing=finish.closing)
+        return HookContext(self.fence.instance, self.record.session, self.record.id, owner or self.root_config.name, self.journal.turn)
 
     # --- the session's owner ---------------------------------------------------------
 
     def _activate(self, owner: str | None) -> None:
         """Run as the session's `owner` from now on: its tools, built-ins and model."""
-        config = owner_config(self.root_config, owner)
-        if config is self.config:
+        self._use(owner_config(self.root_config, owner))
+
+    def _use(self, config: AgentConfig, side: Side | None = None) -> None:
+        if config is self.config and side is None:
             return
         self.config = config
-        self.router = Router.for_config(config, child_runs=self.child_runs)
+        self.router = Router.for_config(config, child_runs=self.child_runs, side=side)
         if self._models is not None:
             self.model = self._models(config.model)
+
+    def _side_turn_over(self, closing: list[Message]) -> Step:
+        """The speaking side's turn ended with `closing` (written as its own): the other
+        side speaks next, unless the session's turns ran out."""
+        closing = self.sides.tag(closing)
+        if not self.sides.end_turn():
+            turns = self.root_config.max_session_turns
+            return self._finish(Finish.failed("max_session_turns", f"no outcome after max_session_turns={turns}"), closing=closing)
+        self._use(self.sides.config(), side=self.sides.side)
+        return Commit(closing)
 
     async def _hand_to(self, target: str, call_id: str) -> None:
         await self.hooks.call("prepare_handoff", list(self.history))
@@ -254,6 +256,8 @@ class Attempt:
 
     async def _write(self, phase: Phase, messages: list[Message] | None = None) -> None:
         messages = messages or []
+        if self.sides.active and phase is not Phase.before_model:  # not the input: a side's
+            messages = self.sides.tag(messages)
         self.journal.phase = phase
         self.journal.written += len(messages)
         await self.stores.attempts.checkpoint(
@@ -280,7 +284,11 @@ class Attempt:
             if self._values is None:  # read once per attempt
                 self._values = await self.stores.variables.values(self.fence.instance)
             context = dataclasses.replace(context, context=await self.session.context())
-        messages = await self.hooks.messages(list(self.history))
+        if self.sides.active and self.sides.step():
+            label, steps = self.sides.side.label, self.sides.side.max_steps
+            return self._side_turn_over([turn_output(f"[{label} stopped after max_steps={steps}]", self.sides.speaker)])
+        seen = self.sides.view(self.history) if self.sides.active else list(self.history)
+        messages = await self.hooks.messages(seen)
         request = ModelRequest(
             system=self.config.render_instructions(context, self._values),
             messages=messages,
@@ -299,6 +307,8 @@ class Attempt:
         message = changed if isinstance(changed, Message) else message
         await self.hooks.call("after_create_message", message)
         if not message.tool_calls:
+            if self.sides.active:
+                return self._side_turn_over([message])
             return self._final_from_text(message, record=True)
         self.journal.pending_calls = [c.id for c in message.tool_calls]
         await self._write(Phase.model_done, [message])
@@ -378,6 +388,7 @@ class Attempt:
         repair = False
         suspend: str | None = None
         handoff: tuple[str, str] | None = None
+        fail: str | None = None
         for call in step.calls:
             if self.abort.aborted:  # the calls left get "not run" results when it settles
                 raise AbortRequested(self.record.id)
@@ -387,6 +398,8 @@ class Attempt:
                 self._results[call.id] = again.result
                 results.append(again.result)
                 handoff = handoff or ((again.handoff, call.id) if again.handoff else None)
+                ending, fail = ending or (again if again.ends else None), fail or again.fail
+                repair = repair or again.repair
                 continue
             silent = builtin is not None and builtin.silent
             if builtin is not None:
@@ -402,8 +415,10 @@ class Attempt:
                     part = error_result(call, f"the conversation was already handed over in this turn; {call.name} not run")
                 elif handled.handoff:
                     handoff = (handled.handoff, call.id)
-                ending = ending or (handled if handled.ends else None)
+                ending, fail = ending or (handled if handled.ends else None), fail or handled.fail
                 repair = repair or handled.repair
+                if handled.status is not None:
+                    await self._set_status(handled.status)
             else:
                 part = await self._run_own_tool(call, turn, unknown=unknown)
             if not silent:
@@ -424,14 +439,26 @@ class Attempt:
         if handoff is not None:
             await self._hand_to(*handoff)
         closing = [results_message(results)]
+        if fail is not None:
+            return self._finish(Finish.failed("session_failed", fail), closing=closing)
         if ending is not None:
-            return Finish(Outcome.completed, text=_last_text(self.history), data=ending.data, closing=closing)
+            text = ending.text if ending.text is not None else _last_text(self.history)
+            return Finish(Outcome.completed, text=text, data=ending.data, closing=closing)
+        stopped = self.sides.stop_output(step.calls, results)
+        if stopped is not None:
+            return self._side_turn_over([*closing, turn_output(stopped, self.sides.speaker)])
         if repair:
             self.journal.repairs += 1
             if self.journal.repairs > MAX_RESULT_REPAIRS:
                 failed = Finish.failed("invalid_result", f"result failed validation {self.journal.repairs} times")
                 return self._finish(failed, closing=closing)
         return Commit(closing)
+
+    async def _set_status(self, status: str) -> None:
+        state = await self.session.state()
+        state.status = status
+        self.session.changed()
+        await self._emit(ev.SessionStatus, flush=True, side=self.sides.side.label if self.sides.active else "", status=status)
 
     def _call_context(self, turn: int) -> CallContext:
         return CallContext(

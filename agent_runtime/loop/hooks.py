@@ -8,8 +8,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from agent_runtime.hooks import HookContext, HookError, Hooks
+from agent_runtime.hooks import EndResult, HookContext, HookError, Hooks
+from agent_runtime.ledger import Outcome
 from agent_runtime.loop.session import SessionView
+from agent_runtime.loop.steps import Finish
 from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
 
 
@@ -42,6 +44,15 @@ class HookRunner:
         if refused is not None:
             raise HookError(f"the {name} hook: {refused}", details={"hook": name})
         return value
+
+    async def prepare_end(self, finish: Finish) -> Finish:
+        """`prepare_end` on a completed ending: it may change the result."""
+        if finish.outcome is not Outcome.completed or not self.has("prepare_end"):
+            return finish
+        result = EndResult(text=finish.text, data=finish.data)
+        changed = await self.call("prepare_end", result)
+        result = changed if isinstance(changed, EndResult) else result
+        return Finish(Outcome.completed, text=result.text or "", data=result.data, closing=finish.closing)
 
     async def messages(self, messages: list[Message]) -> list[Message]:
         """What the model is sent: the history through both filters, pairs kept whole."""

@@ -21,6 +21,7 @@ module per family, each adding its built-ins in `_FAMILIES`:
     handoff.py    transfer_to_<snake name> (handoffs=...)
     agent_tools.py  profiles as tools (profile.as_tool(...))
     subprompt.py  one model step as a tool (subprompt(...))
+    lifecycle.py  a two-sided agent's session_stop / session_fail / session_status
 
 A built-in may also answer `replayed(call, part)`: what a result recorded before a crash
 asks of the turn (a transfer moves the session again); without it a recorded result
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent_runtime.definition import AgentConfig
+from agent_runtime.dual import Side
 from agent_runtime.ledger import Fence, SubmissionRecord
 from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
 from agent_runtime.models.base import Model, ToolChoice, ToolSpec
@@ -59,6 +61,11 @@ class Handled:
     suspend: str | None = None
     #: The profile the session moves to once the turn's results are recorded.
     handoff: str | None = None
+    #: With `data`: the ending's text. A two-sided agent's lifecycle: end failed with
+    #: `fail`; set the session's `status`.
+    text: str | None = None
+    fail: str | None = None
+    status: str | None = None
 
     @property
     def ends(self) -> bool:
@@ -123,12 +130,15 @@ class Router:
         self._builtins = {b.spec.name: b for f in self.families for b in f.builtins()}
 
     @classmethod
-    def for_config(cls, config: AgentConfig, *extra: Family, child_runs: ChildRuns | None = None) -> Router:
+    def for_config(
+        cls, config: AgentConfig, *extra: Family, child_runs: ChildRuns | None = None, side: Side | None = None
+    ) -> Router:
         """The built-ins of `config`; `extra` families join them (tests, later features).
         `task` needs a way to run children: without one, subagents are not offered."""
         from agent_runtime.loop.builtins.agent_tools import AgentToolsFamily
         from agent_runtime.loop.builtins.files import FilesFamily
         from agent_runtime.loop.builtins.handoff import HandoffFamily
+        from agent_runtime.loop.builtins.lifecycle import LifecycleFamily
         from agent_runtime.loop.builtins.result import ResultFamily
         from agent_runtime.loop.builtins.resumable import ResumableFamily
         from agent_runtime.loop.builtins.subprompt import SubpromptFamily
@@ -151,6 +161,8 @@ class Router:
             families.append(AgentToolsFamily(config.agent_tools, child_runs))
         if config.subprompts:
             families.append(SubpromptFamily(config.subprompts))
+        if side is not None:
+            families.append(LifecycleFamily(side))
         return cls(config, [*families, *extra])
 
     def specs(self) -> list[ToolSpec]:

@@ -41,6 +41,12 @@ class FinalResult:
         part = ToolResultPart(call_id=call.id, name=call.name, content="result accepted")
         return Handled(part, data=value.model_dump(mode="json"))
 
+    def replayed(self, call: ToolCallPart, part: ToolResultPart) -> Handled:
+        """A result accepted before a crash ends the submission again, with the same data."""
+        if part.is_error:
+            return Handled(part, repair=True)
+        return Handled(part, data=self.schema.model_validate(call.arguments).model_dump(mode="json"))
+
 
 class ResultFamily:
     def __init__(self, schema: type[BaseModel]) -> None:
