@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -25,6 +25,7 @@ from agent_runtime.definition_checks import FILE_TOOLS as FILE_TOOLS
 from agent_runtime.definition_checks import (
     Instructions,
     _check_file_tools,
+    _check_handoffs,
     _check_hooks,
     _check_instructions,
     _check_max_turns,
@@ -36,6 +37,8 @@ from agent_runtime.definition_checks import (
     _check_tool_name,
     _check_variables,
     _has_env,
+    _kind,
+    _subprompts,
     _unknown,
 )
 from agent_runtime.dual import Side, check_dual, dual_fields
@@ -51,7 +54,6 @@ from agent_runtime.variables import render_instructions as render_env
 RESERVED_TOOL_NAMES = frozenset({"task", "final_result", "subagent_create", "subagent_message"})
 RESERVED_TOOL_PREFIXES = ("transfer_to_",)
 PROBE_ID = "definition-check"
-T = TypeVar("T")
 _PROFILE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 
@@ -157,6 +159,8 @@ class AgentTool:
     name: str
     description: str
     output_extractor: Callable[[Any], Any] | None = None
+    #: Set for an agent exposed as a tool (``expose_as_tool=True``): its children run it.
+    definition: AgentDefinition | None = None
 
 
 def snake_case_name(name: str) -> str:
@@ -254,6 +258,9 @@ class AgentConfig:
     side_a: Side | None = None
     side_b: Side | None = None
     max_session_turns: int | None = None
+    #: Whether other agents may list this agent among their tools, and how it is described.
+    expose_as_tool: bool = False
+    tool_description: str | None = None
 
     @property
     def model_name(self) -> str:
@@ -308,19 +315,6 @@ def render_instructions(instructions: Instructions | None, ctx: AgentContext) ->
 
 
 
-def _check_handoffs(value: Any, field_name: str) -> tuple[HandoffTarget, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        raise DefinitionError(field_name, "expected a list of profiles (or functions returning one)")
-    for item in value:
-        if not isinstance(item, AgentProfile) and not (callable(item) and not isinstance(item, type)):
-            raise DefinitionError(field_name, f"{item!r} is not a profile from define_agent_profile(...) or a function returning one")
-    named = [p.name for p in value if isinstance(p, AgentProfile)]
-    duplicates = sorted({n for n in named if named.count(n) > 1})
-    if duplicates:
-        raise DefinitionError(field_name, f"duplicate handoff name(s): {', '.join(duplicates)}")
-    return tuple(value)
 
 
 
@@ -348,23 +342,19 @@ def _check_tools(value: Any, field_name: str) -> tuple[Tool, ...]:
     return tuple(tools)
 
 
+def _exposed(tools: Any) -> Any:
+    """Agent definitions among `tools` as agent tools (they must be ``expose_as_tool=True``)."""
+    if not isinstance(tools, Sequence) or isinstance(tools, str):
+        return tools
+    return [t.as_tool() if isinstance(t, AgentDefinition) else t for t in tools]
+
+
 def _agent_tools(value: Any) -> tuple[AgentTool, ...]:
     return _kind(value, AgentTool)
 
 
-def _subprompts(value: Any) -> tuple[Subprompt, ...]:
-    return _kind(value, Subprompt)
 
 
-def _kind(value: Any, kind: type[T]) -> tuple[T, ...]:
-    if value is None or isinstance(value, str) or not isinstance(value, Sequence):
-        return ()
-    found = tuple(t for t in value if isinstance(t, kind))
-    names = [getattr(t, "name", "") for t in found]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DefinitionError("tools", f"duplicate tool name(s): {', '.join(duplicates)}")
-    return found
 
 
 def _check_subagents(value: Any, field_name: str) -> tuple[Subagent, ...]:
@@ -468,6 +458,9 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
             raise DefinitionError("profile", "expected a profile from define_agent_profile(...)")
         merged = {k: getattr(profile, k) for k in _PROFILE_FIELDS if getattr(profile, k) not in (None, ())}
     merged.update({k: v for k, v in raw.items() if k != "profile"})
+    if "tools" in raw:
+        raw = {**raw, "tools": _exposed(raw["tools"])}
+        merged["tools"] = raw["tools"]
     kind = merged.get("kind", "agent")
     if kind not in ("agent", "dual_ai"):
         raise DefinitionError("kind", f'expected "agent" or "dual_ai", got {kind!r}')
@@ -510,6 +503,8 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         side_a=merged.get("side_a") if kind == "dual_ai" else None,
         side_b=merged.get("side_b") if kind == "dual_ai" else None,
         max_session_turns=merged.get("max_session_turns") if kind == "dual_ai" else None,
+        expose_as_tool=bool(merged.get("expose_as_tool", False)),
+        tool_description=_check_text(merged.get("tool_description"), "tool_description"),
     )
 
 
@@ -531,6 +526,18 @@ class AgentDefinition:
         except Exception as exc:
             raise DefinitionError("init", f"raised {type(exc).__name__}: {exc}") from exc
         return build_config(raw)
+
+    def as_tool(self, tool_name: str | None = None, output_extractor: Callable[[Any], Any] | None = None) -> AgentTool:
+        """This agent as a tool of another (it must be defined with ``expose_as_tool=True``
+        and a ``tool_description``): each call runs it as an isolated, durable child."""
+        config = self.configure(AgentContext(id=PROBE_ID))
+        if not config.expose_as_tool or not config.tool_description:
+            raise DefinitionError("tools", "an agent used as a tool needs expose_as_tool=True and a tool_description")
+        name = _check_tool_name(tool_name or snake_case_name(config.name or "agent_tool"), "tools")
+        profile = AgentProfile(name=name, description=config.tool_description, model=config.model)
+        return AgentTool(
+            profile=profile, name=name, description=config.tool_description, output_extractor=output_extractor, definition=self
+        )
 
     def clone(self, **changes: Any) -> AgentDefinition:
         """A copy whose configuration is this one's with `changes` (checked now, like

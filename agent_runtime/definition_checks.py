@@ -5,7 +5,7 @@ naming the field."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel
 
@@ -13,12 +13,15 @@ from agent_runtime.errors import DefinitionError
 from agent_runtime.hooks import Hooks
 from agent_runtime.instructions import StructuredInstructions
 from agent_runtime.models.base import Model, ModelSettings, ToolChoice, resolve_model
+from agent_runtime.subprompts import Subprompt
 from agent_runtime.tools import TOOL_NAME
 from agent_runtime.variables import Declared, EnvRef, check_instructions, check_variables
 
 #: A str, a list of str and `env("NAME")` parts (joined by newlines), structured
 #: `instructions(purpose=..., routine=...)`, or a callable of the context.
 Instructions = str | Sequence[str | EnvRef] | StructuredInstructions | Callable[[Any], str]
+T = TypeVar("T")
+
 #: The built-in file tools `file_tools=True` offers (a list picks some).
 FILE_TOOLS = ("read_file", "write_file", "list_files", "grep_files", "find_files")
 
@@ -116,3 +119,35 @@ def _check_hooks(value: Any) -> Hooks | None:
     if value is None or isinstance(value, Hooks):
         return value
     raise DefinitionError("hooks", "expected Hooks(...)")
+
+
+def _kind(value: Any, kind: type[T]) -> tuple[T, ...]:
+    if value is None or isinstance(value, str) or not isinstance(value, Sequence):
+        return ()
+    found = tuple(t for t in value if isinstance(t, kind))
+    names = [getattr(t, "name", "") for t in found]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DefinitionError("tools", f"duplicate tool name(s): {', '.join(duplicates)}")
+    return found
+
+
+def _subprompts(value: Any) -> tuple[Subprompt, ...]:
+    return _kind(value, Subprompt)
+
+
+def _check_handoffs(value: Any, field_name: str) -> tuple[Any, ...]:
+    from agent_runtime.definition import AgentProfile
+
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise DefinitionError(field_name, "expected a list of profiles (or functions returning one)")
+    for item in value:
+        if not isinstance(item, AgentProfile) and not (callable(item) and not isinstance(item, type)):
+            raise DefinitionError(field_name, f"{item!r} is not a profile from define_agent_profile(...) or a function returning one")
+    named = [p.name for p in value if isinstance(p, AgentProfile)]
+    duplicates = sorted({n for n in named if named.count(n) > 1})
+    if duplicates:
+        raise DefinitionError(field_name, f"duplicate handoff name(s): {', '.join(duplicates)}")
+    return tuple(value)

@@ -65,6 +65,7 @@ class Registry:
         # A session handed to a profile runs that profile's subagents too.
         owners: list[AgentConfig | AgentProfile] = [config, *reachable(config)]
         profiles = [s.profile for o in owners for s in o.subagents] + [t.profile for o in owners for t in o.agent_tools]
+        exposed = {t.profile.name: t.definition for o in owners for t in o.agent_tools if t.definition is not None}
         for profile in profiles:
             name = agent_name_of(profile.name)
             known = self._agents.get(name)
@@ -77,7 +78,7 @@ class Registry:
                     )
                 continue
             model = profile.model or config.model
-            definition = create_agent({"profile": profile, "model": model})
+            definition = exposed.get(profile.name) or create_agent({"profile": profile, "model": model})
             child = RegisteredAgent(name=name, definition=definition, profile=profile)
             self._agents[name] = child
             self.add_subagents(child)

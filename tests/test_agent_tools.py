@@ -71,3 +71,31 @@ def test_agent_tool_names_are_checked() -> None:
         risk.as_tool(tool_name="no spaces allowed")
     with pytest.raises(DefinitionError, match="duplicate tool name"):
         create_agent(model="test/echo", tools=[risk.as_tool(), risk.as_tool()])
+
+
+def test_an_agent_exposed_as_a_tool(backend: Backend, serve: Callable[[Backend, Runtime], Served]) -> None:
+    def checker(request: ModelRequest) -> str:
+        return f"checked: {last_user_text(request)}"
+
+    exposed = create_agent(
+        model=FunctionModel(checker), name="fraud_check", expose_as_tool=True, tool_description="Check an order for fraud."
+    )
+
+    def caller(request: ModelRequest) -> str | ToolCall:
+        results = [p for p in request.messages[-1].parts if isinstance(p, ToolResultPart)]
+        if results:
+            return results[0].content
+        assert [t.name for t in request.tools] == ["fraud_check"]
+        return ToolCall("fraud_check", {"input": "order 7"}, id="f-1")
+
+    registry = Registry()
+    registry.add("fraud", exposed)  # reachable on its own too
+    registry.add(INST.agent, create_agent(model=FunctionModel(caller), tools=[exposed]))
+    runtime = backend.runtime(registry)
+    served = serve(backend, runtime)
+    admitted = asyncio.run(runtime.prompt(INST.agent, INST.id, "go"))
+    served.until(served.settled(INST, admitted.record.id))
+    done = served.record(INST, admitted.record.id)
+    assert done.result and done.result["text"] == "checked: order 7"
+    with pytest.raises(DefinitionError, match="expose_as_tool=True"):
+        create_agent(model="test/echo", tools=[create_agent(model="test/echo")])
