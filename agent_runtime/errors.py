@@ -20,6 +20,8 @@
     │   └── AbortRequested                 the running submission was asked to stop
     └── ModelError                         a model provider failed
         ├── TransientModelError            429 / 5xx / overloaded / timeout: retried with backoff
+        ├── PermanentModelError            400 / 401 / 403 / 404: fails the submission at once
+        │   └── ContextLengthExceeded      the request outgrew the model's context window
         └── ModelRequestsForbidden         a real provider was called while requests are off
 
 Exceptions carry typed fields; handlers map them to statuses through one table
@@ -191,5 +193,20 @@ class TransientModelError(ModelError):
         self.retry_after = retry_after
 
 
+class PermanentModelError(ModelError):
+    """A provider refused the request for good (400, 401, 403, 404, ...): another attempt
+    would be refused again, so the submission fails at once."""
+
+    type = "model_request_refused"
+    permanent = True
+
+
+class ContextLengthExceeded(PermanentModelError):
+    """The request is longer than the model's context window."""
+
+    type = "context_length_exceeded"
+
+
 class ModelRequestsForbidden(ModelError):
     type = "model_requests_forbidden"
+    permanent = True

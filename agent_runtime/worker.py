@@ -47,6 +47,8 @@ log = logging.getLogger("agent_runtime")
 #: Backoff after a failed attempt: base * 2**(attempt-1), capped, with jitter.
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 30.0
+#: The longest `retry-after` a failed attempt waits for (a provider asking more is capped).
+RETRY_AFTER_CAP_SECONDS = 300.0
 #: How often a running child tells its driver it is alive (the state machine allows 300 s).
 HEARTBEAT_SECONDS = 60.0
 #: Sessions whose history a worker keeps between submissions (least recently used go).
@@ -278,8 +280,10 @@ class Worker(Parts):
         if not retrying:
             finish = Finish.failed("retries_exhausted", f"gave up after {record.attempts} attempts", last_error=error)
             return await self._end(record, fence, finish, stream)
-        backoff = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (record.attempts - 1))
-        not_before = now + backoff * random.uniform(0.5, 1.0)
+        backoff = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (record.attempts - 1)) * random.uniform(0.5, 1.0)
+        # A provider's `retry-after` is a floor: waiting less would meet the same refusal.
+        waited = getattr(exc, "retry_after", None)
+        not_before = now + max(backoff, min(float(waited), RETRY_AFTER_CAP_SECONDS) if waited else 0.0)
         with contextlib.suppress(StaleAttempt, AlreadySettled):
             await self.stores.attempts.release(fence, now=now, resume=False, not_before=not_before, error=error)
         return None

@@ -39,7 +39,13 @@ import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from agent_runtime.errors import DefinitionError, ModelError, TransientModelError
+from agent_runtime.errors import (
+    ContextLengthExceeded,
+    DefinitionError,
+    ModelError,
+    PermanentModelError,
+    TransientModelError,
+)
 from agent_runtime.messages import (
     FilePart,
     Message,
@@ -517,7 +523,8 @@ def _import_sdk() -> None:
 def to_model_error(err: Exception) -> ModelError:
     """An SDK or transport failure as our error: `TransientModelError` for 408, 429, 5xx
     and 529 (or the same errors as an SSE `error` event), connection failures and
-    timeouts; `ModelError` with the status in `details` for the rest."""
+    timeouts; `PermanentModelError` (`ContextLengthExceeded` for a prompt too long) for
+    the other statuses; `ModelError` for anything else."""
     import anthropic
     import httpx2
 
@@ -530,9 +537,10 @@ def to_model_error(err: Exception) -> ModelError:
             return TransientModelError(
                 message, status=status, retry_after=retry_after(err.response.headers)
             )
-        return ModelError(
-            message, details={"status": status, "type": err.type, "request_id": err.request_id}
-        )
+        details = {"status": status, "type": err.type, "request_id": err.request_id}
+        if status == 400 and "too long" in str(err.api_message or err.message).lower():
+            return ContextLengthExceeded(message, details=details)
+        return PermanentModelError(message, details=details)
     if isinstance(err, anthropic.APIConnectionError | httpx2.TransportError):
         return TransientModelError(f"anthropic connection failed: {err}", status=None)
     return ModelError(f"anthropic: {err}", details={"status": None})
