@@ -22,6 +22,7 @@ from agent_runtime.ids import InstanceRef
 from agent_runtime.instructions import instructions
 from agent_runtime.messages import Message
 from agent_runtime.models.base import Model, ModelRequest, ModelResponse, allow_model_requests
+from agent_runtime.models.cost import Budget, set_prices
 from agent_runtime.models.test import FunctionModel, ScriptedModel, ToolCall
 from agent_runtime.subprompts import Subprompt, subprompt
 from agent_runtime.tools import ToolContext, ToolFailure, tool
@@ -33,6 +34,7 @@ __all__ = [
     "AgentDefinition",
     "AgentProfile",
     "AgentRuntimeError",
+    "Budget",
     "DefinitionError",
     "DispatchContext",
     "Durability",
@@ -63,6 +65,7 @@ __all__ = [
     "define_agent_profile",
     "env",
     "instructions",
+    "set_prices",
     "subagent",
     "subprompt",
     "tool",

@@ -24,12 +24,14 @@ from pydantic import BaseModel
 from agent_runtime.definition_checks import FILE_TOOLS as FILE_TOOLS
 from agent_runtime.definition_checks import (
     Instructions,
+    _check_budget,
     _check_file_tools,
     _check_handoffs,
     _check_hooks,
     _check_instructions,
     _check_max_turns,
     _check_model,
+    _check_models,
     _check_result,
     _check_settings,
     _check_text,
@@ -41,11 +43,16 @@ from agent_runtime.definition_checks import (
     _subprompts,
     _unknown,
 )
+from agent_runtime.delegation import Resumable as Resumable
+from agent_runtime.delegation import Subagent as Subagent
+from agent_runtime.delegation import subagent as subagent
 from agent_runtime.dual import Side, check_dual, dual_fields
 from agent_runtime.errors import DefinitionError
 from agent_runtime.hooks import Hooks
 from agent_runtime.instructions import StructuredInstructions
 from agent_runtime.models.base import Model, ModelSettings, ToolChoice
+from agent_runtime.models.cost import Budget
+from agent_runtime.models.fallback import FallbackModel
 from agent_runtime.subprompts import Subprompt
 from agent_runtime.tools import Tool, tool
 from agent_runtime.variables import Declared
@@ -172,60 +179,6 @@ def snake_case_name(name: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Resumable:
-    """A subagent whose children live on: the model creates one with `subagent_create`
-    and talks to it again with `subagent_message` (each message queues in the child's
-    FIFO and continues its session). `max_instances` bounds how many children of this
-    subagent one parent instance may create. `parent_communication`: ``"implicit"``
-    reports each finished message to the parent; ``"explicit"`` reports only what the
-    child's tools send with `ctx.notify_parent(text)` (and a failure)."""
-
-    max_instances: int = 1
-    parent_communication: Literal["implicit", "explicit"] = "implicit"
-
-    def __post_init__(self) -> None:
-        count = self.max_instances
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
-            raise DefinitionError("subagents", "Resumable(max_instances=...) must be an int between 1 and 100")
-        if self.parent_communication not in ("implicit", "explicit"):
-            raise DefinitionError("subagents", 'Resumable(parent_communication=...) must be "implicit" or "explicit"')
-
-
-@dataclass(frozen=True, kw_only=True)
-class Subagent:
-    """A profile as a subagent, and how `task` runs it: `blocking` (the default) waits for
-    the child's outcome as the call's result; otherwise the call returns the child's
-    reference at once and the outcome arrives later as a message (a `child_report`).
-    With `resumable`, the model reaches it through `subagent_create` / `subagent_message`
-    instead of `task`."""
-
-    profile: AgentProfile
-    blocking: bool = True
-    resumable: Resumable | None = None
-
-    @property
-    def name(self) -> str:
-        return self.profile.name
-
-
-def subagent(profile: AgentProfile, *, blocking: bool = True, resumable: Resumable | None = None) -> Subagent:
-    """``subagents=[researcher, subagent(monitor, blocking=False, resumable=Resumable(max_instances=2))]``."""
-    if not isinstance(profile, AgentProfile):
-        raise DefinitionError("subagents", "subagent(...) takes a profile from define_agent_profile(...)")
-    if not isinstance(blocking, bool):
-        raise DefinitionError("subagents", "blocking must be True or False")
-    if resumable is not None and not isinstance(resumable, Resumable):
-        raise DefinitionError("subagents", "resumable must be Resumable(...) or None")
-    if resumable is not None and blocking and resumable.parent_communication == "explicit":
-        raise DefinitionError(
-            "subagents",
-            f"subagent {profile.name!r}: explicit parent communication needs blocking=False "
-            "(a blocking call always gets the child's answer)",
-        )
-    return Subagent(profile=profile, blocking=blocking, resumable=resumable)
-
-
-@dataclass(frozen=True, kw_only=True)
 class AgentConfig:
     """A validated agent configuration for one instance."""
 
@@ -261,6 +214,9 @@ class AgentConfig:
     #: Whether other agents may list this agent among their tools, and how it is described.
     expose_as_tool: bool = False
     tool_description: str | None = None
+    #: Named models with fallbacks (``model="fast"``), and the most one submission may spend.
+    models: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    budget: Budget | None = None
 
     @property
     def model_name(self) -> str:
@@ -480,8 +436,14 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
     clash = sorted({t.name for t in tools} & set(file_tools))
     if clash:
         raise DefinitionError("tools", f"{', '.join(clash)}: the built-in file tools of file_tools=... have these names")
+    models = _check_models(merged.get("models"))
+    model = merged["model"]
+    if isinstance(model, str) and model in models:
+        model = FallbackModel(model, models[model])
     return AgentConfig(
-        model=_check_model(merged["model"], "model"),
+        model=_check_model(model, "model"),
+        models=models,
+        budget=_check_budget(merged.get("budget")),
         instructions=_check_instructions(merged.get("instructions"), "instructions"),
         tools=tools,
         subagents=_check_subagents(merged.get("subagents"), "subagents"),

@@ -151,3 +151,29 @@ def _check_handoffs(value: Any, field_name: str) -> tuple[Any, ...]:
     if duplicates:
         raise DefinitionError(field_name, f"duplicate handoff name(s): {', '.join(duplicates)}")
     return tuple(value)
+
+
+def _check_models(value: Any) -> dict[str, tuple[str, ...]]:
+    """``models={"fast": ["anthropic/...", "bedrock/..."]}``: names for ordered fallback lists."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise DefinitionError("models", 'expected {"name": ["provider/model", ...]}')
+    named: dict[str, tuple[str, ...]] = {}
+    for name, entries in value.items():
+        if not isinstance(name, str) or not name or "/" in name:
+            raise DefinitionError("models", f"a model name has no '/': got {name!r}")
+        if isinstance(entries, str) or not isinstance(entries, Sequence) or not entries:
+            raise DefinitionError("models", f"{name}: expected a non-empty list of 'provider/model' strings")
+        named[name] = tuple(str(_check_model(e, f"models.{name}")) for e in entries if isinstance(e, str))
+        if len(named[name]) != len(entries):
+            raise DefinitionError("models", f"{name}: entries are 'provider/model' strings")
+    return named
+
+
+def _check_budget(value: Any) -> Any:
+    from agent_runtime.models.cost import Budget
+
+    if value is None or isinstance(value, Budget):
+        return value
+    raise DefinitionError("budget", "expected Budget(max_usd=..., max_tokens=...)")

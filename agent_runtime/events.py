@@ -125,6 +125,8 @@ class TurnEnd(_Event):
     type: Literal["turn_end"] = "turn_end"
     turn: int
     usage: Usage = Field(default_factory=Usage)
+    #: The ``provider/model`` that answered (for a named model, the entry that served).
+    model: str | None = None
 
 
 class AgentEnd(_Event):
@@ -139,6 +141,8 @@ class AgentEnd(_Event):
 class SubmissionSettled(_Event):
     type: Literal["submission_settled"] = "submission_settled"
     outcome: Outcome
+    usage: Usage | None = None
+    cost_usd: float | None = None
 
 
 class Idle(_Event):

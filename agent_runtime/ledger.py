@@ -93,6 +93,8 @@ class Journal(BaseModel):
     #: whether the submission changed it (then it is stored before the submission settles).
     session_state: SessionState | None = None
     session_changed: bool = False
+    #: Usage by the ``provider/model`` that served each call (a named model's entries apart).
+    usage_by_model: dict[str, Usage] = {}
 
 
 class SubmissionRecord(BaseModel):

@@ -8,7 +8,7 @@ skips the rest of its group in the batch, keeping per-instance order.
 Each settled submission is logged (agent, outcome, times, tokens) and counted in
 CloudWatch metrics written to the log in the embedded metric format, flushed once per
 invocation: ``Submissions{Completed,Failed,Aborted}``, ``SubmissionSeconds`` (accepted to
-settled), ``QueueSeconds`` (accepted to first start), ``InputTokens``, ``OutputTokens``.
+settled), ``QueueSeconds`` (accepted to first start), ``InputTokens``, ``OutputTokens``, ``CostUSD``.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ def report(settlement: Settlement) -> None:
     if usage is not None:
         metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=usage.input_tokens)
         metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=usage.output_tokens)
+    if settlement.cost_usd is not None:
+        metrics.add_metric(name="CostUSD", unit=MetricUnit.NoUnit, value=settlement.cost_usd)
 
 
 @logger.inject_lambda_context

@@ -63,7 +63,7 @@ from agent_runtime.loop.tools import (
     tool_call_fields,
     tool_start_fields,
 )
-from agent_runtime.messages import Message, ToolCallPart, ToolResultPart
+from agent_runtime.messages import Message, ToolCallPart, ToolResultPart, Usage
 from agent_runtime.models.base import (
     Model,
     ModelRequest,
@@ -279,6 +279,9 @@ class Attempt:
     async def _call_model(self) -> Step:
         if self.journal.turn > self.config.max_turns:
             return self._finish(Finish.failed("max_turns", f"stopped after max_turns={self.config.max_turns}"))
+        over = self.root_config.budget.exceeded(self.journal.usage_by_model) if self.root_config.budget else None
+        if over is not None:
+            return self._finish(Finish.failed("budget_exceeded", f"the submission's budget is spent: {over}"))
         context = self.context
         if self.config.uses_variables:
             if self._values is None:  # read once per attempt
@@ -301,7 +304,10 @@ class Attempt:
         await self._emit(ev.TurnStart, turn=turn)
         response = await self._stream(request)
         self.journal.usage = self.journal.usage + response.usage
-        await self._emit(ev.TurnEnd, turn=turn, usage=response.usage)
+        served = self.model.served_by(response)
+        by_model = self.journal.usage_by_model
+        by_model[served] = by_model.get(served, Usage()) + response.usage
+        await self._emit(ev.TurnEnd, turn=turn, usage=response.usage, model=served)
         message = response.message
         changed = await self.hooks.call("before_create_message", message)
         message = changed if isinstance(changed, Message) else message

@@ -23,6 +23,7 @@ from agent_runtime.errors import AbortRequested
 from agent_runtime.ledger import Fence, Journal, Outcome, Phase, Status, SubmissionRecord
 from agent_runtime.loop.steps import Finish
 from agent_runtime.messages import Usage
+from agent_runtime.models.cost import cost_usd
 from agent_runtime.ports import Attempts
 
 if TYPE_CHECKING:
@@ -52,12 +53,24 @@ class Settlement:
     usage: Usage | None = None
     #: What the submission returned (completed only).
     result: dict[str, Any] | None = None
+    #: What its model calls cost (USD, by `agent_runtime.models.cost.PRICES`).
+    cost_usd: float | None = None
 
 
-def result_of(finish: Finish, usage: Usage) -> dict[str, Any] | None:
+def spending(journal: Journal | None) -> dict[str, Any]:
+    """The submission's usage by model and what it cost (`agent_runtime.models.cost`)."""
+    by_model = journal.usage_by_model if journal is not None else {}
+    cost, unpriced = cost_usd(by_model)
+    spent: dict[str, Any] = {"models": {name: u.model_dump() for name, u in by_model.items()}, "cost_usd": cost}
+    if unpriced:
+        spent["unpriced"] = unpriced
+    return spent
+
+
+def result_of(finish: Finish, usage: Usage, journal: Journal | None = None) -> dict[str, Any] | None:
     if finish.outcome is not Outcome.completed:
         return None
-    return {"text": finish.text, "data": finish.data, "usage": usage.model_dump()}
+    return {"text": finish.text, "data": finish.data, "usage": usage.model_dump(), **spending(journal)}
 
 
 async def settle(
@@ -80,7 +93,8 @@ async def settle(
     `StaleAttempt`, and `AbortRequested` when `honour_abort` and an abort came first.
     """
     usage = journal.usage if journal is not None else None
-    result = result_of(finish, usage or Usage())
+    result = result_of(finish, usage or Usage(), journal)
+    cost = spending(journal)["cost_usd"] if journal is not None else None
     await attempts.settle(
         record.ref,
         record.id,
@@ -96,7 +110,7 @@ async def settle(
     fields = event_fields(record.ref, now, record.session, record.id)
     if record.started_at is not None:
         await emit(ev.AgentEnd(**fields, outcome=finish.outcome, result=result, error=finish.error))
-    await emit(ev.SubmissionSettled(**fields, outcome=finish.outcome))
+    await emit(ev.SubmissionSettled(**fields, outcome=finish.outcome, usage=usage, cost_usd=cost))
     link = link_of(record)
     if link is not None and child_runs is not None:
         settled = record.model_copy(
@@ -118,6 +132,7 @@ async def settle(
         settled_at=now,
         usage=usage,
         result=result,
+        cost_usd=cost,
     )
 
 

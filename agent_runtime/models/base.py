@@ -122,6 +122,10 @@ class Model(ABC):
     def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         """Yield deltas as they arrive, then exactly one `ResponseDone`."""
 
+    def served_by(self, response: ModelResponse) -> str:
+        """The ``provider/model`` that produced `response` (a named model says which entry)."""
+        return self.name
+
     async def request(self, request: ModelRequest) -> ModelResponse:
         async for event in self.stream(request):
             if isinstance(event, ResponseDone):
