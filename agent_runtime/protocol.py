@@ -212,6 +212,9 @@ class PromptResult(BaseModel):
     text: str
     data: Any = Field(None, description="The structured result, when the agent declares one.")
     usage: Usage
+    models: dict[str, Usage] = Field({}, description="Usage by the provider/model that served each call.")
+    cost_usd: float | None = Field(None, description="What the model calls cost, from the library's price table.")
+    unpriced: list[str] = Field([], description="Models without a price (not in cost_usd).")
 
 
 class Submission(BaseModel):
