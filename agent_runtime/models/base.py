@@ -172,9 +172,16 @@ def _load_builtin_providers() -> None:
     # A provider the application registered first under the same prefix wins.
     _PROVIDERS.setdefault("test", _test.resolve_test_model)
     _PROVIDERS.setdefault("anthropic", _anthropic_factory)
+    _PROVIDERS.setdefault("openai", _openai_factory)
 
 
 def _anthropic_factory(name: str) -> Model:
     from agent_runtime.models.anthropic import AnthropicModel
 
     return AnthropicModel(name)
+
+
+def _openai_factory(name: str) -> Model:
+    from agent_runtime.models.openai import OpenAIModel
+
+    return OpenAIModel(name)
