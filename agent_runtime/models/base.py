@@ -177,6 +177,7 @@ def _load_builtin_providers() -> None:
     _PROVIDERS.setdefault("test", _test.resolve_test_model)
     _PROVIDERS.setdefault("anthropic", _anthropic_factory)
     _PROVIDERS.setdefault("bedrock", _bedrock_factory)
+    _PROVIDERS.setdefault("openai", _openai_factory)
 
 
 def _anthropic_factory(name: str) -> Model:
@@ -189,3 +190,9 @@ def _bedrock_factory(name: str) -> Model:
     from agent_runtime.models.bedrock import BedrockModel
 
     return BedrockModel(name)
+
+
+def _openai_factory(name: str) -> Model:
+    from agent_runtime.models.openai import OpenAIModel
+
+    return OpenAIModel(name)
