@@ -39,9 +39,9 @@ from agent_runtime.models import (
 from agent_runtime.models.anthropic import (
     AnthropicModel,
     resolve_api_key,
-    secret_api_key,
     to_anthropic_messages,
 )
+from agent_runtime.models.keys import read_secret
 from agent_runtime.testing.fake_anthropic import (
     ApiError,
     Disconnect,
@@ -69,11 +69,11 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AGENT_RUNTIME_MODEL_SECRET_ARN",
     ):
         monkeypatch.delenv(name, raising=False)
-    secret_api_key.cache_clear()
+    read_secret.cache_clear()
     # The suite turns real model requests off; these tests only reach the local fake.
     with allow_model_requests(True):
         yield
-    secret_api_key.cache_clear()
+    read_secret.cache_clear()
 
 
 def model_for(fake: FakeAnthropic, *, max_attempts: int = 4) -> AnthropicModel:

@@ -31,7 +31,6 @@ import asyncio
 import base64
 import functools
 import gc
-import json
 import logging
 import os
 import random
@@ -566,32 +565,9 @@ def resolve_api_key() -> str | None:
     return None
 
 
-@functools.cache
 def secret_api_key(ref: str) -> str:
-    """Read the key once per process from SSM (``ssm:<name>`` or a parameter ARN) or
-    Secrets Manager (any other id or ARN). A JSON secret may hold it under
-    ``ANTHROPIC_API_KEY`` or ``api_key``."""
-    import boto3  # only a deployment that keeps the key in AWS pays for this import
+    """The key in the stack's model secret (`agent_runtime.models.keys`, read once per
+    process): its whole text, or ``ANTHROPIC_API_KEY`` / ``api_key`` of a JSON secret."""
+    from agent_runtime.models.keys import api_key_from_secret
 
-    arn = ref.removeprefix("ssm:")
-    fields = arn.split(":") if arn.startswith("arn:") else []
-    region = fields[3] if len(fields) > 3 and fields[3] else None
-    try:
-        if ref.startswith("ssm:") or (len(fields) > 2 and fields[2] == "ssm"):
-            ssm: Any = boto3.client("ssm", region_name=region)
-            value = str(
-                ssm.get_parameter(Name=arn, WithDecryption=True)["Parameter"]["Value"]
-            ).strip()
-        else:
-            secrets: Any = boto3.client("secretsmanager", region_name=region)
-            value = str(secrets.get_secret_value(SecretId=arn)["SecretString"]).strip()
-        if value.startswith("{"):
-            data = json.loads(value)
-            value = str(data.get("ANTHROPIC_API_KEY") or data.get("api_key") or "")
-    except Exception as err:
-        raise ModelError(
-            f"could not read the Anthropic API key from {ref}: {err}", details={"secret": ref}
-        ) from err
-    if not value:
-        raise ModelError(f"the secret {ref} holds no Anthropic API key", details={"secret": ref})
-    return value
+    return api_key_from_secret(ref, fields=("ANTHROPIC_API_KEY", "api_key"), provider="Anthropic")
