@@ -53,12 +53,13 @@ from agent_runtime.instructions import StructuredInstructions
 from agent_runtime.models.base import Model, ModelSettings, ToolChoice
 from agent_runtime.models.cost import Budget
 from agent_runtime.models.fallback import FallbackModel
+from agent_runtime.skills import Skill, check_skills
 from agent_runtime.subprompts import Subprompt
 from agent_runtime.tools import Tool, tool
 from agent_runtime.variables import Declared
 from agent_runtime.variables import render_instructions as render_env
 
-RESERVED_TOOL_NAMES = frozenset({"task", "final_result", "subagent_create", "subagent_message"})
+RESERVED_TOOL_NAMES = frozenset({"task", "final_result", "subagent_create", "subagent_message", "load_skill"})
 RESERVED_TOOL_PREFIXES = ("transfer_to_",)
 PROBE_ID = "definition-check"
 _PROFILE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
@@ -217,6 +218,8 @@ class AgentConfig:
     #: Named models with fallbacks (``model="fast"``), and the most one submission may spend.
     models: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     budget: Budget | None = None
+    #: Skills the model loads on demand (`agent_runtime.skills`).
+    skills: tuple[Skill, ...] = ()
 
     @property
     def model_name(self) -> str:
@@ -444,6 +447,7 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         model=_check_model(model, "model"),
         models=models,
         budget=_check_budget(merged.get("budget")),
+        skills=check_skills(merged.get("skills")),
         instructions=_check_instructions(merged.get("instructions"), "instructions"),
         tools=tools,
         subagents=_check_subagents(merged.get("subagents"), "subagents"),

@@ -85,6 +85,7 @@ agent = create_agent(
         ],
         variables=[Variable("CUSTOMER_TIER", default="standard", description="standard, gold or platinum")],
         file_tools=True,
+        skills="skills",  # load_skill: the refund policy, when a refund comes up
         tools=[lookup_order, add_ticket_note],
         max_turns=8,
     )

@@ -1,6 +1,6 @@
 """Lambda packaging without Docker: one source asset and two dependency layers.
 
-- `build_source` copies ``agent_runtime/``, ``functions/`` and ``agents/`` (no tests,
+- `build_source` copies ``agent_runtime/``, ``functions/``, ``agents/`` and ``skills/`` (no tests,
   caches or build output) into ``build/lambda/src-<hash>/``, with bytecode beside the
   sources.
 - `build_dependencies` installs the runtime dependencies of ``pyproject.toml`` that every
@@ -44,7 +44,7 @@ from infra.bytecode import Compiler, running_python
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = Path("build") / "lambda"
 
-SOURCE_PACKAGES = ("agent_runtime", "functions", "agents")
+SOURCE_PACKAGES = ("agent_runtime", "functions", "agents", "skills")
 EXCLUDED_DIRS = frozenset(
     {
         "__pycache__", "tests", "test", ".pytest_cache", ".mypy_cache", ".ruff_cache",

@@ -22,6 +22,7 @@ module per family, each adding its built-ins in `_FAMILIES`:
     agent_tools.py  profiles as tools (profile.as_tool(...))
     subprompt.py  one model step as a tool (subprompt(...))
     lifecycle.py  a two-sided agent's session_stop / session_fail / session_status
+    skills.py     load_skill (skills=...)
 
 A built-in may also answer `replayed(call, part)`: what a result recorded before a crash
 asks of the turn (a transfer moves the session again); without it a recorded result
@@ -141,6 +142,7 @@ class Router:
         from agent_runtime.loop.builtins.lifecycle import LifecycleFamily
         from agent_runtime.loop.builtins.result import ResultFamily
         from agent_runtime.loop.builtins.resumable import ResumableFamily
+        from agent_runtime.loop.builtins.skills import SkillsFamily
         from agent_runtime.loop.builtins.subprompt import SubpromptFamily
         from agent_runtime.loop.builtins.task import TaskFamily
 
@@ -163,6 +165,8 @@ class Router:
             families.append(SubpromptFamily(config.subprompts))
         if side is not None:
             families.append(LifecycleFamily(side))
+        if config.skills:
+            families.append(SkillsFamily(config.skills))
         return cls(config, [*families, *extra])
 
     def specs(self) -> list[ToolSpec]:
