@@ -21,10 +21,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from agent_runtime.compaction import Compaction
 from agent_runtime.definition_checks import FILE_TOOLS as FILE_TOOLS
 from agent_runtime.definition_checks import (
     Instructions,
     _check_budget,
+    _check_compaction,
     _check_file_tools,
     _check_handoffs,
     _check_hooks,
@@ -220,6 +222,8 @@ class AgentConfig:
     budget: Budget | None = None
     #: Skills the model loads on demand (`agent_runtime.skills`).
     skills: tuple[Skill, ...] = ()
+    #: Summarising older turns when a request nears the context window (None: never).
+    compaction: Compaction | None = field(default_factory=Compaction)
 
     @property
     def model_name(self) -> str:
@@ -448,6 +452,7 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         models=models,
         budget=_check_budget(merged.get("budget")),
         skills=check_skills(merged.get("skills")),
+        compaction=_check_compaction(merged.get("compaction", Compaction())),
         instructions=_check_instructions(merged.get("instructions"), "instructions"),
         tools=tools,
         subagents=_check_subagents(merged.get("subagents"), "subagents"),

@@ -177,3 +177,11 @@ def _check_budget(value: Any) -> Any:
     if value is None or isinstance(value, Budget):
         return value
     raise DefinitionError("budget", "expected Budget(max_usd=..., max_tokens=...)")
+
+
+def _check_compaction(value: Any) -> Any:
+    from agent_runtime.compaction import Compaction
+
+    if value is None or isinstance(value, Compaction):
+        return value
+    raise DefinitionError("compaction", "expected Compaction(...) or None")

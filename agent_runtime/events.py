@@ -176,6 +176,20 @@ class SessionStatus(_Event):
     status: str
 
 
+class CompactionStart(_Event):
+    """The session's older messages are being summarised (`agent_runtime.compaction`)."""
+
+    type: Literal["compaction_start"] = "compaction_start"
+    covers: int
+    estimated_tokens: int
+
+
+class CompactionEnd(_Event):
+    type: Literal["compaction_end"] = "compaction_end"
+    covers: int
+    summary_chars: int
+
+
 class Custom(_Event):
     """An event the application's code emitted (`ctx.emit(name, data)` in a tool or a
     dispatch handler): ``name`` is its own, ``data`` any JSON value (at most
@@ -205,6 +219,8 @@ Event = Annotated[
     | ErrorEvent
     | Handoff
     | SessionStatus
+    | CompactionStart
+    | CompactionEnd
     | Custom,
     Field(discriminator="type"),
 ]
@@ -228,6 +244,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "error",
     "handoff",
     "session_status",
+    "compaction_start",
+    "compaction_end",
     "custom",
 )
 

@@ -72,6 +72,8 @@ class Message(BaseModel):
     synthetic: bool = False
     #: Which side of a two-sided agent wrote it (`agent_runtime.dual`); None otherwise.
     side: Literal["a", "b"] | None = None
+    #: Set on a compaction summary: how many of the session's messages it stands for.
+    compacts: int | None = None
 
     @classmethod
     def user(cls, text: str, *, synthetic: bool = False, files: list[FilePart] | None = None) -> Message:

@@ -29,6 +29,7 @@ from typing import Any
 from agent_runtime import events as ev
 from agent_runtime import settings
 from agent_runtime.children import link_of
+from agent_runtime.compaction import view as compaction_view
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.dual import Side, turn_output
 from agent_runtime.errors import AbortRequested, AgentRuntimeError
@@ -38,6 +39,7 @@ from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
 from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext, Handled, Router, replayed
 from agent_runtime.loop.child_runs import ChildRuns, ParentNotices
+from agent_runtime.loop.compacting import compact_if_needed
 from agent_runtime.loop.context import FilesView, KVView, Surroundings
 from agent_runtime.loop.hooks import HookRunner
 from agent_runtime.loop.inputs import input_message, request_files
@@ -257,7 +259,7 @@ class Attempt:
     async def _write(self, phase: Phase, messages: list[Message] | None = None) -> None:
         messages = messages or []
         if self.sides.active and phase is not Phase.before_model:  # not the input: a side's
-            messages = self.sides.tag(messages)
+            messages = [m if m.compacts is not None else self.sides.tag([m])[0] for m in messages]
         self.journal.phase = phase
         self.journal.written += len(messages)
         await self.stores.attempts.checkpoint(
@@ -290,10 +292,23 @@ class Attempt:
         if self.sides.active and self.sides.step():
             label, steps = self.sides.side.label, self.sides.side.max_steps
             return self._side_turn_over([turn_output(f"[{label} stopped after max_steps={steps}]", self.sides.speaker)])
-        seen = self.sides.view(self.history) if self.sides.active else list(self.history)
+        system = self.config.render_instructions(context, self._values)
+        await compact_if_needed(
+            self.history,
+            self.config,
+            self.model,
+            system=system,
+            tools=self.router.specs(),
+            models=self._models,
+            emit=self._emit,
+            write=lambda summary: self._write(self.journal.phase or Phase.before_model, summary),
+            account=self._account,
+        )
+        compacted = compaction_view(self.history)
+        seen = self.sides.view(compacted) if self.sides.active else compacted
         messages = await self.hooks.messages(seen)
         request = ModelRequest(
-            system=self.config.render_instructions(context, self._values),
+            system=system,
             messages=messages,
             tools=self.router.specs(),
             tool_choice=self.router.tool_choice(),
@@ -303,10 +318,8 @@ class Attempt:
         turn = self.journal.turn
         await self._emit(ev.TurnStart, turn=turn)
         response = await self._stream(request)
-        self.journal.usage = self.journal.usage + response.usage
         served = self.model.served_by(response)
-        by_model = self.journal.usage_by_model
-        by_model[served] = by_model.get(served, Usage()) + response.usage
+        self._account(served, response.usage)
         await self._emit(ev.TurnEnd, turn=turn, usage=response.usage, model=served)
         message = response.message
         changed = await self.hooks.call("before_create_message", message)
@@ -465,6 +478,12 @@ class Attempt:
         state.status = status
         self.session.changed()
         await self._emit(ev.SessionStatus, flush=True, side=self.sides.side.label if self.sides.active else "", status=status)
+
+    def _account(self, served: str, usage: Usage) -> None:
+        """Count a model call's usage, in all and by the model that served it."""
+        self.journal.usage = self.journal.usage + usage
+        by_model = self.journal.usage_by_model
+        by_model[served] = by_model.get(served, Usage()) + usage
 
     def _call_context(self, turn: int) -> CallContext:
         return CallContext(
