@@ -19,6 +19,7 @@ Command-line values arrive as strings; they are parsed the same way as typed val
 | ``api_rate_limit``     | ``100``                        | requests per second each API stage (HTTP, WebSocket) accepts, steady; more get 429 |
 | ``api_burst_limit``    | ``200``                        | requests each API stage accepts in a burst               |
 | ``worker_concurrency`` | ``50``                         | most worker invocations the queue runs at once (2 to 1000): bounds parallel model calls; ``0`` = no bound |
+| ``bedrock_models``     | none                           | Bedrock model ids (or inference profiles) the worker may invoke (list or comma-separated); none = no Bedrock |
 | ``websocket``          | ``auto``                       | ``true``/``false``, or ``auto``: only if ``functions/websocket.py`` exists |
 | ``bundle``             | ``true``                       | ``false`` skips installing dependencies and compiling bytecode (tests: synthesis in seconds) |
 """
@@ -56,6 +57,7 @@ class StackConfig(BaseModel):
     api_burst_limit: int = Field(default=200, ge=0, le=5000)
     worker_concurrency: int = Field(default=50, ge=0, le=1000)
     model_secret: str | None = None
+    bedrock_models: tuple[str, ...] = ()
     websocket: bool | Literal["auto"] = "auto"
     bundle: bool = True
 
@@ -71,7 +73,7 @@ class StackConfig(BaseModel):
         """Where the worker's submission metrics go: one namespace per stage."""
         return f"{settings.METRICS_NAMESPACE}/{self.stage}"
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "bedrock_models", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -84,6 +86,14 @@ class StackConfig(BaseModel):
         for origin in value:
             if origin != "*" and not origin.startswith(("https://", "http://")):
                 raise ValueError(f"CORS origin {origin!r} must start with https:// or http://")
+        return value
+
+    @field_validator("bedrock_models")
+    @classmethod
+    def _check_bedrock_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for model in value:
+            if not model or not all(c.isalnum() or c in ".-:_" for c in model):
+                raise ValueError(f"Bedrock model id {model!r} is not a model id like anthropic.claude-3-5-haiku-20241022-v1:0")
         return value
 
     @field_validator("log_retention_days")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -75,6 +75,11 @@ _TASK_TOKEN_ACTIONS = [
     "states:SendTaskFailure",
     "states:SendTaskHeartbeat",
 ]
+
+
+_BEDROCK_ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+#: Model ids that start with these name cross-region inference profiles.
+_PROFILE_PREFIXES = frozenset({"us", "eu", "apac", "us-gov", "global"})
 
 
 class Access(enum.Enum):
@@ -295,6 +300,31 @@ class RuntimeFunctions(Construct):
             )
         if Access.MODEL_SECRET in access:
             res.model_secret.grant_read(role)
+            self._grant_bedrock(role)
+
+    def _grant_bedrock(self, role: iam.Role) -> None:
+        """`bedrock:InvokeModel*` on exactly the configured models: a foundation model in
+        any region (cross-region inference profiles route to several), and an inference
+        profile (``us.``, ``eu.``, ``apac.`` ids) in this account and region."""
+        models = self._config.bedrock_models
+        if not models:
+            return
+        stack = Stack.of(self)
+        resources: list[str] = []
+        for model in models:
+            prefix, _, rest = model.partition(".")
+            if prefix in _PROFILE_PREFIXES:
+                resources.append(stack.format_arn(service="bedrock", resource="inference-profile", resource_name=model))
+                model = rest
+            resources.append(f"arn:{stack.partition}:bedrock:*::foundation-model/{model}")
+        role.add_to_policy(iam.PolicyStatement(actions=_BEDROCK_ACTIONS, resources=sorted(set(resources))))
+        for resource in sorted({r for r in resources if ":*::" in r}):
+            acknowledge(
+                role,
+                f"IAM5[Resource::{finding_resource(self, resource)}]",
+                "A foundation model is invoked in whichever region a cross-region inference "
+                "profile routes to; the grant names the one model and only InvokeModel*.",
+            )
 
     def _grant_files(self, role: iam.Role, access: frozenset[Access]) -> None:
         """Files and uploads, by prefix. A handler with `Access.BLOBS` may reach every

@@ -22,7 +22,11 @@ from infra.checks import Synthesis, synthesize
 
 # The WebSocket surface is forced on so its routes are checked whether or not
 # functions/websocket.py exists yet.
-TEST_CONTEXT: dict[str, Any] = {"bundle": False, "websocket": True}
+TEST_CONTEXT: dict[str, Any] = {
+    "bundle": False,
+    "websocket": True,
+    "bedrock_models": "anthropic.claude-3-5-haiku-20241022-v1:0,us.amazon.nova-lite-v1:0",
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:
