@@ -134,7 +134,14 @@ _EXTENSIONS = {
     ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
 }
-_GUESSER = mimetypes.MimeTypes(filenames=())
+_GUESSERS: list[mimetypes.MimeTypes] = []
+
+
+def _guesser() -> mimetypes.MimeTypes:
+    """The standard table (not the host's files), built on first use: it costs an import."""
+    if not _GUESSERS:
+        _GUESSERS.append(mimetypes.MimeTypes(filenames=()))
+    return _GUESSERS[0]
 _TOKEN = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
 _MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
 
@@ -154,7 +161,7 @@ def media_type_for(path: str, given: str | None) -> str:
         dot = path.rfind(".")
         extension = path[dot:].lower() if dot > path.rfind("/") else ""
         guessed = (
-            _EXTENSIONS.get(extension) or _GUESSER.guess_type(f"file{extension}", strict=True)[0]
+            _EXTENSIONS.get(extension) or _guesser().guess_type(f"file{extension}", strict=True)[0]
         )
         return guessed if guessed and allowed_media_type(guessed) else DEFAULT_MEDIA_TYPE
     if not isinstance(given, str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_runtime import settings
 from agent_runtime.adapters.memory_events import MemoryEventLog
@@ -17,12 +17,14 @@ from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.errors import AgentDefinitionError, DefinitionError
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import SubmissionRecord
-from agent_runtime.loop import Checkpoint
 from agent_runtime.loop.child_runs import ChildRuns
 from agent_runtime.ports import Children, EventLog, Stores, WakeUps
 from agent_runtime.registry import Registry
 from agent_runtime.streaming import Broadcaster, EventStream
 from agent_runtime.task_overrides import with_overrides
+
+if TYPE_CHECKING:
+    from agent_runtime.loop.attempt import Checkpoint
 
 
 class Parts:

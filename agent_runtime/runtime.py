@@ -8,7 +8,7 @@ and what tests drive. It adds nothing of its own.
 
 from __future__ import annotations
 
-from agent_runtime.loop import Settlement
+from agent_runtime.loop.settle import Settlement
 from agent_runtime.service import DEFAULT_SESSION, Service
 from agent_runtime.worker import DrainResult, Worker
 

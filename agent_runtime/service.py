@@ -27,7 +27,8 @@ from agent_runtime.ledger import (
     input_hash,
     sequence_of,
 )
-from agent_runtime.loop import Finish, settle
+from agent_runtime.loop.settle import settle
+from agent_runtime.loop.steps import Finish
 from agent_runtime.ports import ChildEntry, EventPage, HistoryPage
 from agent_runtime.streaming import event_fields
 

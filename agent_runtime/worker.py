@@ -34,8 +34,10 @@ from agent_runtime.errors import (
 )
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Budget, Fence, SubmissionRecord, new_attempt_id
-from agent_runtime.loop import Attempt, Finish, Settlement, settle
+from agent_runtime.loop.attempt import Attempt
 from agent_runtime.loop.dispatch import DispatchAttempt
+from agent_runtime.loop.settle import Settlement, settle
+from agent_runtime.loop.steps import Finish
 from agent_runtime.messages import Message, ToolResultPart
 from agent_runtime.models.base import Model, resolve_model
 from agent_runtime.parts import Parts

@@ -25,30 +25,30 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from agent_runtime.adapters.aws.bootstrap import default_runtime, run
+from agent_runtime.adapters.aws.bootstrap import default_service, run
 from agent_runtime.errors import Conflict, InvalidInput, NotFound
 from agent_runtime.protocol import DispatchEventDetail, parse_detail
-from agent_runtime.runtime import Runtime
+from agent_runtime.service import Service
 from agent_runtime.settings import DISPATCH_DETAIL_TYPE
 from functions import imports_done
 
 imports_done()
 
 logger = Logger()
-_runtime: Runtime | None = None
+_runtime: Service | None = None
 
 #: Errors a retry cannot fix: the event is logged and dropped.
 PERMANENT = (InvalidInput, NotFound, Conflict)
 
 
-def set_runtime(runtime: Runtime | None) -> None:
-    """Dispatch with `runtime` instead of `default_runtime()` (tests, the local stack); None resets."""
+def set_runtime(runtime: Service | None) -> None:
+    """Dispatch with `runtime` instead of `default_service()` (tests, the local stack); None resets."""
     global _runtime
     _runtime = runtime
 
 
-def runtime() -> Runtime:
-    return _runtime if _runtime is not None else default_runtime()
+def runtime() -> Service:
+    return _runtime if _runtime is not None else default_service()
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -39,7 +39,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from agent_runtime import endpoints, endpoints_files
-from agent_runtime.adapters.aws.bootstrap import default_runtime, run
+from agent_runtime.adapters.aws.bootstrap import default_service, run
 from agent_runtime.errors import NotFound, PayloadTooLarge
 from agent_runtime.protocol import (
     MAX_BODY_BYTES,
@@ -85,13 +85,13 @@ _service: Service | None = None
 
 
 def set_runtime(service: Service | None) -> None:
-    """Serve with `service` instead of `default_runtime()` (tests, the local stack); None resets."""
+    """Serve with `service` instead of `default_service()` (tests, the local stack); None resets."""
     global _service
     _service = service
 
 
 def service() -> Service:
-    return _service if _service is not None else default_runtime()
+    return _service if _service is not None else default_service()
 
 
 # --- OpenAPI: replies from each route's `responses=`, requests from `_REQUESTS` -------------

@@ -37,7 +37,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter, ValidationError
 
 from agent_runtime import settings
-from agent_runtime.adapters.aws.bootstrap import broadcaster, clients, default_runtime, run
+from agent_runtime.adapters.aws.bootstrap import broadcaster, clients, default_service, run
 from agent_runtime.errors import AgentNotFound, AgentRuntimeError, InvalidInput
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ports import Connections, Poster, Subscription
@@ -52,7 +52,7 @@ from agent_runtime.protocol import (
     error_response,
 )
 from agent_runtime.routing import Headers, RouteRequest, RouteResponse, handle, json_response
-from agent_runtime.runtime import Runtime
+from agent_runtime.service import Service
 from agent_runtime.streaming import frames_for
 from functions import imports_done
 
@@ -71,7 +71,7 @@ _FRAME: TypeAdapter[Any] = TypeAdapter(ClientFrame)
 
 @dataclass
 class Services:
-    runtime: Runtime
+    runtime: Service
     connections: Connections
     poster: Poster
 
@@ -89,7 +89,7 @@ def set_services(services: Services | None) -> None:
 def _default_services(endpoint: str) -> Services:
     """The runtime's own fan-out (the stack sets its endpoint); else one for the stage
     the event came through."""
-    rt = default_runtime()
+    rt = default_service()
     fanout = rt.broadcaster or broadcaster(clients(), settings.Settings.from_env().table, endpoint)
     assert fanout is not None
     return Services(rt, fanout.connections, fanout.poster)

@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from agent_runtime.adapters.aws.bootstrap import default_runtime, run
 from agent_runtime.adapters.aws.sqs import child_token, parse_wakeup
 from agent_runtime.errors import NotClaimable
-from agent_runtime.loop import Settlement
+from agent_runtime.loop.settle import Settlement
 from agent_runtime.settings import METRICS_NAMESPACE, SERVICE_NAME, WORKER_SAFETY_MARGIN_MS
 from agent_runtime.worker import Worker
 from functions import imports_done

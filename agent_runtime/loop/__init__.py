@@ -1,26 +1,38 @@
 """The turn loop: the durable step machine (`attempt`), its steps (`steps`), the
 built-in tools behind one router (`builtins`), the application's tools (`tools`) and
-the one place a submission settles (`settle`)."""
+the one place a submission settles (`settle`).
 
-from agent_runtime.loop.attempt import MAX_RESULT_REPAIRS, Attempt, Checkpoint
-from agent_runtime.loop.builtins import Builtin, CallContext, Family, Handled, Router
-from agent_runtime.loop.inputs import input_message
-from agent_runtime.loop.settle import Settlement, settle
-from agent_runtime.loop.steps import Finish, Suspend, Yield
+Names are loaded on first use: the service side (admission, reads, abort) settles through
+`settle` without loading the step machine, which only the worker runs.
+"""
 
-__all__ = [
-    "MAX_RESULT_REPAIRS",
-    "Attempt",
-    "Builtin",
-    "CallContext",
-    "Checkpoint",
-    "Family",
-    "Finish",
-    "Handled",
-    "Router",
-    "Settlement",
-    "Suspend",
-    "Yield",
-    "input_message",
-    "settle",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "MAX_RESULT_REPAIRS": "attempt",
+    "Attempt": "attempt",
+    "Checkpoint": "attempt",
+    "Builtin": "builtins",
+    "CallContext": "builtins",
+    "Family": "builtins",
+    "Handled": "builtins",
+    "Router": "builtins",
+    "input_message": "inputs",
+    "Settlement": "settle",
+    "settle": "settle",
+    "Finish": "steps",
+    "Suspend": "steps",
+    "Yield": "steps",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(f"agent_runtime.loop.{module}"), name)

@@ -12,7 +12,7 @@ import functools
 import os
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_runtime import settings as names
 from agent_runtime.adapters.aws.dynamodb import dynamodb_stores
@@ -25,9 +25,12 @@ from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.adapters.aws.sqs import SqsWakeUps
 from agent_runtime.adapters.aws.stepfunctions import StepFunctionsChildren
 from agent_runtime.registry import Registry, discover
-from agent_runtime.runtime import Runtime
+from agent_runtime.service import Service
 from agent_runtime.settings import Settings
 from agent_runtime.streaming import Broadcaster
+
+if TYPE_CHECKING:
+    from agent_runtime.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -71,8 +74,21 @@ def broadcaster(aws: Clients, table: str, endpoint: str | None) -> Broadcaster |
 
 
 def aws_runtime(settings: Settings, *, registry: Registry, aws: Clients) -> Runtime:
+    """The service and the worker (the worker and sweeper Lambdas)."""
+    from agent_runtime.runtime import Runtime  # the step machine: only the worker side loads it
+
+    return Runtime(**_parts(settings, registry=registry, aws=aws))
+
+
+def aws_service(settings: Settings, *, registry: Registry, aws: Clients) -> Service:
+    """The service alone (HTTP, WebSocket, EventBridge dispatch): admission and reads,
+    without importing the step machine, which these Lambdas never run."""
+    return Service(**_parts(settings, registry=registry, aws=aws))
+
+
+def _parts(settings: Settings, *, registry: Registry, aws: Clients) -> dict[str, Any]:
     blobs = S3Blobs(aws.s3, settings.bucket)
-    return Runtime(
+    return dict(
         registry=registry,
         stores=dynamodb_stores(aws.dynamodb, settings.table, blobs, kms=kms_client, secrets_key=settings.secrets_key),
         wakeups=SqsWakeUps(aws.sqs, settings.queue_url),
@@ -109,6 +125,13 @@ def stepfunctions_client() -> Any:
 
     config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
     return boto3.client("stepfunctions", config=config)
+
+
+@functools.cache
+def default_service() -> Service:
+    """The service a request handler uses: settings from the environment, agents discovered."""
+    settings = Settings.from_env()
+    return aws_service(settings, registry=discover(settings.agents), aws=clients())
 
 
 @functools.cache
