@@ -98,7 +98,7 @@ class VariableView(BaseModel):
     required: bool
     description: str
     set: bool = Field(description="Whether the instance has a value (a default does not count).")
-    value: str | None = Field(None, description="A plain variable's value (or its default); never a secret's.")
+    value: str | None = Field(None, description="A plain variable's value when set; never a secret's.")
     updated_at: Timestamp | None = None
 
 
