@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -224,6 +224,9 @@ class AgentConfig:
     skills: tuple[Skill, ...] = ()
     #: Summarising older turns when a request nears the context window (None: never).
     compaction: Compaction | None = field(default_factory=Compaction)
+    #: What a prompt to a busy instance does (`agent_runtime.service`): queue behind the
+    #: work, be refused, interrupt it, or replace what is queued.
+    concurrency: Concurrency = "queue"
 
     @property
     def model_name(self) -> str:
@@ -303,6 +306,15 @@ def _check_tools(value: Any, field_name: str) -> tuple[Tool, ...]:
         seen.add(t.name)
         tools.append(t)
     return tuple(tools)
+
+
+Concurrency = Literal["queue", "reject", "interrupt", "latest"]
+
+
+def _check_concurrency(value: Any) -> Concurrency:
+    if value not in get_args(Concurrency):
+        raise DefinitionError("concurrency", f'expected "queue", "reject", "interrupt" or "latest", got {value!r}')
+    return value  # type: ignore[no-any-return]
 
 
 def _exposed(tools: Any) -> Any:
@@ -453,6 +465,7 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         budget=_check_budget(merged.get("budget")),
         skills=check_skills(merged.get("skills")),
         compaction=_check_compaction(merged.get("compaction", Compaction())),
+        concurrency=_check_concurrency(merged.get("concurrency", "queue")),
         instructions=_check_instructions(merged.get("instructions"), "instructions"),
         tools=tools,
         subagents=_check_subagents(merged.get("subagents"), "subagents"),

@@ -70,6 +70,7 @@ async def prompt(service: Service, req: RouteRequest) -> RouteResponse:
         idempotency_key=key,
         attachments=body.attachments,
         images=[(i.media_type, i.data) for i in body.images],
+        concurrency=body.concurrency,
     )
     record = await service.wait(name, instance_id, admitted.record.id, timeout=body.wait)
     submission = Submission.from_record(record)

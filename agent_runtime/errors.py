@@ -136,6 +136,12 @@ class Conflict(AgentRuntimeError):
     type = "conflict"
 
 
+class Busy(Conflict):
+    """The instance is working and its concurrency policy is ``reject`` (409)."""
+
+    type = "busy"
+
+
 class LedgerError(AgentRuntimeError):
     type = "ledger_error"
 

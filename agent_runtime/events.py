@@ -190,6 +190,16 @@ class CompactionEnd(_Event):
     summary_chars: int
 
 
+class ConcurrencyDecision(_Event):
+    """What a concurrency policy did with a prompt to a busy instance: ``rejected`` it,
+    ``interrupted`` the submissions it aborted, or ``replaced`` the queued ones."""
+
+    type: Literal["concurrency"] = "concurrency"
+    policy: str
+    decision: Literal["rejected", "interrupted", "replaced"]
+    submissions: list[str]
+
+
 class Custom(_Event):
     """An event the application's code emitted (`ctx.emit(name, data)` in a tool or a
     dispatch handler): ``name`` is its own, ``data`` any JSON value (at most
@@ -221,6 +231,7 @@ Event = Annotated[
     | SessionStatus
     | CompactionStart
     | CompactionEnd
+    | ConcurrencyDecision
     | Custom,
     Field(discriminator="type"),
 ]
@@ -246,6 +257,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "session_status",
     "compaction_start",
     "compaction_end",
+    "concurrency",
     "custom",
 )
 

@@ -136,13 +136,18 @@ class InstanceData(Parts):
 
     # --- variables -----------------------------------------------------------------
 
-    def declared(self, agent: str) -> tuple[Declared, ...]:
-        """The variables `agent` declares (from its configuration as defined)."""
+    def probe(self, agent: str) -> AgentConfig:
+        """`agent`'s configuration as defined (its `init` probed once per process): what
+        admission reads of it (declared variables, the concurrency policy)."""
         cache: dict[str, AgentConfig] = self.__dict__.setdefault("_probed", {})
         if agent not in cache:
             definition = self.registry.get(agent).definition
             cache[agent] = definition.configure(AgentContext(id=PROBE_ID, agent=agent))
-        return cache[agent].variables
+        return cache[agent]
+
+    def declared(self, agent: str) -> tuple[Declared, ...]:
+        """The variables `agent` declares."""
+        return self.probe(agent).variables
 
     async def variables(self, agent: str, instance_id: str) -> list[VariableInfo]:
         instance = self.instance(agent, instance_id)

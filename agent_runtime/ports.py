@@ -88,6 +88,12 @@ class Ledger(Protocol):
         self, instance: InstanceRef, *, after: int = -1, limit: int = 100
     ) -> list[SubmissionRecord]: ...
 
+    async def unsettled(self, instance: InstanceRef, *, limit: int = 100) -> list[SubmissionRecord]:
+        """The instance's unsettled submissions from its head on, in order, at most
+        `limit` (what a concurrency policy looks at: one read of the head, one of the
+        records after it)."""
+        ...
+
     async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
         """Flag an unsettled submission (`AlreadySettled` otherwise); returns it flagged.
         A running attempt sees the flag at its next boundary or poll; a queued one is

@@ -83,6 +83,9 @@ class PromptRequest(_Body):
         [], max_length=20, description="Paths of the instance's files to attach, like /attachments/receipt.png."
     )
     images: list[InlineImage] = Field([], max_length=20, description="Small images sent inline.")
+    concurrency: Literal["queue", "reject", "interrupt", "latest"] | None = Field(
+        None, description="What this prompt does if the instance is busy (default: the agent's policy)."
+    )
     session: str = Field(
         DEFAULT_SESSION, min_length=1, max_length=SESSION_MAX, description="1-64 characters of [A-Za-z0-9._-]"
     )

@@ -13,7 +13,13 @@ from typing import Any, Literal
 
 from agent_runtime import events as ev
 from agent_runtime.children import link_of
-from agent_runtime.errors import AlreadySettled, ChildNotFound, StaleAttempt, SubmissionNotFound
+from agent_runtime.errors import (
+    AlreadySettled,
+    Busy,
+    ChildNotFound,
+    StaleAttempt,
+    SubmissionNotFound,
+)
 from agent_runtime.ids import InstanceRef, validate_key, validate_session
 from agent_runtime.instance_data import InstanceData
 from agent_runtime.ledger import (
@@ -37,6 +43,15 @@ log = logging.getLogger("agent_runtime")
 DEFAULT_SESSION = "default"
 
 
+#: The most unsettled submissions an abort or a concurrency policy looks at, at once.
+ABORT_MAX = 1000
+
+
+def _started(record: SubmissionRecord) -> bool:
+    """Running, waiting, or queued again after an attempt."""
+    return record.status is not Status.queued or record.attempts > 0
+
+
 class Service(InstanceData):
     # --- admission -----------------------------------------------------------------
 
@@ -50,6 +65,7 @@ class Service(InstanceData):
         idempotency_key: str | None = None,
         attachments: list[str] | None = None,
         images: list[tuple[str, str]] | None = None,
+        concurrency: str | None = None,
     ) -> Admission:
         """Admit a direct prompt. The same idempotency key and message return the first
         submission; the same key with another message raises `Conflict`. `attachments`
@@ -58,6 +74,7 @@ class Service(InstanceData):
         instance = self.instance(agent, instance_id)
         key = f"prompt:{validate_key(idempotency_key, field='idempotency_key')}" if idempotency_key else None
         await self.check_required(instance)
+        await self._concurrency(instance, concurrency or self.probe(agent).concurrency)
         payload: dict[str, Any] = {"message": message}
         if attachments or images:
             parts = await self.attach(instance, attachments or [], images)
@@ -177,23 +194,45 @@ class Service(InstanceData):
         between, that worker sees the flag and settles it instead.
         """
         instance = self.instance(agent, instance_id)
+        records = await self.stores.ledger.unsettled(instance, limit=ABORT_MAX)
+        return await self._abort_records(instance, [r for r in records if queued or _started(r)])
+
+    async def _abort_records(self, instance: InstanceRef, records: list[SubmissionRecord]) -> list[SubmissionRecord]:
         aborted: list[SubmissionRecord] = []
-        after = -1
-        while True:
-            page = await self.stores.ledger.list_submissions(instance, after=after, limit=100)
-            if not page:
-                return aborted
-            for record in page:
-                if record.settled or (record.status is Status.queued and not queued and record.attempts == 0):
-                    continue
-                try:
-                    flagged = await self.stores.ledger.request_abort(instance, record.id, now=self.clock())
-                except AlreadySettled:
-                    continue
-                if flagged.status is not Status.running:
-                    flagged = await self._settle_aborted(flagged)
-                aborted.append(flagged)
-            after = page[-1].sequence
+        for record in records:
+            try:
+                flagged = await self.stores.ledger.request_abort(instance, record.id, now=self.clock())
+            except AlreadySettled:
+                continue
+            if flagged.status is not Status.running:
+                flagged = await self._settle_aborted(flagged)
+            aborted.append(flagged)
+        return aborted
+
+    async def _concurrency(self, instance: InstanceRef, policy: str) -> None:
+        """Apply `policy` to a prompt for a busy instance, before it is admitted:
+        ``reject`` raises `Busy`; ``interrupt`` aborts the user submissions in progress or
+        queued, so the new one runs next; ``latest`` aborts the queued ones (the running
+        one goes on). Dispatches, child reports and effects are never aborted here."""
+        if policy == "queue":
+            return
+        busy = await self.stores.ledger.unsettled(instance, limit=ABORT_MAX)
+        if not busy:
+            return
+        if policy == "reject":
+            await self._publish(instance, [self._decision(instance, policy, "rejected", [r.id for r in busy])])
+            raise Busy(
+                f"{instance} is busy with {busy[0].id} and its agent rejects prompts meanwhile",
+                details={"submission_id": busy[0].id},
+            )
+        users = [r for r in busy if r.kind == "direct" and (policy == "interrupt" or not _started(r))]
+        aborted = await self._abort_records(instance, users)
+        decision: Literal["interrupted", "replaced"] = "interrupted" if policy == "interrupt" else "replaced"
+        await self._publish(instance, [self._decision(instance, policy, decision, [r.id for r in aborted])])
+
+    def _decision(self, instance: InstanceRef, policy: str, decision: Any, ids: list[str]) -> ev.Event:
+        fields = event_fields(instance, self.clock(), None, None)
+        return ev.ConcurrencyDecision(**fields, policy=policy, decision=decision, submissions=ids[:100])
 
     async def _settle_aborted(self, record: SubmissionRecord) -> SubmissionRecord:
         before = "while it waited" if record.status is Status.waiting else "before it started"

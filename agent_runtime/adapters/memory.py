@@ -153,6 +153,12 @@ class MemoryLedger(_Port):
             ledger = self.table.of(instance).ledger
             return [_copy(ledger[s]) for s in sorted(ledger) if s > after][:limit]
 
+    async def unsettled(self, instance: InstanceRef, *, limit: int = 100) -> list[SubmissionRecord]:
+        with self.table.lock:
+            state = self.table.of(instance)
+            found = [state.ledger[s] for s in sorted(state.ledger) if s >= state.head and not state.ledger[s].settled]
+            return [_copy(r) for r in found[:limit]]
+
     async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
         with self.table.lock:
             record = self.table.find(instance, submission_id)

@@ -253,6 +253,19 @@ async def test_payload_and_history_spill_round_trip(stores: Stores, clock: FakeC
     assert settled and settled.result == {"text": big}
 
 
+async def test_unsettled_lists_what_is_left_from_the_head(stores: Stores, clock: FakeClock) -> None:
+    assert await stores.ledger.unsettled(INST) == []
+    ids = [(await stores.ledger.admit(INST, draft(f"m{n}"), now=clock())).record.id for n in range(3)]
+    c = await claim(stores, clock)
+    assert c.record and c.record.id == ids[0]
+    assert [r.id for r in await stores.ledger.unsettled(INST)] == ids
+    await stores.attempts.settle(INST, ids[1], Outcome.aborted, now=clock())  # settled out of order
+    assert [r.id for r in await stores.ledger.unsettled(INST)] == [ids[0], ids[2]]
+    assert [r.id for r in await stores.ledger.unsettled(INST, limit=1)] == [ids[0]]
+    await stores.attempts.settle(INST, ids[0], Outcome.completed, now=clock(), fence=Fence.of(c.record), journal=Journal(applied=True))
+    assert [r.id for r in await stores.ledger.unsettled(INST)] == [ids[2]]
+
+
 async def test_kv(stores: Stores) -> None:
     assert await stores.kv.get(INST, "k") is None
     await stores.kv.put(INST, "k", {"a": [1, 2]})

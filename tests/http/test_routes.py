@@ -321,3 +321,15 @@ def test_events_long_poll_answers_when_an_event_lands(api: Api) -> None:
 
 async def _schedule(coro: Any) -> asyncio.Task[None]:
     return asyncio.get_running_loop().create_task(coro)
+
+
+def test_a_busy_instance_rejects_a_prompt_that_asks_so(api: Api) -> None:
+    api.worker.paused = True  # the first prompt stays queued: the instance is busy
+    first = api.call("POST", "/agents/echo/busy-1", {"message": "one", "wait": 0})
+    assert first.status == 202, first.body
+    refused = api.call("POST", "/agents/echo/busy-1", {"message": "two", "concurrency": "reject", "wait": 0})
+    error = assert_error(refused, 409, "busy")
+    assert error["details"]["submission_id"] == first.json["submission"]["id"]
+    assert len(api.submissions("echo", "busy-1")) == 1
+    bad = api.call("POST", "/agents/echo/busy-1", {"message": "two", "concurrency": "sometimes"})
+    assert_error(bad, 400, "invalid_request")

@@ -143,6 +143,21 @@ class DynamoDBLedger(TablePort):
         )
         return [await self.items.record(item) for item in response["Items"]]
 
+    async def unsettled(self, instance: InstanceRef, *, limit: int = 100) -> list[SubmissionRecord]:
+        meta = self.client.get_item(TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True).get("Item")
+        if meta is None:
+            return []
+        head = int(meta.get("head", {"N": "0"})["N"])
+        found: list[SubmissionRecord] = []
+        after = head - 1
+        while len(found) < limit:
+            page = await self.list_submissions(instance, after=after, limit=100)
+            found += [r for r in page if not r.settled]
+            if len(page) < 100:
+                break
+            after = page[-1].sequence
+        return found[:limit]
+
     async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
         try:
             item = self.client.update_item(
