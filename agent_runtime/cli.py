@@ -1,6 +1,6 @@
 """`agent-runtime`: run the local stack, talk to agents, synthesize the stack.
 
-    agent-runtime dev [--port 8787] [--agents agents/] [--state .agent-runtime]
+    agent-runtime dev [--port 8787] [--ws-port 8788] [--agents agents/] [--state .agent-runtime]
     agent-runtime send NAME ID MESSAGE [--session S] [--no-wait] [--attach PATH]... [--attach-file FILE]... [--url URL]
     agent-runtime chat NAME ID [--session S] [--attach PATH]... [--attach-file FILE]... [--url URL] [--ws-url WS_URL]
     agent-runtime status NAME ID SUBMISSION [--url URL]
@@ -257,7 +257,7 @@ async def _chat_streaming(
 def cmd_dev(args: argparse.Namespace) -> int:
     from agent_runtime.dev.stack import run_dev
 
-    run_dev(port=args.port, agents_dir=args.agents, state_dir=args.state)
+    run_dev(port=args.port, agents_dir=args.agents, state_dir=args.state, websocket_port=args.ws_port)
     return 0
 
 
@@ -492,7 +492,8 @@ def parser() -> argparse.ArgumentParser:
     url = os.environ.get(ENV_URL, DEFAULT_URL)
 
     dev = commands.add_parser("dev", help="run the local stack (embedded AWS) with the agents folder")
-    dev.add_argument("--port", type=int, default=8787)
+    dev.add_argument("--port", type=int, default=8787, help="the HTTP API's port")
+    dev.add_argument("--ws-port", type=int, default=None, help="the WebSocket API's port (default: --port + 1)")
     dev.add_argument("--agents", default="agents")
     dev.add_argument("--state", default=".agent-runtime", help="folder that keeps the local state between runs")
     dev.set_defaults(run=cmd_dev)

@@ -109,7 +109,10 @@ class HttpApiEmulator:
             self._server = _Server((self.host, self.port), _RequestHandler, emulator=self)
         except OSError as exc:
             self.function.close()
-            raise HttpApiError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from exc
+            raise HttpApiError(
+                f"cannot listen on {self.host}:{self.port} for the HTTP API: {exc.strerror} "
+                "(agent-runtime dev --port PORT picks another)"
+            ) from exc
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -238,7 +238,8 @@ class WebSocketApiEmulator:
             listener = socket.create_server((self.host, self.port))
         except OSError as exc:
             raise WebSocketApiError(
-                f"cannot listen on {self.host}:{self.port}: {exc.strerror}"
+                f"cannot listen on {self.host}:{self.port} for the WebSocket API: {exc.strerror} "
+                "(agent-runtime dev --ws-port PORT picks another)"
             ) from exc
         try:
             management = ManagementServer((self.host, self.management_port), connections=self)

@@ -201,8 +201,9 @@ def test_a_failing_init_stops_the_start() -> None:
 
 
 def test_a_taken_port_is_a_clear_error(echo: HttpApiEmulator) -> None:
-    with pytest.raises(HttpApiError, match=f"cannot listen on 127.0.0.1:{echo.port}"):
+    with pytest.raises(HttpApiError, match=f"cannot listen on 127.0.0.1:{echo.port} for the HTTP API") as taken:
         HttpApiEmulator("tests.dev.handlers:echo", port=echo.port, isolation="thread").start()
+    assert "agent-runtime dev --port PORT picks another" in str(taken.value)
 
 
 def test_thread_isolation_runs_in_this_process() -> None:

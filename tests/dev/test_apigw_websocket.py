@@ -306,8 +306,16 @@ async def test_failed_invocations_are_reported_to_the_client(
 
 
 def test_a_taken_port_is_a_clear_error(threaded: WebSocketApiEmulator) -> None:
-    with pytest.raises(WebSocketApiError, match=f"cannot listen on 127.0.0.1:{threaded.port}"):
+    with pytest.raises(WebSocketApiError, match=f"cannot listen on 127.0.0.1:{threaded.port} for the WebSocket API") as taken:
         WebSocketApiEmulator(HANDLER, port=threaded.port, isolation="thread").start()
+    assert "agent-runtime dev --ws-port PORT picks another" in str(taken.value)
+
+
+def test_dev_takes_a_websocket_port() -> None:
+    from agent_runtime.cli import parser
+
+    assert parser().parse_args(["dev", "--ws-port", "9911"]).ws_port == 9911
+    assert parser().parse_args(["dev"]).ws_port is None
 
 
 def test_the_stack_serves_websocket_and_run_dev_prints_it() -> None:
