@@ -28,7 +28,6 @@ worker's Lambda ships the SDK (see `infra.bundling`).
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import gc
 import logging
@@ -55,6 +54,13 @@ from agent_runtime.messages import (
     ToolResultPart,
     Usage,
 )
+from agent_runtime.models.attachments import MAX_INLINE_TEXT_BYTES
+from agent_runtime.models.attachments import b64 as _b64
+from agent_runtime.models.attachments import base64_size as _base64_size
+from agent_runtime.models.attachments import human_size as _human_size
+from agent_runtime.models.attachments import image_type as _image_type
+from agent_runtime.models.attachments import is_text as _is_text
+from agent_runtime.models.attachments import media_type as _media_type
 from agent_runtime.models.base import (
     Model,
     ModelEvent,
@@ -116,14 +122,8 @@ MAX_REQUEST_BYTES = 32_000_000
 #: longer fit become notes. A PDF over this on its own (about 18 MB) is never sent.
 MAX_FILE_BYTES_PER_REQUEST = MAX_REQUEST_BYTES * 3 // 4
 #: Text-like files up to this size are inlined as text; larger ones become a note.
-MAX_INLINE_TEXT_BYTES = 100_000
 
-ImageMediaType = Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
 #: Not under ``text/`` but text all the same (so are ``+json``, ``+xml`` and ``+yaml`` types).
-_TEXT_MEDIA_TYPES = frozenset(
-    f"application/{name}"
-    for name in ("json", "x-ndjson", "xml", "yaml", "x-yaml", "toml", "javascript", "sql", "x-sh")
-)
 
 
 class AnthropicModel(Model):
@@ -369,50 +369,6 @@ def _note(part: FilePart, reason: str) -> TextBlockParam:
         "type": "text",
         "text": f"{_INLINE_PREFIX}{described} attached; not shown to the model: {reason}]",
     }
-
-
-def _media_type(part: FilePart) -> str:
-    return part.media_type.split(";", 1)[0].strip().lower()
-
-
-def _is_text(media_type: str) -> bool:
-    return (
-        media_type.startswith("text/")
-        or media_type in _TEXT_MEDIA_TYPES
-        or media_type.endswith(("+json", "+xml", "+yaml"))
-    )
-
-
-def _image_type(data: bytes) -> ImageMediaType | None:
-    """The image type the bytes' signature names, among those the API reads."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def _base64_size(size: int) -> int:
-    return 4 * ((size + 2) // 3)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _human_size(size: int) -> str:
-    if size < 1000:
-        return f"{size} B"
-    value = size / 1000
-    for unit in ("kB", "MB"):
-        if value < 1000:
-            return f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
 
 
 def _tool(spec: ToolSpec) -> ToolParam:

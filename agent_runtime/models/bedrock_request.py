@@ -42,13 +42,11 @@ from agent_runtime.messages import (
     ToolCallPart,
     ToolResultPart,
 )
-from agent_runtime.models.anthropic import (
-    MAX_INLINE_TEXT_BYTES,
-    _human_size,
-    _image_type,
-    _is_text,
-    _media_type,
-)
+from agent_runtime.models.attachments import MAX_INLINE_TEXT_BYTES
+from agent_runtime.models.attachments import human_size as _human_size
+from agent_runtime.models.attachments import image_type as _image_type
+from agent_runtime.models.attachments import is_text as _is_text
+from agent_runtime.models.attachments import media_type as _media_type
 from agent_runtime.models.base import ModelRequest
 
 logger = logging.getLogger(__name__)
