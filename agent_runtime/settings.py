@@ -22,6 +22,13 @@ ENV_EVENT_TTL = "AGENT_RUNTIME_EVENT_TTL_SECONDS"
 ENV_DEFAULT_MODEL = "AGENT_RUNTIME_DEFAULT_MODEL"
 # The WebSocket API's management endpoint (``https://{api}.execute-api.{region}.../{stage}``).
 ENV_WEBSOCKET_ENDPOINT = "AGENT_RUNTIME_WEBSOCKET_ENDPOINT"
+# Effects: one-time EventBridge Scheduler schedules in this group, delivered to the
+# target (the dispatch function) as the scheduler role, with an event of detail-type
+# EFFECT_DETAIL_TYPE whose detail names the instance and the effect.
+ENV_SCHEDULE_GROUP = "AGENT_RUNTIME_SCHEDULE_GROUP"
+ENV_SCHEDULER_ROLE_ARN = "AGENT_RUNTIME_SCHEDULER_ROLE_ARN"
+ENV_EFFECT_TARGET_ARN = "AGENT_RUNTIME_EFFECT_TARGET_ARN"
+EFFECT_DETAIL_TYPE = "agent-runtime.effect"
 
 # Resource names used by the local stack (the deployed stack lets CloudFormation name them).
 LOCAL_TABLE = "agent-runtime"
@@ -29,6 +36,8 @@ LOCAL_QUEUE = "agent-runtime-wakeups.fifo"
 LOCAL_DLQ = "agent-runtime-wakeups-dlq.fifo"
 LOCAL_BUCKET = "agent-runtime-local"
 LOCAL_STATE_MACHINE = "agent-runtime-blocking-child"
+LOCAL_EVENT_BUS = "agent-runtime-local"
+LOCAL_SCHEDULE_GROUP = "agent-runtime-timers"
 
 # DynamoDB key schema (see agent_runtime.adapters.aws.dynamodb_items for the item layout).
 TABLE_PARTITION_KEY = "pk"
@@ -124,6 +133,9 @@ class Settings:
     state_machine_arn: str | None = None
     event_bus: str | None = None
     secrets_key: str | None = None
+    schedule_group: str | None = None
+    scheduler_role_arn: str | None = None
+    effect_target_arn: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -136,6 +148,9 @@ class Settings:
                 state_machine_arn=os.environ.get(ENV_STATE_MACHINE_ARN),
                 event_bus=os.environ.get(ENV_EVENT_BUS),
                 secrets_key=os.environ.get(ENV_SECRETS_KEY),
+                schedule_group=os.environ.get(ENV_SCHEDULE_GROUP),
+                scheduler_role_arn=os.environ.get(ENV_SCHEDULER_ROLE_ARN),
+                effect_target_arn=os.environ.get(ENV_EFFECT_TARGET_ARN),
             )
         except KeyError as missing:
             raise RuntimeError(f"environment variable {missing} is not set") from None
