@@ -49,6 +49,7 @@ from agent_runtime.delegation import Resumable as Resumable
 from agent_runtime.delegation import Subagent as Subagent
 from agent_runtime.delegation import subagent as subagent
 from agent_runtime.dual import Side, check_dual, dual_fields
+from agent_runtime.effects import Effect, check_effects
 from agent_runtime.errors import DefinitionError
 from agent_runtime.hooks import Hooks
 from agent_runtime.instructions import StructuredInstructions
@@ -227,6 +228,12 @@ class AgentConfig:
     #: What a prompt to a busy instance does (`agent_runtime.service`): queue behind the
     #: work, be refused, interrupt it, or replace what is queued.
     concurrency: Concurrency = "queue"
+    #: Functions the agent schedules to run later (`agent_runtime.effects`); module-level
+    #: ``@effect`` functions of the agent's module are added by the runtime.
+    effects: tuple[Effect, ...] = ()
+
+    def effect_named(self, name: str) -> Effect | None:
+        return next((e for e in self.effects if e.name == name), None)
 
     @property
     def model_name(self) -> str:
@@ -466,6 +473,7 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
         skills=check_skills(merged.get("skills")),
         compaction=_check_compaction(merged.get("compaction", Compaction())),
         concurrency=_check_concurrency(merged.get("concurrency", "queue")),
+        effects=check_effects(merged.get("effects")),
         instructions=_check_instructions(merged.get("instructions"), "instructions"),
         tools=tools,
         subagents=_check_subagents(merged.get("subagents"), "subagents"),

@@ -47,7 +47,7 @@ class _Event(BaseModel):
 
 class SubmissionQueued(_Event):
     type: Literal["submission_queued"] = "submission_queued"
-    kind: Literal["direct", "dispatch", "task", "child_report"]
+    kind: Literal["direct", "dispatch", "task", "child_report", "effect"]
     sequence: int
 
 

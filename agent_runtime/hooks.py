@@ -31,6 +31,7 @@ from typing import Any
 
 from agent_runtime.errors import DefinitionError, UserError
 from agent_runtime.ids import InstanceRef
+from agent_runtime.tools import SchedulesEffects, Surroundings
 
 
 class HookError(UserError):
@@ -40,7 +41,7 @@ class HookError(UserError):
 
 
 @dataclass
-class HookContext:
+class HookContext(SchedulesEffects):
     instance: InstanceRef
     session: str
     submission_id: str
@@ -48,6 +49,16 @@ class HookContext:
     agent: str | None
     turn: int
     context: dict[str, Any] = field(default_factory=dict)
+    #: What the attempt's tools reach too; hooks schedule effects through it.
+    surroundings: Surroundings | None = field(default=None, repr=False)
+
+    def _around(self) -> Surroundings:
+        if self.surroundings is None:
+            raise UserError("this hook context cannot schedule effects (a context made by hand?)")
+        return self.surroundings
+
+    def _effects_scope(self) -> str:
+        return f"hook-{self.turn}"
 
 
 @dataclass

@@ -106,7 +106,7 @@ class SubmissionRecord(BaseModel):
     id: str
     instance: str
     sequence: int
-    kind: Literal["direct", "dispatch", "task", "child_report"]
+    kind: Literal["direct", "dispatch", "task", "child_report", "effect"]
     session: str
     payload: Any
     status: Status = Status.queued
@@ -180,7 +180,7 @@ class Draft(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["direct", "dispatch", "task", "child_report"]
+    kind: Literal["direct", "dispatch", "task", "child_report", "effect"]
     session: str
     payload: Any
     receipt_key: str | None = None

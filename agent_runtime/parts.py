@@ -7,21 +7,26 @@ is both over the same parts, which the Lambda bootstrap, the local stack and tes
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from agent_runtime import events as ev
 from agent_runtime import settings
 from agent_runtime.adapters.memory_events import MemoryEventLog
 from agent_runtime.definition import AgentConfig, AgentContext
+from agent_runtime.effects import with_module_effects
 from agent_runtime.errors import AgentDefinitionError, DefinitionError
 from agent_runtime.ids import InstanceRef
-from agent_runtime.ledger import SubmissionRecord
+from agent_runtime.ledger import Admission, Draft, SubmissionRecord
 from agent_runtime.loop.child_runs import ChildRuns
 from agent_runtime.ports import Children, EventLog, Stores, WakeUps
 from agent_runtime.registry import Registry
-from agent_runtime.streaming import Broadcaster, EventStream
+from agent_runtime.streaming import Broadcaster, EventStream, event_fields
 from agent_runtime.task_overrides import with_overrides
+
+log = logging.getLogger("agent_runtime")
 
 if TYPE_CHECKING:
     from agent_runtime.loop.attempt import Checkpoint
@@ -61,6 +66,30 @@ class Parts:
         self.children = children
         self.child_runs = ChildRuns(children, stores.ledger, wakeups) if children is not None else None
 
+    async def admit(self, instance: InstanceRef, draft: Draft) -> Admission:
+        """Admit `draft` to the instance's ledger, wake the instance, say it is queued."""
+        admission = await self.stores.ledger.admit(instance, draft, now=self.clock())
+        # Sent on replays too: if the first wake-up was lost the retry re-sends it;
+        # SQS deduplicates by submission id.
+        await self.wakeups.send(instance, reason="admit", dedupe_id=admission.record.id)
+        if not admission.replayed:
+            record = admission.record
+            event = ev.SubmissionQueued(
+                **event_fields(instance, self.clock(), record.session, record.id), kind=record.kind, sequence=record.sequence
+            )
+            await self.publish(instance, [event])
+        return admission
+
+    async def publish(self, instance: InstanceRef, events: list[ev.Event]) -> None:
+        """Append events outside a run (admission, abort of waiting work) and show them
+        to watchers. The ledger is the truth: a failure here is logged, not raised."""
+        try:
+            stored = await self.events.append(instance, events, now=self.clock())
+            if self.broadcaster is not None:
+                await self.broadcaster.publish(instance, stored)
+        except Exception:
+            log.warning("could not append an event", extra={"instance": instance.key}, exc_info=True)
+
     def instance(self, agent: str, instance_id: str) -> InstanceRef:
         """The instance, after checking its name and id (400) and that the agent exists (404)."""
         ref = InstanceRef(agent, instance_id)
@@ -76,9 +105,10 @@ class Parts:
     def config(self, instance: InstanceRef) -> AgentConfig:
         """The agent's configuration for this instance: runs the user's `init(ctx)`.
         A bad configuration raises `AgentDefinitionError`, naming the agent and the field."""
-        definition = self.registry.get(instance.agent).definition
+        registered = self.registry.get(instance.agent)
         try:
-            return definition.configure(self.context(instance))
+            config = registered.definition.configure(self.context(instance))
+            return with_module_effects(config, registered.effects)
         except DefinitionError as exc:
             raise AgentDefinitionError(instance.agent, exc.field, exc.message) from exc
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent_runtime.children import ChildLink
+from agent_runtime.effects import EffectStore, Timers
 from agent_runtime.errors import InvalidInput
 from agent_runtime.events import Event
 from agent_runtime.files import Files
@@ -329,6 +330,10 @@ class Stores:
     variables: Variables
     #: Each session's owner, side and context.
     sessions: Sessions
+    #: Effects the instance has scheduled (`agent_runtime.effects`), and their timers
+    #: (None: this runtime cannot schedule effects, and says so when asked to).
+    effects: EffectStore
+    timers: Timers | None = None
 
 
 class WakeUps(Protocol):

@@ -130,6 +130,15 @@ class DispatchEventDetail(_Body):
     )
 
 
+class EffectEventDetail(_Body):
+    """The ``detail`` of an effect's timer event (`settings.EFFECT_DETAIL_TYPE`), as the
+    effect's schedule delivers it to the dispatch function."""
+
+    agent: str = Field(min_length=1, max_length=AGENT_NAME_MAX)
+    id: str = Field(min_length=1, max_length=INSTANCE_ID_MAX)
+    effect_id: str = Field(min_length=1, max_length=64)
+
+
 class _Query(BaseModel):
     # Query strings arrive as text: lax parsing ("10" -> 10, "true" -> True). Unknown
     # parameters are left alone: a route hook may use its own (a token, a trace id).
@@ -222,7 +231,7 @@ class PromptResult(BaseModel):
 
 class Submission(BaseModel):
     id: str
-    kind: Literal["direct", "dispatch", "task", "child_report"]
+    kind: Literal["direct", "dispatch", "task", "child_report", "effect"]
     session: str
     sequence: int
     status: Literal["queued", "running", "waiting", "settled"]

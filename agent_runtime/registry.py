@@ -26,6 +26,7 @@ from agent_runtime.definition import (
     AgentProfile,
     create_agent,
 )
+from agent_runtime.effects import Effect
 from agent_runtime.errors import AgentNotFound, DefinitionError
 from agent_runtime.handoffs import check_handoffs, reachable
 from agent_runtime.ids import validate_agent_name
@@ -39,6 +40,8 @@ class RegisteredAgent:
     websocket: Callable[..., Any] | None = None
     on_dispatch: Callable[..., Any] | None = None
     module: str | None = None
+    #: The module's ``@effect`` functions (an agent's ``effects=[...]`` add to them).
+    effects: tuple[Effect, ...] = ()
     #: Set for a subagent's agent: the profile its children run (no hooks of its own;
     #: its instances are reached through their parents).
     profile: AgentProfile | None = None
@@ -114,6 +117,7 @@ def _entry_from_module(name: str, module: ModuleType) -> RegisteredAgent:
         websocket=getattr(module, "websocket", None),
         on_dispatch=getattr(module, "on_dispatch", None),
         module=module.__name__,
+        effects=tuple(v for v in vars(module).values() if isinstance(v, Effect)),
     )
 
 

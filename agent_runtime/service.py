@@ -22,6 +22,7 @@ from agent_runtime.errors import (
 )
 from agent_runtime.ids import InstanceRef, validate_key, validate_session
 from agent_runtime.instance_data import InstanceData
+from agent_runtime.instance_effects import InstanceEffects
 from agent_runtime.ledger import (
     Admission,
     Draft,
@@ -52,7 +53,7 @@ def _started(record: SubmissionRecord) -> bool:
     return record.status is not Status.queued or record.attempts > 0
 
 
-class Service(InstanceData):
+class Service(InstanceEffects, InstanceData):
     # --- admission -----------------------------------------------------------------
 
     async def prompt(
@@ -79,7 +80,7 @@ class Service(InstanceData):
         if attachments or images:
             parts = await self.attach(instance, attachments or [], images)
             payload["attachments"] = [p.model_dump(exclude={"type"}) for p in parts]
-        return await self._admit(instance, _draft("direct", session, payload, key))
+        return await self.admit(instance, _draft("direct", session, payload, key))
 
     async def dispatch(
         self,
@@ -94,30 +95,7 @@ class Service(InstanceData):
         instance = self.instance(agent, instance_id)
         canonical_json(input)
         dispatch_id = validate_key(dispatch_id, field="dispatch_id") if dispatch_id else f"d-{secrets.token_hex(12)}"
-        return await self._admit(instance, _draft("dispatch", session, input, f"dispatch:{dispatch_id}"))
-
-    async def _admit(self, instance: InstanceRef, draft: Draft) -> Admission:
-        admission = await self.stores.ledger.admit(instance, draft, now=self.clock())
-        # Sent on replays too: if the first wake-up was lost the retry re-sends it;
-        # SQS deduplicates by submission id.
-        await self.wakeups.send(instance, reason="admit", dedupe_id=admission.record.id)
-        if not admission.replayed:
-            record = admission.record
-            event = ev.SubmissionQueued(
-                **event_fields(instance, self.clock(), record.session, record.id), kind=record.kind, sequence=record.sequence
-            )
-            await self._publish(instance, [event])
-        return admission
-
-    async def _publish(self, instance: InstanceRef, events: list[ev.Event]) -> None:
-        """Append events outside a run (admission, abort of waiting work) and show them
-        to watchers. The ledger is the truth: a failure here is logged, not raised."""
-        try:
-            stored = await self.events.append(instance, events, now=self.clock())
-            if self.broadcaster is not None:
-                await self.broadcaster.publish(instance, stored)
-        except Exception:
-            log.warning("could not append an event", extra={"instance": instance.key}, exc_info=True)
+        return await self.admit(instance, _draft("dispatch", session, input, f"dispatch:{dispatch_id}"))
 
     # --- reads ---------------------------------------------------------------------
 
@@ -220,7 +198,7 @@ class Service(InstanceData):
         if not busy:
             return
         if policy == "reject":
-            await self._publish(instance, [self._decision(instance, policy, "rejected", [r.id for r in busy])])
+            await self.publish(instance, [self._decision(instance, policy, "rejected", [r.id for r in busy])])
             raise Busy(
                 f"{instance} is busy with {busy[0].id} and its agent rejects prompts meanwhile",
                 details={"submission_id": busy[0].id},
@@ -228,7 +206,7 @@ class Service(InstanceData):
         users = [r for r in busy if r.kind == "direct" and (policy == "interrupt" or not _started(r))]
         aborted = await self._abort_records(instance, users)
         decision: Literal["interrupted", "replaced"] = "interrupted" if policy == "interrupt" else "replaced"
-        await self._publish(instance, [self._decision(instance, policy, decision, [r.id for r in aborted])])
+        await self.publish(instance, [self._decision(instance, policy, decision, [r.id for r in aborted])])
 
     def _decision(self, instance: InstanceRef, policy: str, decision: Any, ids: list[str]) -> ev.Event:
         fields = event_fields(instance, self.clock(), None, None)
@@ -252,7 +230,7 @@ class Service(InstanceData):
             await settle(self.stores.attempts, record, finish, now=now, emit=collect, child_runs=reports)
         except (AlreadySettled, StaleAttempt):
             return record  # settled meanwhile, or claimed: that attempt sees the flag
-        await self._publish(record.ref, events)
+        await self.publish(record.ref, events)
         if link is not None and link.blocking:
             dedupe = f"child-aborted-{link.child_submission_id}"
             await self.wakeups.send(link.parent, reason="child_done", dedupe_id=dedupe)

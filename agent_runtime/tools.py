@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -51,11 +52,55 @@ class FilesAccess(Protocol):
 
 
 class Surroundings(Protocol):
-    """What else a tool reaches: variables, secrets, the instance's event log."""
+    """What else a tool reaches: variables, secrets, the instance's event log, effects."""
 
     async def env(self, name: str) -> str | None: ...
     async def secret(self, name: str) -> str | None: ...
     async def emit(self, name: str, data: Any) -> None: ...
+    async def schedule(
+        self,
+        scope: str,
+        name: str,
+        args: dict[str, Any] | None,
+        *,
+        delay: float | None,
+        at: datetime | None,
+        session: str | None,
+    ) -> str: ...
+    async def scheduled_effects(self, name: str | None) -> builtins.list[Any]: ...
+    async def cancel_effect(self, effect_id: str) -> Any: ...
+
+
+class SchedulesEffects:
+    """`ctx.schedule`, `ctx.scheduled_effects` and `ctx.cancel_effect` (`agent_runtime.effects`),
+    for the contexts of tools, hooks, `on_dispatch` and effects."""
+
+    def _around(self) -> Surroundings:
+        raise NotImplementedError
+
+    def _effects_scope(self) -> str:
+        raise NotImplementedError
+
+    async def schedule(
+        self,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        delay: float | None = None,
+        at: datetime | None = None,
+        session: str | None = None,
+    ) -> str:
+        """Run the agent's effect `name` with `args` after `delay` seconds or at `at` (a
+        timezone-aware datetime), in `session` (this one by default); returns its id."""
+        return await self._around().schedule(self._effects_scope(), name, args, delay=delay, at=at, session=session)
+
+    async def scheduled_effects(self, name: str | None = None) -> builtins.list[Any]:
+        """The instance's effects still to run (`EffectRecord`s, soonest first), of `name` or all."""
+        return await self._around().scheduled_effects(name)
+
+    async def cancel_effect(self, effect_id: str) -> Any:
+        """Cancel a scheduled effect; `EffectNotPending` once it fired, `EffectNotFound` if unknown."""
+        return await self._around().cancel_effect(effect_id)
 
 
 class AbortSignal:
@@ -87,7 +132,7 @@ NOTICE_MAX_CHARS = 32_000
 
 
 @dataclass(frozen=True)
-class ToolContext:
+class ToolContext(SchedulesEffects):
     """What a tool may know and touch: its instance, session, kv, the abort signal and,
     in a subagent, a line to its parent."""
 
@@ -124,6 +169,9 @@ class ToolContext:
         if self.surroundings is None:
             raise ToolFailure("this tool context has no variables or event log (a context made by hand?)")
         return self.surroundings
+
+    def _effects_scope(self) -> str:
+        return self.call_id
 
     async def notify_parent(self, text: str) -> None:
         """Write `text` to the parent that started this agent as a subagent: it reaches the

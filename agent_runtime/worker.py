@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from agent_runtime import events as ev
 from agent_runtime.children import depth_of, link_from_reason, link_of, outcome_of
+from agent_runtime.effects import effect_handler
 from agent_runtime.errors import (
     AgentDefinitionError,
     AgentRuntimeError,
@@ -195,7 +196,10 @@ class Worker(Parts):
         handler = self.registry.get(record.ref.agent).on_dispatch
         try:
             attempt: Attempt | DispatchAttempt
-            if record.kind == "dispatch" and handler is not None:
+            if record.kind == "effect":
+                handler = effect_handler(config.effects, record.payload)
+            if record.kind == "effect" or (record.kind == "dispatch" and handler is not None):
+                assert handler is not None
                 attempt = DispatchAttempt(
                     handler=handler,
                     stores=self.stores,
@@ -209,6 +213,7 @@ class Worker(Parts):
                     stream=stream,
                     child_runs=self.child_runs,
                     abort_poll_seconds=self.abort_poll_seconds,
+                    admit=self.admit,
                 )
             else:
                 attempt = Attempt(

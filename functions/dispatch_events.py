@@ -6,6 +6,10 @@ source) and invokes this function asynchronously. The detail is
 EventBridge keeps when it delivers an event again, so a redelivery returns the first
 receipt and never admits a second submission.
 
+It is also the target of effects' timers (`agent_runtime.effects`): an event of
+detail-type `settings.EFFECT_DETAIL_TYPE` (`protocol.EffectEventDetail`) fires that
+effect, which admits its submission once however often the timer delivers.
+
 What happens to an event that cannot be admitted depends on whether trying again can help:
 
 - dropped, with an error in the log: not a dispatch event, a detail that does not fit the
@@ -27,9 +31,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from agent_runtime.adapters.aws.bootstrap import default_service, run
 from agent_runtime.errors import Conflict, InvalidInput, NotFound
-from agent_runtime.protocol import DispatchEventDetail, parse_detail
+from agent_runtime.protocol import DispatchEventDetail, EffectEventDetail, parse_detail
 from agent_runtime.service import Service
-from agent_runtime.settings import DISPATCH_DETAIL_TYPE
+from agent_runtime.settings import DISPATCH_DETAIL_TYPE, EFFECT_DETAIL_TYPE
 from functions import imports_done
 
 imports_done()
@@ -56,6 +60,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     envelope = EventBridgeEvent(event)
     logger.append_keys(event_id=envelope.get_id, source=envelope.source)
     try:
+        if envelope.detail_type == EFFECT_DETAIL_TYPE:
+            return _fire(parse_detail(EffectEventDetail, event.get("detail")))
         if envelope.detail_type != DISPATCH_DETAIL_TYPE:
             raise InvalidInput(f"not a dispatch event: detail-type {envelope.detail_type!r}")
         detail = parse_detail(DispatchEventDetail, event.get("detail"))
@@ -80,3 +86,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         replayed=admission.replayed,
     )
     return {"status": "admitted", "submission_id": record.id, "dispatch_id": record.dispatch_id, "replayed": admission.replayed}
+
+
+def _fire(detail: EffectEventDetail) -> dict[str, Any]:
+    """An effect's timer went off: admit its submission (once; none if it was cancelled)."""
+    admission = run(runtime().fire_effect(detail.agent, detail.id, detail.effect_id))
+    if admission is None:
+        logger.info("cancelled effect not run", effect_id=detail.effect_id)
+        return {"status": "cancelled", "effect_id": detail.effect_id}
+    record = admission.record
+    logger.info("effect admitted", instance=record.instance, submission_id=record.id, effect_id=detail.effect_id)
+    return {"status": "admitted", "submission_id": record.id, "effect_id": detail.effect_id, "replayed": admission.replayed}

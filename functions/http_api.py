@@ -7,6 +7,8 @@
     GET  /agents/{name}/{id}/children                     the instance's children: ?after=&limit=
     GET  /agents/{name}/{id}/children/{ref}/...           a child's submissions/{id}, sessions/{s}/messages, events
     POST /agents/{name}/{id}/abort                        the running submission; ?queued=true, queued ones too
+    GET  /agents/{name}/{id}/effects, DELETE .../effects/{effect_id}   scheduled effects; cancel one
+    files and variables: see `agent_runtime.endpoints_files`
     GET  /openapi.json, GET /health
 
 Every /agents route refuses a body over 1 MiB (413), then `agent_runtime.endpoints.serve`
@@ -38,7 +40,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from agent_runtime import endpoints, endpoints_files
+from agent_runtime import endpoints, endpoints_effects, endpoints_files
 from agent_runtime.adapters.aws.bootstrap import default_service, run
 from agent_runtime.errors import NotFound, PayloadTooLarge
 from agent_runtime.protocol import (
@@ -142,6 +144,7 @@ _REQUESTS: dict[tuple[str, str], _Accepts] = {
     ("get", "/agents/{name}/{id}/files"): _Accepts(query=FilesQuery),
     ("post", "/agents/{name}/{id}/uploads"): _Accepts(body=UploadRequest),
     ("put", "/agents/{name}/{id}/variables/{variable}"): _Accepts(body=VariablePut),
+    ("get", "/agents/{name}/{id}/effects"): _Accepts(query=endpoints_effects.EffectsQuery),
 }
 
 
@@ -418,6 +421,24 @@ def put_variable(name: str, id: str, variable: str) -> Response[Any]:
 )
 def delete_variable(name: str, id: str, variable: str) -> Response[Any]:
     return _serve(endpoints_files.delete_variable, name=name, id=id, variable=variable)
+
+
+@app.get(
+    "/agents/<name>/<id>/effects",
+    summary="The instance's effects: scheduled, and fired or cancelled in the last 30 days",
+    responses=_responses({200: _json(endpoints_effects.EffectsList, "Soonest due first")}),
+)
+def list_effects(name: str, id: str) -> Response[Any]:
+    return _serve(endpoints_effects.list_effects, name=name, id=id)
+
+
+@app.delete(
+    "/agents/<name>/<id>/effects/<effect_id>",
+    summary="Cancel a scheduled effect (409 once it fired or was cancelled)",
+    responses=_responses({200: _json(endpoints_effects.EffectView, "The cancelled effect")}),
+)
+def cancel_effect(name: str, id: str, effect_id: str) -> Response[Any]:
+    return _serve(endpoints_effects.cancel_effect, name=name, id=id, effect_id=effect_id)
 
 
 # --- the rest ------------------------------------------------------------------------

@@ -402,6 +402,7 @@ class MemoryChildIndex(_Port):
 
 def memory_stores(table: MemoryTable | None = None) -> Stores:
     """Every instance-store port over one memory table."""
+    from agent_runtime.adapters.memory_effects import MemoryEffects, MemoryTimers
     from agent_runtime.adapters.memory_files import MemoryFiles
     from agent_runtime.adapters.memory_variables import MemoryVariables
 
@@ -416,6 +417,8 @@ def memory_stores(table: MemoryTable | None = None) -> Stores:
         files=MemoryFiles(table),
         sessions=MemorySessions(table),
         variables=MemoryVariables(),
+        effects=MemoryEffects(),
+        timers=MemoryTimers(),
     )
 
 

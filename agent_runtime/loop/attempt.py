@@ -129,7 +129,7 @@ class Attempt:
         self.router = router or Router.for_config(config, child_runs=child_runs)
         link = link_of(record)
         self._parent_line = ParentNotices(child_runs, link, clock) if link and child_runs else None
-        self.surroundings = Surroundings(stores, config, record.ref, self._emit)
+        self.surroundings = Surroundings(stores, config, record.ref, self._emit, record=record, clock=clock)
         self._values: dict[str, str] | None = None
         self.on_checkpoint = checkpoint
         self.abort_poll_seconds = abort_poll_seconds
@@ -220,7 +220,10 @@ class Attempt:
 
     def _hook_context(self) -> HookContext:
         owner = self.session.loaded.owner if self.session.loaded else None
-        return HookContext(self.fence.instance, self.record.session, self.record.id, owner or self.root_config.name, self.journal.turn)
+        return HookContext(
+            self.fence.instance, self.record.session, self.record.id, owner or self.root_config.name, self.journal.turn,
+            surroundings=self.surroundings,
+        )
 
     # --- the session's owner ---------------------------------------------------------
 

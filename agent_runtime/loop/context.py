@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import builtins
 import json
+import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from agent_runtime import events as ev
 from agent_runtime.definition import AgentConfig
+from agent_runtime.effects import EffectRecord
 from agent_runtime.errors import InvalidInput
 from agent_runtime.files import FileInfo, FilePage, GrepMatch, media_type_for
 from agent_runtime.ids import InstanceRef
-from agent_runtime.ledger import Fence
+from agent_runtime.ledger import Fence, SubmissionRecord
+from agent_runtime.loop.effects_view import EffectsView
 from agent_runtime.ports import KV, Stores
 from agent_runtime.tools import ToolFailure
 from agent_runtime.variables import SecretNotReadable, Variable, find_declared
@@ -102,7 +106,8 @@ def _text_type(path: str) -> str:
 
 
 class Surroundings:
-    """Variables, secrets and custom events for one attempt, with the secrets it revealed."""
+    """Variables, secrets, custom events and effects for one attempt (of `record`), with
+    the secrets it revealed."""
 
     def __init__(
         self,
@@ -110,12 +115,43 @@ class Surroundings:
         config: AgentConfig,
         instance: InstanceRef,
         emit: Callable[..., Awaitable[None]],
+        *,
+        record: SubmissionRecord | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._stores = stores
         self._config = config
         self._instance = instance
         self._emit = emit
         self._revealed: set[str] = set()
+        self.effects = (
+            EffectsView(stores, config, instance, submission_id=record.id, session=record.session, clock=clock)
+            if record is not None
+            else None
+        )
+
+    def _effects(self) -> EffectsView:
+        if self.effects is None:
+            raise ToolFailure("this context cannot schedule effects (a context made by hand?)")
+        return self.effects
+
+    async def schedule(
+        self,
+        scope: str,
+        name: str,
+        args: dict[str, Any] | None,
+        *,
+        delay: float | None,
+        at: datetime | None,
+        session: str | None,
+    ) -> str:
+        return await self._effects().schedule(scope, name, args, delay=delay, at=at, session=session)
+
+    async def scheduled_effects(self, name: str | None) -> builtins.list[EffectRecord]:
+        return await self._effects().scheduled(name)
+
+    async def cancel_effect(self, effect_id: str) -> EffectRecord:
+        return await self._effects().cancel(effect_id)
 
     async def env(self, name: str) -> str | None:
         declared = find_declared(self._config.variables, name)

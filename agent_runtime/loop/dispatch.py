@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +34,19 @@ from agent_runtime import events as ev
 from agent_runtime.children import TaskOutcome, wait_reason
 from agent_runtime.definition import AgentConfig
 from agent_runtime.errors import AgentRuntimeError, UserError
-from agent_runtime.ids import InstanceRef
-from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord, canonical_json
+from agent_runtime.ids import InstanceRef, validate_session
+from agent_runtime.ledger import (
+    Admission,
+    Budget,
+    Draft,
+    Fence,
+    Outcome,
+    Phase,
+    SubmissionRecord,
+    canonical_json,
+    check_input_size,
+    input_hash,
+)
 from agent_runtime.loop.abort import watching_abort
 from agent_runtime.loop.builtins import CallContext
 from agent_runtime.loop.builtins.task import ChildRefused, start_child
@@ -47,7 +58,7 @@ from agent_runtime.messages import Message, ToolResultPart
 from agent_runtime.ports import Stores
 from agent_runtime.streaming import EventStream
 from agent_runtime.task_overrides import ToolsMode, overrides_for
-from agent_runtime.tools import AbortSignal, Tool
+from agent_runtime.tools import AbortSignal, SchedulesEffects, Tool
 
 DISPATCH_TURN = 1
 
@@ -67,6 +78,16 @@ class DispatchSession:
     def __init__(self, run: DispatchAttempt) -> None:
         self._run = run
         self._steps = 0
+        self._prompts = 0
+
+    async def prompt(self, message: str, *, session: str | None = None) -> str:
+        """Queue `message` as a prompt to this instance (in `session`, this one by default);
+        the model answers it once this submission has ended. Returns its submission id.
+        Run again after a crash, the same call queues nothing new."""
+        if not isinstance(message, str) or not message.strip():
+            raise UserError("session.prompt takes a non-empty message")
+        self._prompts += 1
+        return await self._run.queue_prompt(message, session or self._run.record.session, self._prompts)
 
     async def task(
         self,
@@ -89,8 +110,8 @@ class DispatchSession:
 
 
 @dataclass(frozen=True)
-class DispatchContext:
-    """What `on_dispatch(ctx)` sees."""
+class DispatchContext(SchedulesEffects):
+    """What `on_dispatch(ctx)` (and an effect, `agent_runtime.effects`) sees."""
 
     input: Any
     dispatch_id: str | None
@@ -103,6 +124,8 @@ class DispatchContext:
     kv: KVView
     files: FilesView
     surroundings: Surroundings
+    #: Set when this run is an effect's (`agent_runtime.effects`); `input` is then its args.
+    effect_id: str | None = None
 
     async def env(self, name: str) -> str | None:
         """A plain variable's value (see `ToolContext.env`)."""
@@ -115,6 +138,12 @@ class DispatchContext:
     async def emit(self, name: str, data: Any = None) -> None:
         """A ``custom`` event in the instance's log."""
         await self.surroundings.emit(name, data)
+
+    def _around(self) -> Surroundings:
+        return self.surroundings
+
+    def _effects_scope(self) -> str:
+        return "dispatch"
 
 
 class _Wait(Exception):
@@ -141,6 +170,7 @@ class DispatchAttempt:
         stream: EventStream,
         child_runs: ChildRuns | None,
         abort_poll_seconds: float,
+        admit: Callable[[InstanceRef, Draft], Awaitable[Admission]] | None = None,
     ) -> None:
         self.handler = handler
         self.stores = stores
@@ -154,12 +184,13 @@ class DispatchAttempt:
         self.stream = stream
         self.child_runs = child_runs
         self.abort_poll_seconds = abort_poll_seconds
+        self._admit = admit
         self.fence = Fence.of(record)
         self.journal = record.journal.model_copy(deep=True)
         self.abort = AbortSignal()
         self.settlement: Settlement | None = None
         self._recorded: dict[str, ToolResultPart] = {}
-        self.surroundings = Surroundings(stores, config, record.ref, self._emit)
+        self.surroundings = Surroundings(stores, config, record.ref, self._emit, record=record, clock=clock)
 
     async def _emit(self, kind: Callable[..., ev.Event], **values: Any) -> None:
         await self.stream.emit(kind(**self.stream.fields(self.record.session, self.record.id), **values))
@@ -170,8 +201,10 @@ class DispatchAttempt:
             self.journal.applied, self.journal.turn, self.journal.phase = True, DISPATCH_TURN, Phase.tools_requested
             await self.stores.attempts.checkpoint(self.fence, self.journal, now=self.clock(), lease_seconds=self.lease_seconds)
         self._recorded = await self.stores.tool_results.of_turn(self.fence.instance, self.fence.sequence, DISPATCH_TURN)
+        effect = self.record.kind == "effect" and isinstance(self.record.payload, dict)
         ctx = DispatchContext(
-            input=self.record.payload,
+            input=self.record.payload.get("args", {}) if effect else self.record.payload,
+            effect_id=self.record.payload.get("effect_id") if effect else None,
             dispatch_id=self.record.dispatch_id,
             submission_id=self.record.id,
             instance=self.record.ref,
@@ -234,6 +267,23 @@ class DispatchAttempt:
         except ChildRefused as exc:
             raise TaskFailed(str(exc)) from None
         raise _Wait(wait_reason(link))
+
+    async def queue_prompt(self, message: str, session: str, n: int) -> str:
+        """`session.prompt`: a direct prompt to this instance, admitted once per call site."""
+        if self._admit is None:
+            raise UserError("session.prompt needs a runtime that admits submissions, which this one has none of")
+        payload = {"message": message}
+        check_input_size(payload)
+        key = f"prompt:{self.record.id}-p{n}"
+        draft = Draft(
+            kind="direct",
+            session=validate_session(session),
+            payload=payload,
+            receipt_key=key,
+            receipt_hash=input_hash("direct", session, payload),
+        )
+        admission = await self._admit(self.record.ref, draft)
+        return admission.record.id
 
     async def _settle(self, finish: Finish) -> Finish:
         ending, self.settlement, self.journal = await settle_attempt(

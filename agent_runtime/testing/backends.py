@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_runtime import settings
 from agent_runtime.adapters.aws.dynamodb import dynamodb_stores
 from agent_runtime.adapters.aws.events import DynamoDBConnections, DynamoDBEventLog
 from agent_runtime.adapters.aws.provision import Resources, provision, provision_children
 from agent_runtime.adapters.aws.s3 import S3Blobs
+from agent_runtime.adapters.aws.scheduler import SchedulerTimers, provision_schedule_group
 from agent_runtime.adapters.aws.sqs import SqsWakeUps
 from agent_runtime.adapters.aws.stepfunctions import StepFunctionsChildren
 from agent_runtime.adapters.memory import MemoryBlobs, MemoryChildren, MemoryWakeUps, memory_stores
@@ -72,7 +74,8 @@ def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, *
     state machine)."""
     import boto3
 
-    clients = {name: boto3.client(name, region_name=region) for name in ("dynamodb", "sqs", "s3", "stepfunctions", "kms")}
+    names: tuple[Any, ...] = ("dynamodb", "sqs", "s3", "stepfunctions", "kms", "scheduler")
+    clients = {name: boto3.client(name, region_name=region) for name in names}
     provision_options.setdefault("kms", clients["kms"])
     resources = provision(dynamodb=clients["dynamodb"], sqs=clients["sqs"], s3=clients["s3"], **provision_options)
     machine = provision_children(clients["stepfunctions"], resources)
@@ -80,9 +83,14 @@ def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, *
         stepfunctions=clients["stepfunctions"], state_machine_arn=machine, dynamodb=clients["dynamodb"], table=resources.table
     )
     blobs = S3Blobs(clients["s3"], resources.bucket)
-    store_options = {} if spill_bytes is None else {"spill_bytes": spill_bytes}
     stores = dynamodb_stores(
-        clients["dynamodb"], resources.table, blobs, kms=clients["kms"], secrets_key=resources.secrets_key, **store_options
+        clients["dynamodb"],
+        resources.table,
+        blobs,
+        kms=clients["kms"],
+        secrets_key=resources.secrets_key,
+        timers=moto_timers(clients["scheduler"]),
+        **({} if spill_bytes is None else {"spill_bytes": spill_bytes}),
     )
     return Backend(
         "moto",
@@ -94,4 +102,17 @@ def moto_backend(*, region: str = "us-east-1", spill_bytes: int | None = None, *
         children,
         resources,
         clients,
+    )
+
+
+def moto_timers(client: Any) -> SchedulerTimers:
+    """Effects' timers on moto's EventBridge Scheduler (which stores schedules and never
+    fires them: tests fire them through the service)."""
+    group = provision_schedule_group(client, settings.LOCAL_SCHEDULE_GROUP)
+    account = "123456789012"
+    return SchedulerTimers(
+        client,
+        group=group,
+        role_arn=f"arn:aws:iam::{account}:role/agent-runtime-scheduler",
+        target_arn=f"arn:aws:lambda:{client.meta.region_name}:{account}:function:agent-runtime-dispatch",
     )

@@ -52,6 +52,8 @@ HTTP_ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (GET, "/agents/{name}/{id}/variables"),
     (PUT, "/agents/{name}/{id}/variables/{variable}"),
     (DELETE, "/agents/{name}/{id}/variables/{variable}"),
+    (GET, "/agents/{name}/{id}/effects"),
+    (DELETE, "/agents/{name}/{id}/effects/{effect_id}"),
     (GET, "/openapi.json"),
     (GET, "/health"),
 )

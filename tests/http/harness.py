@@ -27,6 +27,7 @@ from moto import mock_aws
 
 from agent_runtime.adapters.aws.bootstrap import run
 from agent_runtime.definition import AgentContext, create_agent
+from agent_runtime.effects import effect
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import SubmissionRecord
 from agent_runtime.models.base import ModelRequest
@@ -116,8 +117,19 @@ async def gated(request: ModelRequest) -> str | ToolCall:
     return ToolCall("look_around")
 
 
+@effect
+async def nudge(ctx: Any, text: str) -> str:
+    return f"nudged: {text}"
+
+
+async def schedule_nudge(ctx: Any) -> str:
+    """`on_dispatch` of "reminders": schedules a nudge; its id is the result."""
+    return await ctx.schedule("nudge", {"text": ctx.input["text"]}, delay=ctx.input["delay"])
+
+
 def registry() -> Registry:
     agents = Registry()
+    agents.add("reminders", create_agent(model="test/echo", effects=[nudge]), route=spy, on_dispatch=schedule_nudge)
     agents.add("echo", create_agent(model="test/echo"), route=spy)
     agents.add("guarded", create_agent(model="test/echo"), route=bearer_only)
     agents.add("internal", create_agent(model="test/echo"))  # no route hook: not exposed

@@ -22,6 +22,7 @@ from agent_runtime.adapters.aws.events import (
     DynamoDBEventLog,
 )
 from agent_runtime.adapters.aws.s3 import S3Blobs
+from agent_runtime.adapters.aws.scheduler import SchedulerTimers
 from agent_runtime.adapters.aws.sqs import SqsWakeUps
 from agent_runtime.adapters.aws.stepfunctions import StepFunctionsChildren
 from agent_runtime.registry import Registry, discover
@@ -90,12 +91,31 @@ def _parts(settings: Settings, *, registry: Registry, aws: Clients) -> dict[str,
     blobs = S3Blobs(aws.s3, settings.bucket)
     return dict(
         registry=registry,
-        stores=dynamodb_stores(aws.dynamodb, settings.table, blobs, kms=kms_client, secrets_key=settings.secrets_key),
+        stores=dynamodb_stores(
+            aws.dynamodb,
+            settings.table,
+            blobs,
+            kms=kms_client,
+            secrets_key=settings.secrets_key,
+            timers=timers(settings),
+        ),
         wakeups=SqsWakeUps(aws.sqs, settings.queue_url),
         events=DynamoDBEventLog(aws.dynamodb, settings.table, ttl_seconds=names.event_ttl_seconds()),
         broadcaster=broadcaster(aws, settings.table, os.environ.get(names.ENV_WEBSOCKET_ENDPOINT)),
         stream_options=names.event_flush_options(),
         children=children(aws, settings),
+    )
+
+
+def timers(settings: Settings) -> SchedulerTimers | None:
+    """Effects' timers on EventBridge Scheduler (None where the stack configures none)."""
+    if not (settings.schedule_group and settings.scheduler_role_arn and settings.effect_target_arn):
+        return None
+    return SchedulerTimers(
+        scheduler_client,
+        group=settings.schedule_group,
+        role_arn=settings.scheduler_role_arn,
+        target_arn=settings.effect_target_arn,
     )
 
 
@@ -115,6 +135,15 @@ def kms_client() -> Any:
     from botocore.config import Config
 
     return boto3.client("kms", config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=10))
+
+
+@functools.cache
+def scheduler_client() -> Any:
+    """Made on first use: only scheduling or cancelling an effect needs it."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("scheduler", config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=10))
 
 
 @functools.cache

@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent_runtime.adapters.aws.dynamodb_attempts import DynamoDBAttempts
+from agent_runtime.adapters.aws.dynamodb_effects import DynamoDBEffects
 from agent_runtime.adapters.aws.dynamodb_history import (
     KV_MAX_BYTES,
     DynamoDBChildIndex,
@@ -46,6 +47,7 @@ from agent_runtime.adapters.aws.dynamodb_ledger import MAX_ADMIT_RETRIES, Dynamo
 from agent_runtime.adapters.aws.dynamodb_variables import DynamoDBVariables
 from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.adapters.aws.s3_files import S3Files
+from agent_runtime.effects import Timers
 from agent_runtime.ports import Stores
 
 __all__ = [
@@ -71,6 +73,7 @@ def dynamodb_stores(
     spill_bytes: int = SPILL_BYTES,
     kms: Any = None,
     secrets_key: str | None = None,
+    timers: Timers | None = None,
 ) -> Stores:
     """Every instance-store port over one table (+ S3 for big attributes and files, + KMS
     for secrets: a client, or a function that makes one on first use). Clients are passed in."""
@@ -85,4 +88,6 @@ def dynamodb_stores(
         sessions=DynamoDBSessions(client, table, items),
         files=S3Files(client, table, blobs.client, blobs.bucket),
         variables=DynamoDBVariables(client, table, kms, secrets_key),
+        effects=DynamoDBEffects(client, table),
+        timers=timers,
     )
