@@ -16,6 +16,8 @@ from agent_runtime.definition import (
     define_agent_profile,
     subagent,
 )
+from agent_runtime.definition_checks import set_models
+from agent_runtime.effects import effect
 from agent_runtime.errors import AgentRuntimeError, DefinitionError, UserError
 from agent_runtime.hooks import EndResult, HookContext, Hooks
 from agent_runtime.ids import InstanceRef
@@ -63,8 +65,10 @@ __all__ = [
     "allow_model_requests",
     "create_agent",
     "define_agent_profile",
+    "effect",
     "env",
     "instructions",
+    "set_models",
     "set_prices",
     "subagent",
     "subprompt",

@@ -44,7 +44,9 @@ from agent_runtime.definition_checks import (
     _kind,
     _subprompts,
     _unknown,
+    project_models,
 )
+from agent_runtime.definition_checks import set_models as set_models
 from agent_runtime.delegation import Resumable as Resumable
 from agent_runtime.delegation import Subagent as Subagent
 from agent_runtime.delegation import subagent as subagent
@@ -462,7 +464,7 @@ def build_config(raw: Mapping[str, Any] | AgentConfig) -> AgentConfig:
     clash = sorted({t.name for t in tools} & set(file_tools))
     if clash:
         raise DefinitionError("tools", f"{', '.join(clash)}: the built-in file tools of file_tools=... have these names")
-    models = _check_models(merged.get("models"))
+    models = {**project_models(), **_check_models(merged.get("models"))}
     model = merged["model"]
     if isinstance(model, str) and model in models:
         model = FallbackModel(model, models[model])

@@ -4,6 +4,8 @@ naming the field."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, get_args
 
@@ -169,6 +171,33 @@ def _check_models(value: Any) -> dict[str, tuple[str, ...]]:
         if len(named[name]) != len(entries):
             raise DefinitionError("models", f"{name}: entries are 'provider/model' strings")
     return named
+
+
+#: Named models of the whole project (`set_models`, ``AGENT_RUNTIME_MODELS``); an agent's
+#: own ``models=`` add to them and win on a shared name.
+ENV_MODELS = "AGENT_RUNTIME_MODELS"
+_PROJECT_MODELS: dict[str, tuple[str, ...]] = {}
+
+
+def set_models(models: Mapping[str, Sequence[str]]) -> None:
+    """Name fallback lists for every agent of the project (call it where every agent
+    module sees it first, e.g. ``agents/__init__.py``): ``model="fast"`` then works in
+    any agent. Checked at once: a mistake raises `DefinitionError`."""
+    _PROJECT_MODELS.update(_check_models(models))
+
+
+def project_models() -> dict[str, tuple[str, ...]]:
+    """`set_models`'s names, then ``AGENT_RUNTIME_MODELS`` (JSON) over them."""
+    raw = os.environ.get(ENV_MODELS)
+    if not raw:
+        return dict(_PROJECT_MODELS)
+    try:
+        from_env = json.loads(raw)
+    except ValueError:
+        from_env = None
+    if not isinstance(from_env, dict):
+        raise DefinitionError(ENV_MODELS, 'expected a JSON object {"name": ["provider/model", ...]}')
+    return {**_PROJECT_MODELS, **_check_models(from_env)}
 
 
 def _check_budget(value: Any) -> Any:

@@ -39,7 +39,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, overload
+from typing import Any, Literal, Protocol, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
@@ -117,11 +117,12 @@ def _build(fn: Callable[..., Any], name: str | None) -> Effect:
     params = list(inspect.signature(fn).parameters.values())
     if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
         raise DefinitionError("effects", f"effect {effect_name!r}: the first parameter is the context: fn(ctx, ...)")
+    hints = _argument_hints(fn, effect_name, params[1:])
     fields: dict[str, Any] = {}
     for param in params[1:]:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise DefinitionError("effects", f"effect {effect_name!r}: *args and **kwargs are not supported")
-        annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
+        annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, FieldInfo(default=default))
     model = create_model(  # type: ignore[call-overload]
@@ -129,6 +130,17 @@ def _build(fn: Callable[..., Any], name: str | None) -> Effect:
     )
     doc = inspect.getdoc(fn) or ""
     return Effect(name=effect_name, function=fn, arguments_model=model, description=doc.split("\n\n")[0])
+
+
+def _argument_hints(fn: Callable[..., Any], name: str, params: list[inspect.Parameter]) -> dict[str, Any]:
+    """The arguments' types, resolved in the function's module (the context's annotation
+    is left alone: it may be imported for type checking only)."""
+    annotations = {p.name: p.annotation for p in params if p.annotation is not inspect.Parameter.empty}
+    holder = type("_Arguments", (), {"__annotations__": annotations, "__module__": getattr(fn, "__module__", None)})
+    try:
+        return get_type_hints(holder, globalns=getattr(fn, "__globals__", None))
+    except Exception as exc:
+        raise DefinitionError("effects", f"effect {name!r}: cannot resolve type hints: {exc}") from exc
 
 
 def check_effects(value: Any) -> tuple[Effect, ...]:

@@ -62,6 +62,7 @@ from agent_runtime.protocol import (
     Submission,
     error_response,
 )
+from agent_runtime.protocol_effects import EffectsList, EffectsQuery, EffectView
 from agent_runtime.protocol_files import (
     FILE_BODY_MAX_BYTES,
     FilesPage,
@@ -144,7 +145,7 @@ _REQUESTS: dict[tuple[str, str], _Accepts] = {
     ("get", "/agents/{name}/{id}/files"): _Accepts(query=FilesQuery),
     ("post", "/agents/{name}/{id}/uploads"): _Accepts(body=UploadRequest),
     ("put", "/agents/{name}/{id}/variables/{variable}"): _Accepts(body=VariablePut),
-    ("get", "/agents/{name}/{id}/effects"): _Accepts(query=endpoints_effects.EffectsQuery),
+    ("get", "/agents/{name}/{id}/effects"): _Accepts(query=EffectsQuery),
 }
 
 
@@ -426,7 +427,7 @@ def delete_variable(name: str, id: str, variable: str) -> Response[Any]:
 @app.get(
     "/agents/<name>/<id>/effects",
     summary="The instance's effects: scheduled, and fired or cancelled in the last 30 days",
-    responses=_responses({200: _json(endpoints_effects.EffectsList, "Soonest due first")}),
+    responses=_responses({200: _json(EffectsList, "Soonest due first")}),
 )
 def list_effects(name: str, id: str) -> Response[Any]:
     return _serve(endpoints_effects.list_effects, name=name, id=id)
@@ -435,7 +436,7 @@ def list_effects(name: str, id: str) -> Response[Any]:
 @app.delete(
     "/agents/<name>/<id>/effects/<effect_id>",
     summary="Cancel a scheduled effect (409 once it fired or was cancelled)",
-    responses=_responses({200: _json(endpoints_effects.EffectView, "The cancelled effect")}),
+    responses=_responses({200: _json(EffectView, "The cancelled effect")}),
 )
 def cancel_effect(name: str, id: str, effect_id: str) -> Response[Any]:
     return _serve(endpoints_effects.cancel_effect, name=name, id=id, effect_id=effect_id)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent_runtime.definition import create_agent
+from agent_runtime.definition import AgentContext, create_agent, set_models
 from agent_runtime.errors import DefinitionError, PermanentModelError, TransientModelError
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Outcome
@@ -33,6 +33,7 @@ from agent_runtime.testing.backends import Backend
 from tests.served import Served
 
 INST = InstanceRef("named", "N-1")
+CTX = AgentContext(id="N-1", agent="named")
 calls: Counter[str] = Counter()
 failures: dict[str, list[Exception]] = {}
 
@@ -89,6 +90,27 @@ def test_an_overloaded_first_entry_falls_back_and_the_record_says_who_served(
     settled = [e for e in events if e.type == "submission_settled"][-1]
     assert settled.cost_usd == pytest.approx(0.0015) and settled.usage and settled.usage.input_tokens == 1000
     assert calls == Counter(primary=1, backup=1)
+
+
+def test_project_level_named_models_serve_every_agent(
+    backend: Backend, serve: Callable[[Backend, Runtime], Served], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_runtime import definition_checks
+
+    monkeypatch.setattr(definition_checks, "_PROJECT_MODELS", {})
+    set_models({"fast": ["scripted/primary", "scripted/backup"], "cheap": ["scripted/backup"]})
+    failures["primary"] = [TransientModelError("overloaded", status=529)]
+    _, record = run(backend, serve, model="fast")
+    assert record.result["text"] == "backup says hi", "the project's list, with its fallback"
+    # An agent's own `models=` wins on a shared name; the environment wins over `set_models`.
+    assert create_agent(model="fast", models={"fast": ["scripted/backup"]}).configure(CTX).model.entries == ("scripted/backup",)
+    monkeypatch.setenv("AGENT_RUNTIME_MODELS", '{"cheap": ["scripted/primary"]}')
+    assert create_agent(model="cheap").configure(CTX).model.entries == ("scripted/primary",)
+    monkeypatch.setenv("AGENT_RUNTIME_MODELS", "[1]")
+    with pytest.raises(DefinitionError, match="AGENT_RUNTIME_MODELS"):
+        create_agent(model="cheap").configure(CTX)
+    with pytest.raises(DefinitionError, match="a model name has no '/'"):
+        set_models({"a/b": ["scripted/primary"]})
 
 
 def test_a_budget_stops_the_next_model_call(backend: Backend, serve: Callable[[Backend, Runtime], Served]) -> None:

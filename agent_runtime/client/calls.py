@@ -25,6 +25,7 @@ from agent_runtime.protocol import (
     PromptResponse,
     Submission,
 )
+from agent_runtime.protocol_effects import EffectsList, EffectView
 from agent_runtime.protocol_files import (
     FILE_BODY_MAX_BYTES,
     FilesPage,
@@ -237,6 +238,15 @@ def _set_variable(name: str, instance_id: str, variable: str, value: str) -> _Ca
 
 def _delete_variable(name: str, instance_id: str, variable: str) -> _Call[None]:
     return _Call("DELETE", _instance(name, instance_id, "variables", variable), _nothing, ok=(204,), raw=True)
+
+
+def _effects(name: str, instance_id: str, status: str | None) -> _Call[EffectsList]:
+    params = {"status": status} if status else None
+    return _Call("GET", _instance(name, instance_id, "effects"), EffectsList.model_validate, params=params)
+
+
+def _cancel_effect(name: str, instance_id: str, effect_id: str) -> _Call[EffectView]:
+    return _Call("DELETE", _instance(name, instance_id, "effects", effect_id), EffectView.model_validate)
 
 
 def _size_of(content: bytes | IO[bytes]) -> int:

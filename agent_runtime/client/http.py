@@ -17,9 +17,11 @@ from agent_runtime.client.calls import (
     T,
     _abort,
     _Call,
+    _cancel_effect,
     _delete_file,
     _delete_variable,
     _dispatch,
+    _effects,
     _events,
     _get_file,
     _headers,
@@ -46,6 +48,7 @@ from agent_runtime.protocol import (
     PromptResponse,
     Submission,
 )
+from agent_runtime.protocol_effects import EffectsList, EffectView
 from agent_runtime.protocol_files import FilesPage, FileView, VariablesList, VariableView
 
 ENV_WS_URL = "AGENT_RUNTIME_WS_URL"
@@ -232,6 +235,14 @@ class AgentClient:
         """Unset a variable; `NotFound` (``variable_not_set``) when it was not set."""
         self._send(_delete_variable(name, id, variable))
 
+    def effects(self, name: str, id: str, *, status: str | None = None) -> EffectsList:
+        """The instance's effects, soonest due first (``status="scheduled"``: those to run)."""
+        return self._send(_effects(name, id, status))
+
+    def cancel_effect(self, name: str, id: str, effect_id: str) -> EffectView:
+        """Cancel a scheduled effect; `Conflict` once it fired, `NotFound` for an unknown id."""
+        return self._send(_cancel_effect(name, id, effect_id))
+
 
 # --- the asynchronous client ----------------------------------------------------------------
 
@@ -389,6 +400,14 @@ class AsyncAgentClient:
     async def delete_variable(self, name: str, id: str, variable: str) -> None:
         """See `AgentClient.delete_variable`."""
         await self._send(_delete_variable(name, id, variable))
+
+    async def effects(self, name: str, id: str, *, status: str | None = None) -> EffectsList:
+        """See `AgentClient.effects`."""
+        return await self._send(_effects(name, id, status))
+
+    async def cancel_effect(self, name: str, id: str, effect_id: str) -> EffectView:
+        """See `AgentClient.cancel_effect`."""
+        return await self._send(_cancel_effect(name, id, effect_id))
 
     def connect(
         self,
