@@ -279,3 +279,53 @@ def test_the_timer_event_reaches_the_dispatch_function(backend: Backend, monkeyp
         dispatch.set_runtime(None)
     assert first["status"] == "admitted" and second["replayed"] is True
     assert first["submission_id"] == second["submission_id"]
+
+
+@pytest.mark.parametrize("point", ["before-arming", "before-admission", "before-noting"])
+def test_a_crash_at_each_durable_step_of_an_effect_runs_it_once(backend: Backend, point: str) -> None:
+    """Scheduling writes the record then arms the timer; firing marks it fired, admits its
+    submission, then notes which: a crash between any two, then the retry (the tool run
+    again, the timer delivering again), leaves one effect, one submission, one run."""
+    agent = Agent(backend)
+    stores = agent.runtime.stores
+    crashed: Counter[str] = Counter()
+
+    def crash_once_in(obj: Any, method: str, when: Any = lambda *a, **k: True) -> None:
+        original = getattr(obj, method)
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if point not in crashed and when(*args, **kwargs):
+                crashed[point] += 1
+                raise SystemExit(point)
+            return await original(*args, **kwargs)
+
+        setattr(obj, method, wrapper)
+
+    if point == "before-arming":
+        crash_once_in(stores.timers, "arm")
+    elif point == "before-admission":
+        crash_once_in(stores.ledger, "admit", lambda instance, draft, **k: draft.kind == "effect")
+    else:
+        crash_once_in(stores.effects, "transition", lambda *a, **k: k.get("submission_id") is not None)
+
+    sid = agent.run(agent.runtime.prompt(INST.agent, INST.id, "remind T-8 1 once")).record.id
+    if point == "before-arming":
+        with pytest.raises(SystemExit):
+            agent.drain()
+        agent.clock.advance(31)
+    agent.drain()
+    assert agent.submission(sid).result["text"] == "reminder set"
+    [scheduled] = agent.effects()
+    agent.clock.advance(HOUR + 1)
+    events = due_events(agent.runtime, agent.clock(), keep=True)
+    assert len(events) == 1, "armed once"
+    if point != "before-arming":
+        with pytest.raises(SystemExit):
+            agent.run(agent.runtime.fire_effect(INST.agent, INST.id, scheduled.id))
+    admission = agent.run(agent.runtime.fire_effect(INST.agent, INST.id, scheduled.id))  # the timer again
+    agent.drain()
+    effect_subs = [s for s in agent.run(stores.ledger.list_submissions(INST)) if s.kind == "effect"]
+    assert [s.id for s in effect_subs] == [admission.record.id]
+    assert agent.runs["follow_up"] == 1 and crashed[point] == 1
+    [fired] = agent.effects()
+    assert (fired.status, fired.submission_id) == ("fired", admission.record.id)

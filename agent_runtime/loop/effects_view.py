@@ -6,7 +6,9 @@ how many effects that scope scheduled before it in this attempt. A tool or handl
 again after a crash therefore schedules the same effects again, and both writes are
 idempotent: the record is kept once (`EffectStore.add`), the timer armed once
 (`Timers.arm`). The record is written before the timer is armed, so a timer never fires
-an effect the store does not know.
+an effect the store does not know. A tool that is not idempotent and dies between the two
+writes is not run again (its call is ``interrupted``): its effect stays listed as
+scheduled without a timer, and cancelling it is the way to clear it.
 """
 
 from __future__ import annotations
