@@ -121,7 +121,7 @@ def tracing_sinks(raw: str) -> frozenset[str]:
     sinks = frozenset(s.strip() for s in raw.split(",") if s.strip() and s.strip() != "off")
     unknown = sinks - TRACING_SINKS
     if unknown:
-        raise RuntimeError(f"{ENV_TRACING}: unknown sink(s) {sorted(unknown)} (known: {sorted(TRACING_SINKS)})")
+        raise ValueError(f"{ENV_TRACING}: unknown sink(s) {sorted(unknown)} (known: {sorted(TRACING_SINKS)})")
     return sinks
 
 # The worker reports each settled submission as CloudWatch metrics (embedded metric

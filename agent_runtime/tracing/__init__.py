@@ -51,12 +51,14 @@ def active() -> Tracing | None:
     global _tracing
     if _tracing is _UNSET:
         sinks = settings.tracing_sinks(os.environ.get(settings.ENV_TRACING, ""))
+        _tracing = None
         if sinks:
-            from agent_runtime.tracing.setup import from_environment
-
-            _tracing = from_environment(sinks)
-        else:
-            _tracing = None
+            try:
+                from agent_runtime.tracing.setup import from_environment
+            except ImportError:  # the `tracing` extra is not installed: run untraced
+                log.warning("%s=%s but OpenTelemetry's SDK is not installed (pip install 'agent-runtime[tracing]'); tracing is off", settings.ENV_TRACING, ",".join(sorted(sinks)))
+            else:
+                _tracing = from_environment(sinks)
     return _tracing
 
 
