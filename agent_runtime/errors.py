@@ -11,7 +11,8 @@
     │   │   └── FilesQuotaExceeded         an instance's files over their byte or count limit: 413
     │   └── UnsupportedMediaType           a file's media type malformed or not allowed: 415
     ├── NotFound                           unknown agent, instance or submission: 404
-    │   └── FileNotFound                   no file at a path, or no such upload: 404
+    │   ├── FileNotFound                   no file at a path, or no such upload: 404
+    │   └── TraceNotFound                  no span of a submission is kept: 404
     ├── Conflict                           same idempotency key / dispatch id, other input: 409
     ├── LedgerError                        the ledger refused a write
     │   ├── StaleAttempt                   the attempt's fence no longer holds (lease lost)
@@ -120,6 +121,12 @@ class AgentNotFound(NotFound):
 
 class SubmissionNotFound(NotFound):
     type = "submission_not_found"
+
+
+class TraceNotFound(NotFound):
+    """No span of the submission is kept (tracing off, or no ``table`` sink, or expired)."""
+
+    type = "trace_not_found"
 
 
 class ChildNotFound(NotFound):

@@ -107,6 +107,23 @@ def abort_poll_seconds() -> float:
     return float(raw) if raw else ABORT_POLL_SECONDS
 
 
+# Traces (agent_runtime.tracing): ENV_TRACING names the sinks, comma-separated: "table"
+# keeps finished spans in the instance table for TRACE_TTL_SECONDS (the trace route reads
+# them; the local stack sets it), "xray" sends them to AWS X-Ray's OTLP endpoint. Unset
+# or empty: tracing is off and OpenTelemetry is never imported.
+ENV_TRACING = "AGENT_RUNTIME_TRACING"
+TRACING_SINKS = frozenset({"table", "xray"})
+TRACE_TTL_SECONDS = 24 * 3600
+
+
+def tracing_sinks(raw: str) -> frozenset[str]:
+    """The sinks `raw` (ENV_TRACING's value) names; an unknown one is refused loudly."""
+    sinks = frozenset(s.strip() for s in raw.split(",") if s.strip() and s.strip() != "off")
+    unknown = sinks - TRACING_SINKS
+    if unknown:
+        raise ValueError(f"{ENV_TRACING}: unknown sink(s) {sorted(unknown)} (known: {sorted(TRACING_SINKS)})")
+    return sinks
+
 # The worker reports each settled submission as CloudWatch metrics (embedded metric
 # format, written to its log: no API call) in this namespace, with the dimension
 # ``service`` (``POWERTOOLS_SERVICE_NAME``). ``POWERTOOLS_METRICS_NAMESPACE`` overrides it.

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agent_runtime import events as ev
+from agent_runtime import tracing
 from agent_runtime.children import depth_of, link_from_reason, link_of, outcome_of
 from agent_runtime.effects import effect_handler
 from agent_runtime.errors import (
@@ -234,7 +235,8 @@ class Worker(Parts):
                     models=self._model,
                 )
             async with self._heartbeats(record):
-                await attempt.run()
+                with tracing.attempt(record):
+                    await attempt.run()
         except (StaleAttempt, AlreadySettled):
             log.warning("attempt lost its lease", extra={"submission_id": record.id})
             self._forget_history(record)

@@ -2,6 +2,7 @@
 
     POST /agents/{name}/{id}                              prompt: 200 when settled within `wait`, else 202
     GET  /agents/{name}/{id}/submissions/{submission_id}  one submission
+    GET  .../submissions/{submission_id}/trace            its spans (`functions._http_traces`)
     POST /agents/{name}/{id}/dispatch                     202 receipt; same dispatch_id and input, same receipt
     GET  /agents/{name}/{id}/sessions/{session}/messages  history, paged: ?limit=&cursor=
     GET  /agents/{name}/{id}/children                     the instance's children: ?after=&limit=
@@ -40,7 +41,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from agent_runtime import endpoints, endpoints_effects, endpoints_files
+from agent_runtime import endpoints, endpoints_effects, endpoints_files, tracing
 from agent_runtime.adapters.aws.bootstrap import default_service, run
 from agent_runtime.errors import NotFound, PayloadTooLarge
 from agent_runtime.protocol import (
@@ -76,7 +77,7 @@ from agent_runtime.protocol_files import (
 )
 from agent_runtime.routing import Headers, RouteRequest
 from agent_runtime.service import Service
-from functions import imports_done
+from functions import _http_traces, imports_done
 
 imports_done()
 
@@ -298,6 +299,9 @@ def abort(name: str, id: str) -> Response[Any]:
     return _serve(endpoints.abort, name=name, id=id)
 
 
+app.include_router(_http_traces.router(_serve, _responses))
+
+
 @app.get(
     "/agents/<name>/<id>/children",
     summary="List an instance's children (subagents run as instances of their own)",
@@ -479,4 +483,7 @@ def _failure(exc: Exception) -> Response[Any]:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    try:
+        return app.resolve(event, context)
+    finally:
+        tracing.flush()  # an abort settles here: its span leaves before the container freezes

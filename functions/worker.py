@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from agent_runtime import tracing
 from agent_runtime.adapters.aws.bootstrap import default_runtime, run
 from agent_runtime.adapters.aws.sqs import child_token, parse_wakeup
 from agent_runtime.errors import NotClaimable
@@ -102,3 +103,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     finally:
         if metrics.metric_set:  # an invocation that settled nothing writes no metrics line
             metrics.flush_metrics()
+        tracing.flush()  # the spans buffered for X-Ray leave before the container freezes

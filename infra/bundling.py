@@ -290,8 +290,24 @@ def build_model_dependencies(
     layers agree on every shared dependency (pydantic, anyio, ...); what the common layer
     already has is then removed. Lambda merges both layers into ``/opt/python``.
     """
+    return _build_above_common(model_requirements(root), "model", root, run=run, target=target)
+
+
+def tracing_requirements(root: Path = ROOT) -> list[str]:
+    """The ``tracing`` extra of ``pyproject.toml``: the OpenTelemetry SDK and exporter."""
+    with (root / "pyproject.toml").open("rb") as file:
+        extra: list[str] = tomllib.load(file)["project"]["optional-dependencies"]["tracing"]
+    return extra
+
+
+def build_tracing_dependencies(root: Path = ROOT, *, run: Runner = _run, target: Target = LAMBDA) -> Path:
+    """The tracing extra as a layer of what the common layer lacks, made like the model
+    SDK's; added to the functions only when the stack's ``tracing`` is on."""
+    return _build_above_common(tracing_requirements(root), "tracing", root, run=run, target=target)
+
+
+def _build_above_common(requirements: list[str], kind: str, root: Path, *, run: Runner, target: Target) -> Path:
     common = build_dependencies(root, run=run, target=target) / "python"
-    requirements = model_requirements(root)
     key = _digest(
         part.encode()
         for part in (target.key, *sorted(requirements), common.parent.name)
@@ -312,7 +328,7 @@ def build_model_dependencies(
                 entry.unlink()
         _compile(site, target)
 
-    return _materialize(root / BUILD_DIR / f"{target.kind('model')}-{key}", fill)
+    return _materialize(root / BUILD_DIR / f"{target.kind(kind)}-{key}", fill)
 
 
 def tree_size(path: Path) -> int:

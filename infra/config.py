@@ -22,6 +22,7 @@ Command-line values arrive as strings; they are parsed the same way as typed val
 | ``bedrock_models``     | none                           | Bedrock model ids (or inference profiles) the worker may invoke (list or comma-separated); none = no Bedrock |
 | ``websocket``          | ``auto``                       | ``true``/``false``, or ``auto``: only if ``functions/websocket.py`` exists |
 | ``bundle``             | ``true``                       | ``false`` skips installing dependencies and compiling bytecode (tests: synthesis in seconds) |
+| ``tracing``            | none                           | trace sinks (list or comma-separated): ``xray`` (OTLP to X-Ray; needs CloudWatch Transaction Search), ``table`` (spans kept for the trace route); none = off |
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class StackConfig(BaseModel):
     bedrock_models: tuple[str, ...] = ()
     websocket: bool | Literal["auto"] = "auto"
     bundle: bool = True
+    tracing: tuple[str, ...] = ()
 
     @field_validator("worker_concurrency")
     @classmethod
@@ -73,7 +75,7 @@ class StackConfig(BaseModel):
         """Where the worker's submission metrics go: one namespace per stage."""
         return f"{settings.METRICS_NAMESPACE}/{self.stage}"
 
-    @field_validator("cors_origins", "bedrock_models", mode="before")
+    @field_validator("cors_origins", "bedrock_models", "tracing", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -95,6 +97,11 @@ class StackConfig(BaseModel):
             if not model or not all(c.isalnum() or c in ".-:_" for c in model):
                 raise ValueError(f"Bedrock model id {model!r} is not a model id like anthropic.claude-3-5-haiku-20241022-v1:0")
         return value
+
+    @field_validator("tracing")
+    @classmethod
+    def _check_tracing(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(settings.tracing_sinks(",".join(value))))  # refuses an unknown sink
 
     @field_validator("log_retention_days")
     @classmethod

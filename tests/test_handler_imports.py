@@ -22,9 +22,10 @@ HANDLERS = sorted(
     f"functions.{path.stem}" for path in (ROOT / "functions").glob("*.py") if not path.stem.startswith("_")
 )
 # The model SDK and what only the command line, the client SDK, the local stack and the
-# tests use (`infra.bundling.NOT_IN_LAMBDA_SOURCE` leaves the last ones out of Lambda).
+# tests use (`infra.bundling.NOT_IN_LAMBDA_SOURCE` leaves the last ones out of Lambda);
+# OpenTelemetry too: with tracing off (`agent_runtime.tracing`) nothing of it loads.
 NEVER_LOADED = (
-    "anthropic", "httpx2", "httpx", "websockets",
+    "anthropic", "httpx2", "httpx", "websockets", "opentelemetry",
     "agent_runtime.client", "agent_runtime.cli", "agent_runtime.dev", "agent_runtime.testing",
 )  # fmt: skip
 

@@ -151,6 +151,8 @@ class LocalStack:
                 **resources.env(),
                 settings.ENV_AGENTS: self.agents_dir,
                 "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,  # as the stack sets it
+                # Spans kept in the table for the trace route, unless the shell says otherwise.
+                settings.ENV_TRACING: os.environ.get(settings.ENV_TRACING, "table"),
             }
             if self.websocket_handler is not None:
                 self.websocket = WebSocketApiEmulator(

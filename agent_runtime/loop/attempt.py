@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent_runtime import events as ev
-from agent_runtime import settings
+from agent_runtime import settings, tracing
 from agent_runtime.children import link_of
 from agent_runtime.compaction import view as compaction_view
 from agent_runtime.definition import AgentConfig, AgentContext
@@ -347,7 +347,7 @@ class Attempt:
         limit = asyncio.timeout(timeout if timeout != float("inf") else None)
         try:
             async with limit, self._watching_abort():
-                reply = asyncio.ensure_future(self._read_stream(request))
+                reply = asyncio.ensure_future(tracing.model_call(self.model, self.journal.turn, self._read_stream(request)))
                 aborted = asyncio.ensure_future(self.abort.wait())
                 try:
                     await asyncio.wait((reply, aborted), return_when=asyncio.FIRST_COMPLETED)
@@ -427,7 +427,7 @@ class Attempt:
             if builtin is not None:
                 if not silent:
                     await self._emit(ev.ToolStart, flush=True, **tool_start_fields(turn, call))
-                handled = await builtin.call(call, self._call_context(turn))
+                handled = await tracing.tool_call(call, builtin.call(call, self._call_context(turn)))
                 if handled.suspend is not None:
                     # Its result arrives with `Attempts.resume`; the other calls go on.
                     suspend = suspend or handled.suspend
@@ -515,7 +515,7 @@ class Attempt:
         deadline = min(self.deadline or float("inf"), self.invocation_deadline + self.lease_seconds)
         timeout = max(0.001, deadline - self.clock()) if deadline != float("inf") else None
         before = self.session.snapshot()
-        part = await run_tool(self.config, call, context, seconds=timeout)
+        part = await tracing.tool_call(call, run_tool(self.config, call, context, seconds=timeout))
         refused = self.session.note_context(before)
         if refused is not None:
             part = error_result(call, refused)

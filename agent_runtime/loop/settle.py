@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent_runtime import events as ev
+from agent_runtime import tracing
 from agent_runtime.children import link_of
 from agent_runtime.errors import AbortRequested
 from agent_runtime.ledger import Fence, Journal, Outcome, Phase, Status, SubmissionRecord
@@ -107,6 +108,7 @@ async def settle(
         messages=finish.closing,
         honour_abort=honour_abort,
     )
+    tracing.settled(record, finish.outcome, finish.error, usage, now)
     fields = event_fields(record.ref, now, record.session, record.id)
     if record.started_at is not None:
         await emit(ev.AgentEnd(**fields, outcome=finish.outcome, result=result, error=finish.error))

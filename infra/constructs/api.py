@@ -35,6 +35,7 @@ GET, POST, PUT, DELETE = (
 HTTP_ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (POST, "/agents/{name}/{id}"),
     (GET, "/agents/{name}/{id}/submissions/{submission_id}"),
+    (GET, "/agents/{name}/{id}/submissions/{submission_id}/trace"),
     (POST, "/agents/{name}/{id}/dispatch"),
     (GET, "/agents/{name}/{id}/sessions/{session}/messages"),
     (GET, "/agents/{name}/{id}/events"),

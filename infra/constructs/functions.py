@@ -77,6 +77,9 @@ _TASK_TOKEN_ACTIONS = [
 ]
 
 
+# What X-Ray's OTLP endpoint (spans) checks; PutTraceSegments covers its segment API.
+_XRAY_ACTIONS = ["xray:PutTraceSegments", "xray:PutSpans", "xray:PutSpansForIndexing"]
+
 _BEDROCK_ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
 #: Model ids that start with these name cross-region inference profiles.
 _PROFILE_PREFIXES = frozenset({"us", "eu", "apac", "us-gov", "global"})
@@ -151,6 +154,7 @@ class RuntimeFunctions(Construct):
         self.code = lambda_.Code.from_asset(str(bundling.build_source(bytecode_for=bytecode_for)))
         self.dependencies: lambda_.LayerVersion | None = None
         self.model_dependencies: lambda_.LayerVersion | None = None
+        self.tracing_dependencies: lambda_.LayerVersion | None = None
         if config.bundle:
             self.dependencies = self._layer(
                 "Dependencies",
@@ -178,8 +182,9 @@ class RuntimeFunctions(Construct):
         when bundling is off; nothing extra when the project has no model SDK)."""
         if self.dependencies is None:
             return []
+        layers = [self.dependencies, *self._tracing_layer()]
         if not spec.calls_models or not bundling.model_requirements():
-            return [self.dependencies]
+            return layers
         if self.model_dependencies is None:
             self.model_dependencies = self._layer(
                 "ModelDependencies",
@@ -187,7 +192,20 @@ class RuntimeFunctions(Construct):
                 f"agent-runtime's model SDK ({', '.join(sorted(bundling.MODEL_SDK))}), "
                 "for functions that call models",
             )
-        return [self.dependencies, self.model_dependencies]
+        return [*layers, self.model_dependencies]
+
+    def _tracing_layer(self) -> list[lambda_.ILayerVersion]:
+        """The OpenTelemetry SDK and OTLP exporter, for every function, when tracing is on
+        (`agent_runtime.tracing` loads them only then; off, no function carries them)."""
+        if not self._config.tracing:
+            return []
+        if self.tracing_dependencies is None:
+            self.tracing_dependencies = self._layer(
+                "TracingDependencies",
+                bundling.build_tracing_dependencies(),
+                "agent-runtime's tracing: the OpenTelemetry SDK and OTLP exporter",
+            )
+        return [self.tracing_dependencies]
 
     def environment(self, spec: HandlerSpec) -> dict[str, str]:
         """What every handler is told (settings names, Powertools), plus the model secret's
@@ -208,6 +226,8 @@ class RuntimeFunctions(Construct):
             env[settings.ENV_MODEL_SECRET_ARN] = res.model_secret.secret_arn
         if spec.access & {Access.ENCRYPT_SECRETS, Access.DECRYPT_SECRETS}:
             env[settings.ENV_SECRETS_KEY] = res.secrets_key.key_arn
+        if self._config.tracing:
+            env[settings.ENV_TRACING] = ",".join(self._config.tracing)
         return env
 
     def add(self, spec: HandlerSpec) -> lambda_.Function:
@@ -301,6 +321,18 @@ class RuntimeFunctions(Construct):
         if Access.MODEL_SECRET in access:
             res.model_secret.grant_read(role)
             self._grant_bedrock(role)
+        if "xray" in self._config.tracing:
+            self._grant_xray(role)
+
+    def _grant_xray(self, role: iam.Role) -> None:
+        """Sending spans to X-Ray's OTLP endpoint (`agent_runtime.tracing.xray`)."""
+        role.add_to_policy(iam.PolicyStatement(actions=_XRAY_ACTIONS, resources=["*"]))
+        acknowledge(
+            role,
+            "IAM5[Resource::*]",
+            "X-Ray's trace-writing actions support no resource-level permissions; AWS "
+            "requires Resource '*'. Only the actions that write spans are granted on it.",
+        )
 
     def _grant_bedrock(self, role: iam.Role) -> None:
         """`bedrock:InvokeModel*` on exactly the configured models: a foundation model in

@@ -46,3 +46,12 @@ def test_a_blocking_child_runs_on_step_functions_while_the_parent_waits(
     messages = ok(client.get(f"{base}/sessions/default/messages"))["messages"]
     assert messages[0]["parts"][0]["text"] == "the refund policy", "the child saw only its prompt"
     assert ok(client.get(f"{base}/events"))["events"]
+    # The local stack keeps spans in the table: the parent's trace holds the child's
+    # submission, run in other processes through Step Functions, below the task call.
+    spans = ok(client.get(f"{path}/trace"))["spans"]
+    (task_call,) = [s for s in spans if s["name"] == "execute_tool task"]
+    (child_span,) = [s for s in spans if s["name"] == "invoke_agent slow-researcher"]
+    assert child_span["parent_span_id"] == task_call["span_id"]
+    assert child_span["attributes"]["agent_runtime.submission.id"] == child["submission_id"]
+    assert spans[0]["name"] == "invoke_agent delegating" and spans[0]["parent_span_id"] is None
+    assert {"execute_tool slow_lookup", "chat function"} <= {s["name"] for s in spans}

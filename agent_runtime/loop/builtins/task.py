@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent_runtime import events as ev
+from agent_runtime import tracing
 from agent_runtime.children import (
     MAX_DEPTH,
     TASK_TOOL,
@@ -250,7 +251,7 @@ async def _admit(
     draft = Draft(
         kind="task",
         session=CHILD_SESSION,
-        payload=payload,
+        payload=tracing.carried(payload),  # not hashed: a re-run call is the same call
         receipt_key=f"task:{child_ref(ctx.record.id, link.call_id)}",
         receipt_hash=input_hash("task", CHILD_SESSION, payload),
     )
