@@ -16,14 +16,17 @@ from agent_runtime.client.calls import (
     Flow,
     T,
     _abort,
+    _agents,
     _Call,
     _delete_file,
     _delete_variable,
+    _describe,
     _dispatch,
     _events,
     _get_file,
     _headers,
     _history,
+    _instances,
     _list_files,
     _next_delay,
     _prompt,
@@ -31,6 +34,7 @@ from agent_runtime.client.calls import (
     _set_variable,
     _size_of,
     _submission,
+    _submissions,
     _upload_file,
     _variables,
 )
@@ -45,6 +49,12 @@ from agent_runtime.protocol import (
     HistoryPage,
     PromptResponse,
     Submission,
+)
+from agent_runtime.protocol_catalog import (
+    AgentDescription,
+    AgentsList,
+    InstancesPage,
+    SubmissionsPage,
 )
 from agent_runtime.protocol_files import FilesPage, FileView, VariablesList, VariableView
 
@@ -173,6 +183,22 @@ class AgentClient:
     def abort(self, name: str, id: str, *, queued: bool = False) -> AbortResponse:
         """Ask the running submission to stop (and the queued ones, with `queued`)."""
         return self._send(_abort(name, id, queued))
+
+    def agents(self) -> AgentsList:
+        """The agents this client's credentials reach (each agent's route hook decides)."""
+        return self._send(_agents())
+
+    def describe(self, name: str) -> AgentDescription:
+        """An agent as defined: tools, subagents, handoffs, skills, variables (names only)."""
+        return self._send(_describe(name))
+
+    def instances(self, name: str, *, limit: int = 50, cursor: str | None = None) -> InstancesPage:
+        """One page of an agent's instances, most recent activity first; pass `next_cursor` on."""
+        return self._send(_instances(name, limit, cursor))
+
+    def submissions(self, name: str, id: str, *, after: int = -1, limit: int = 50) -> SubmissionsPage:
+        """One page of an instance's submissions in admission order; pass `next` as `after`."""
+        return self._send(_submissions(name, id, after, limit))
 
     # --- files and variables -----------------------------------------------------------
 
@@ -340,6 +366,22 @@ class AsyncAgentClient:
     async def abort(self, name: str, id: str, *, queued: bool = False) -> AbortResponse:
         """See `AgentClient.abort`."""
         return await self._send(_abort(name, id, queued))
+
+    async def agents(self) -> AgentsList:
+        """See `AgentClient.agents`."""
+        return await self._send(_agents())
+
+    async def describe(self, name: str) -> AgentDescription:
+        """See `AgentClient.describe`."""
+        return await self._send(_describe(name))
+
+    async def instances(self, name: str, *, limit: int = 50, cursor: str | None = None) -> InstancesPage:
+        """See `AgentClient.instances`."""
+        return await self._send(_instances(name, limit, cursor))
+
+    async def submissions(self, name: str, id: str, *, after: int = -1, limit: int = 50) -> SubmissionsPage:
+        """See `AgentClient.submissions`."""
+        return await self._send(_submissions(name, id, after, limit))
 
     # --- files and variables -----------------------------------------------------------
 

@@ -52,6 +52,12 @@ HTTP_ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (GET, "/agents/{name}/{id}/variables"),
     (PUT, "/agents/{name}/{id}/variables/{variable}"),
     (DELETE, "/agents/{name}/{id}/variables/{variable}"),
+    (GET, "/agents"),
+    (GET, "/agents/{name}"),
+    (GET, "/agents/{name}/instances"),
+    (GET, "/agents/{name}/{id}/submissions"),
+    (GET, "/console"),
+    (GET, "/console/{proxy+}"),
     (GET, "/openapi.json"),
     (GET, "/health"),
 )
