@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from agent_runtime.errors import AgentNotFound
 from agent_runtime.events import iso
-from agent_runtime.ids import InstanceRef
+from agent_runtime.ids import InstanceRef, validate_agent_name
 from agent_runtime.protocol import (
     AbortQuery,
     AbortResponse,
@@ -41,9 +41,14 @@ Endpoint = Callable[[Service, RouteRequest], Awaitable[RouteResponse]]
 
 
 async def serve(service: Service, req: RouteRequest, endpoint: Endpoint) -> RouteResponse:
-    """Check the address, find the agent's hook, and let it answer the request."""
+    """Check the address, find the agent's hook, and let it answer the request. A route
+    of the agent rather than of an instance (its description, its instances) has no
+    ``id`` among the params."""
     name = req.params["name"]
-    service.instance(name, req.params["id"])  # 400 for a bad name or id, 404 for an unknown agent
+    if "id" in req.params:
+        service.instance(name, req.params["id"])  # 400 for a bad name or id, 404 for an unknown agent
+    else:
+        service.registry.get(validate_agent_name(name))
     hook = service.registry.get(name).route
     if hook is None:  # not exposed over HTTP: indistinguishable from an unknown agent
         raise AgentNotFound(f"no agent named {name!r}", details={"name": name})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from agent_runtime.children import ChildLink
 from agent_runtime.effects import EffectStore, Timers
@@ -68,6 +68,49 @@ class HistoryPage:
     next_cursor: str | None
 
 
+InstanceStatus = Literal["idle", "queued", "running", "waiting"]
+
+
+@dataclass(frozen=True)
+class InstanceSummary:
+    """An instance as its agent's listing shows it, read from what admission and settling
+    keep on the instance (no pass over its submissions).
+
+    `status` is the head's: ``idle`` when everything admitted is settled, ``running`` while
+    an attempt holds a live lease on it, ``waiting`` on a child, ``queued`` otherwise.
+    `settled` counts the submissions before the head (settled in order); one settled out
+    of order (an aborted queued submission) is counted once the head passes it.
+    """
+
+    instance: InstanceRef
+    last_activity: float
+    status: InstanceStatus
+    submissions: int
+    settled: int
+
+
+_INSTANCES_CURSOR = re.compile(r"^(\d{1,12}(?:\.\d{1,17})?)~([A-Za-z0-9._~-]{1,79})$")
+
+
+def instances_cursor(summary: InstanceSummary) -> str:
+    """Where the next page of a listing starts: after this instance (``<time>~<id>``)."""
+    return f"{summary.last_activity!r}~{summary.instance.id}"
+
+
+def parse_instances_cursor(cursor: str) -> tuple[float, str]:
+    """An instances cursor as (last activity, instance id); refuses anything else."""
+    match = _INSTANCES_CURSOR.match(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise InvalidInput("cursor must be a value returned as next_cursor", details={"field": "cursor"})
+    return float(match.group(1)), match.group(2)
+
+
+@dataclass(frozen=True)
+class InstancePage:
+    instances: list[InstanceSummary]
+    next_cursor: str | None
+
+
 class Ledger(Protocol):
     """Admission and reads of an instance's submissions: what the service needs.
 
@@ -104,6 +147,13 @@ class Ledger(Protocol):
     async def abort_requested(self, instance: InstanceRef, submission_id: str) -> bool:
         """Whether an abort of the submission was requested: a strongly consistent read
         of that one flag, which a running attempt polls while a model call or a tool runs."""
+        ...
+
+    async def instances(self, agent: str, *, now: float, limit: int = 50, cursor: str | None = None) -> InstancePage:
+        """The agent's instances, most recent activity first (an admission or a fenced
+        settle; ties by id, descending), at most `limit` (1..100), after `cursor` (a
+        previous page's `next_cursor`). An instance is listed from its first admission on;
+        `now` decides whether a lease is live."""
         ...
 
     async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:

@@ -22,6 +22,8 @@ ENV_EVENT_TTL = "AGENT_RUNTIME_EVENT_TTL_SECONDS"
 ENV_DEFAULT_MODEL = "AGENT_RUNTIME_DEFAULT_MODEL"
 # The WebSocket API's management endpoint (``https://{api}.execute-api.{region}.../{stage}``).
 ENV_WEBSOCKET_ENDPOINT = "AGENT_RUNTIME_WEBSOCKET_ENDPOINT"
+#: The WebSocket API's client URL (``wss://...``), which the console connects to.
+ENV_WEBSOCKET_URL = "AGENT_RUNTIME_WEBSOCKET_URL"
 # Effects: one-time EventBridge Scheduler schedules in this group, delivered to the
 # target (the dispatch function) as the scheduler role, with an event of detail-type
 # EFFECT_DETAIL_TYPE whose detail names the instance and the effect.
@@ -51,6 +53,14 @@ PENDING_INDEX = "pending"
 PENDING_SHARD_ATTRIBUTE = "pending_shard"
 PENDING_SINCE_ATTRIBUTE = "pending_since"
 PENDING_SHARDS = 8
+
+# Sparse index of instances by agent, newest activity first, for listings (see
+# agent_runtime.adapters.aws.dynamodb). Only META items carry both attributes: admission
+# sets them and a fenced settle renews the time, in the writes they already make.
+INSTANCES_INDEX = "instances"
+INSTANCES_AGENT_ATTRIBUTE = "agent_name"
+INSTANCES_ACTIVE_ATTRIBUTE = "active_at"
+INSTANCES_INDEX_PROJECTED = ("next_seq", "head")
 
 # EventBridge: events of this detail-type on the runtime's bus are dispatched to instances
 # (any source; the bus is the runtime's own). Detail: `protocol.DispatchEventDetail`.

@@ -11,6 +11,8 @@
     GET  /agents/{name}/{id}/effects, DELETE .../effects/{effect_id}   scheduled effects; cancel one
     files and variables: see `agent_runtime.endpoints_files`
     GET  /openapi.json, GET /health
+    GET  /agents, /agents/{name}, /agents/{name}/instances, /agents/{name}/{id}/submissions,
+         /console/...                                     catalog and console (functions._http_catalog)
 
 Every /agents route refuses a body over 1 MiB (413), then `agent_runtime.endpoints.serve`
 checks name and id (400), finds the agent (404 when unknown or when its module has no
@@ -43,6 +45,7 @@ from pydantic import BaseModel
 
 from agent_runtime import endpoints, endpoints_effects, endpoints_files, tracing
 from agent_runtime.adapters.aws.bootstrap import default_service, run
+from agent_runtime.endpoints_catalog import Work
 from agent_runtime.errors import NotFound, PayloadTooLarge
 from agent_runtime.protocol import (
     MAX_BODY_BYTES,
@@ -77,7 +80,7 @@ from agent_runtime.protocol_files import (
 )
 from agent_runtime.routing import Headers, RouteRequest
 from agent_runtime.service import Service
-from functions import _http_traces, imports_done
+from functions import _http_catalog, _http_traces, imports_done
 
 imports_done()
 
@@ -147,6 +150,7 @@ _REQUESTS: dict[tuple[str, str], _Accepts] = {
     ("post", "/agents/{name}/{id}/uploads"): _Accepts(body=UploadRequest),
     ("put", "/agents/{name}/{id}/variables/{variable}"): _Accepts(body=VariablePut),
     ("get", "/agents/{name}/{id}/effects"): _Accepts(query=EffectsQuery),
+    **{route: _Accepts(query=query) for route, query in _http_catalog.QUERIES.items()},
 }
 
 
@@ -236,6 +240,15 @@ def _serve(endpoint: endpoints.Endpoint, *, binary: bool = False, **params: str)
     """Run `endpoint` behind the agent's route hook; format its answer."""
     reply = run(endpoints.serve(service(), _route_request(params, binary=binary), endpoint))
     return Response(status_code=reply.status, body=reply.body, headers=reply.headers)
+
+
+def _answer(work: Work) -> Response[Any]:
+    """Run `work` with no agent's hook around it: it asks the hooks itself (GET /agents)."""
+    reply = run(work(service(), _route_request({})))
+    return Response(status_code=reply.status, body=reply.body, headers=reply.headers)
+
+
+app.include_router(_http_catalog.catalog_routes(serve=_serve, answer=_answer, responses=_responses))
 
 
 @app.post(

@@ -46,8 +46,9 @@ HANDLERS: tuple[HandlerSpec, ...] = (
         description="agent-runtime HTTP API",
         timeout_seconds=29,  # API Gateway HTTP integrations time out at 30 s
         memory="api",
-        # File routes and presigned uploads; setting a secret variable encrypts it.
-        access=_ADMISSION | {Access.FILES, Access.UPLOADS, Access.ENCRYPT_SECRETS},
+        # File routes and presigned uploads; setting a secret variable encrypts it; the
+        # instances listing reads its index.
+        access=_ADMISSION | {Access.FILES, Access.UPLOADS, Access.ENCRYPT_SECRETS, Access.INSTANCES_INDEX},
     ),
     HandlerSpec(
         name="worker",
@@ -194,6 +195,8 @@ class AgentRuntimeStack(Stack):
         for name in (spec.name, "worker", "http_api", "dispatch_events"):
             surface.grant_manage_connections(self.functions.roles[name])
             self.functions[name].add_environment(settings.ENV_WEBSOCKET_ENDPOINT, surface.callback_url)
+        # The console (served by the HTTP function) connects its browser here.
+        self.functions["http_api"].add_environment(settings.ENV_WEBSOCKET_URL, surface.url)
         self.websocket = surface
         self._output("WebSocketUrl", surface.url, "WebSocket API URL (stage live)")
         return surface

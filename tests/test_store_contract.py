@@ -17,6 +17,7 @@ from agent_runtime.ports import Stores
 from agent_runtime.testing.backends import Backend, FakeClock
 from agent_runtime.testing.contract import *  # noqa: F403
 from agent_runtime.testing.contract import INST, claim, draft
+from agent_runtime.testing.instances_contract import *  # noqa: F403
 
 
 @pytest.fixture

@@ -43,10 +43,15 @@ from agent_runtime.ports import (
     KV_LIST_MAX,
     ChildEntry,
     HistoryPage,
+    InstancePage,
+    InstanceStatus,
+    InstanceSummary,
     StoredMessage,
     Stores,
     WakeUps,
+    instances_cursor,
     parse_cursor,
+    parse_instances_cursor,
 )
 
 
@@ -64,6 +69,8 @@ class _Instance:
     #: Set while admitted work may be unsettled: the time of the last admission or fenced
     #: settle (the DynamoDB adapter's ``pending_since`` on META, listed by its index).
     pending_since: float | None = None
+    #: The time of the last admission or fenced settle (``active_at`` on META), for listings.
+    last_activity: float | None = None
 
 
 def _copy(record: SubmissionRecord) -> SubmissionRecord:
@@ -135,6 +142,7 @@ class MemoryLedger(_Port):
             state.ledger[seq] = record
             state.next_seq = seq + 1
             state.pending_since = now
+            state.last_activity = now
             if draft.receipt_key is not None:
                 state.receipts[draft.receipt_key] = Receipt(
                     key=draft.receipt_key, hash=draft.receipt_hash or "", submission_id=record.id, accepted_at=now
@@ -171,6 +179,19 @@ class MemoryLedger(_Port):
         record = await self.get(instance, submission_id)
         return record is not None and record.abort_requested
 
+    async def instances(self, agent: str, *, now: float, limit: int = 50, cursor: str | None = None) -> InstancePage:
+        start = parse_instances_cursor(cursor) if cursor is not None else None
+        found: list[tuple[float, str, InstanceSummary]] = []
+        with self.table.lock:
+            for key, state in self.table.instances.items():
+                ref = InstanceRef.parse(key)
+                if ref.agent == agent and state.last_activity is not None:
+                    found.append((state.last_activity, ref.id, _summary(ref, state, state.last_activity, now)))
+        # Newest first; after the cursor means strictly below it in that order.
+        listed = [summary for activity, id_, summary in sorted(found, reverse=True) if start is None or (activity, id_) < start]
+        page = listed[:limit]
+        return InstancePage(page, instances_cursor(page[-1]) if len(listed) > limit else None)
+
     async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
         with self.table.lock:
             pending = sorted(
@@ -179,6 +200,19 @@ class MemoryLedger(_Port):
                 if state.pending_since is not None and state.pending_since <= idle_since
             )
         return [InstanceRef.parse(key) for _, key in pending[:limit]]
+
+
+def _summary(ref: InstanceRef, state: _Instance, last_activity: float, now: float) -> InstanceSummary:
+    head = state.ledger.get(state.head)
+    status: InstanceStatus = "idle"
+    if state.head < state.next_seq and head is not None:
+        if head.status is Status.running and (head.lease_until or 0) >= now:
+            status = "running"
+        elif head.status is Status.waiting:
+            status = "waiting"
+        elif not head.settled or state.head + 1 < state.next_seq:
+            status = "queued"
+    return InstanceSummary(ref, last_activity, status, submissions=state.next_seq, settled=state.head)
 
 
 class MemoryAttempts(_Port):
@@ -295,6 +329,7 @@ class MemoryAttempts(_Port):
                 self.table.fenced(fence, honour_abort=honour_abort)
                 state.head = max(state.head, record.sequence + 1)
                 state.pending_since = None if state.head >= state.next_seq else now
+                state.last_activity = now
             elif record.status is Status.running and (record.lease_until or 0) >= now:
                 raise StaleAttempt(submission_id, record.attempt_id or "")
             if journal is not None:

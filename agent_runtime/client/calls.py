@@ -25,6 +25,12 @@ from agent_runtime.protocol import (
     PromptResponse,
     Submission,
 )
+from agent_runtime.protocol_catalog import (
+    AgentDescription,
+    AgentsList,
+    InstancesPage,
+    SubmissionsPage,
+)
 from agent_runtime.protocol_effects import EffectsList, EffectView
 from agent_runtime.protocol_files import (
     FILE_BODY_MAX_BYTES,
@@ -154,6 +160,24 @@ def _events(name: str, instance_id: str, after: int, limit: int, wait: float) ->
 def _fetch(path: str) -> _Call[EventsPage]:
     """A ``fetch`` reference of an event frame: an events path relative to the HTTP API."""
     return _Call("GET", path, EventsPage.model_validate)
+
+
+def _agents() -> _Call[AgentsList]:
+    return _Call("GET", "/agents", AgentsList.model_validate)
+
+
+def _describe(name: str) -> _Call[AgentDescription]:
+    return _Call("GET", _path("agents", name), AgentDescription.model_validate)
+
+
+def _instances(name: str, limit: int, cursor: str | None) -> _Call[InstancesPage]:
+    params = {"limit": str(limit), **({"cursor": cursor} if cursor is not None else {})}
+    return _Call("GET", _path("agents", name, "instances"), InstancesPage.model_validate, params=params)
+
+
+def _submissions(name: str, instance_id: str, after: int, limit: int) -> _Call[SubmissionsPage]:
+    params = {"after": str(after), "limit": str(limit)}
+    return _Call("GET", _instance(name, instance_id, "submissions"), SubmissionsPage.model_validate, params=params)
 
 
 def _abort(name: str, instance_id: str, queued: bool) -> _Call[AbortResponse]:

@@ -16,16 +16,19 @@ from agent_runtime.client.calls import (
     Flow,
     T,
     _abort,
+    _agents,
     _Call,
     _cancel_effect,
     _delete_file,
     _delete_variable,
+    _describe,
     _dispatch,
     _effects,
     _events,
     _get_file,
     _headers,
     _history,
+    _instances,
     _list_files,
     _next_delay,
     _prompt,
@@ -33,6 +36,7 @@ from agent_runtime.client.calls import (
     _set_variable,
     _size_of,
     _submission,
+    _submissions,
     _upload_file,
     _variables,
 )
@@ -47,6 +51,12 @@ from agent_runtime.protocol import (
     HistoryPage,
     PromptResponse,
     Submission,
+)
+from agent_runtime.protocol_catalog import (
+    AgentDescription,
+    AgentsList,
+    InstancesPage,
+    SubmissionsPage,
 )
 from agent_runtime.protocol_effects import EffectsList, EffectView
 from agent_runtime.protocol_files import FilesPage, FileView, VariablesList, VariableView
@@ -176,6 +186,22 @@ class AgentClient:
     def abort(self, name: str, id: str, *, queued: bool = False) -> AbortResponse:
         """Ask the running submission to stop (and the queued ones, with `queued`)."""
         return self._send(_abort(name, id, queued))
+
+    def agents(self) -> AgentsList:
+        """The agents this client's credentials reach (each agent's route hook decides)."""
+        return self._send(_agents())
+
+    def describe(self, name: str) -> AgentDescription:
+        """An agent as defined: tools, subagents, handoffs, skills, variables (names only)."""
+        return self._send(_describe(name))
+
+    def instances(self, name: str, *, limit: int = 50, cursor: str | None = None) -> InstancesPage:
+        """One page of an agent's instances, most recent activity first; pass `next_cursor` on."""
+        return self._send(_instances(name, limit, cursor))
+
+    def submissions(self, name: str, id: str, *, after: int = -1, limit: int = 50) -> SubmissionsPage:
+        """One page of an instance's submissions in admission order; pass `next` as `after`."""
+        return self._send(_submissions(name, id, after, limit))
 
     # --- files and variables -----------------------------------------------------------
 
@@ -351,6 +377,22 @@ class AsyncAgentClient:
     async def abort(self, name: str, id: str, *, queued: bool = False) -> AbortResponse:
         """See `AgentClient.abort`."""
         return await self._send(_abort(name, id, queued))
+
+    async def agents(self) -> AgentsList:
+        """See `AgentClient.agents`."""
+        return await self._send(_agents())
+
+    async def describe(self, name: str) -> AgentDescription:
+        """See `AgentClient.describe`."""
+        return await self._send(_describe(name))
+
+    async def instances(self, name: str, *, limit: int = 50, cursor: str | None = None) -> InstancesPage:
+        """See `AgentClient.instances`."""
+        return await self._send(_instances(name, limit, cursor))
+
+    async def submissions(self, name: str, id: str, *, after: int = -1, limit: int = 50) -> SubmissionsPage:
+        """See `AgentClient.submissions`."""
+        return await self._send(_submissions(name, id, after, limit))
 
     # --- files and variables -----------------------------------------------------------
 

@@ -163,6 +163,7 @@ class LocalStack:
                 )
                 self.websocket.bind()  # the handlers' environment needs its endpoint
                 environment[settings.ENV_WEBSOCKET_ENDPOINT] = self.websocket.callback_url
+                environment[settings.ENV_WEBSOCKET_URL] = self.websocket.url  # for the console
             self._env.set(environment)
             self.http = HttpApiEmulator(
                 self.http_handler,
@@ -284,7 +285,8 @@ def run_dev(
     """Serve until Ctrl-C or SIGTERM (or `stop` is set), then save the state and return.
 
     Prints a start-up line, then exactly ``ready: http://127.0.0.1:PORT`` once requests are
-    served, then ``websocket: ws://127.0.0.1:PORT/local`` when there is a WebSocket API. The
+    served, then ``websocket: ws://127.0.0.1:PORT/local`` when there is a WebSocket API, then
+    ``console: http://127.0.0.1:PORT/console/``. The
     working directory goes on ``sys.path`` first, as ``python -m`` would put it, so the
     project's ``functions`` and ``agents`` import. `options` go to `LocalStack`.
     """
@@ -325,6 +327,7 @@ def _serve(
         print(f"ready: {stack.url}", file=out, flush=True)
         if stack.websocket is not None:
             print(f"websocket: {stack.ws_url}", file=out, flush=True)
+        print(f"console: {stack.url}/console/", file=out, flush=True)
         # A timed wait: a signal delivered to another thread runs its handler only when the
         # main thread wakes up, which a wait without timeout would never do.
         while not stop.wait(0.2):

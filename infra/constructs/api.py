@@ -55,6 +55,12 @@ HTTP_ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (DELETE, "/agents/{name}/{id}/variables/{variable}"),
     (GET, "/agents/{name}/{id}/effects"),
     (DELETE, "/agents/{name}/{id}/effects/{effect_id}"),
+    (GET, "/agents"),
+    (GET, "/agents/{name}"),
+    (GET, "/agents/{name}/instances"),
+    (GET, "/agents/{name}/{id}/submissions"),
+    (GET, "/console"),
+    (GET, "/console/{proxy+}"),
     (GET, "/openapi.json"),
     (GET, "/health"),
 )

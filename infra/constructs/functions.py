@@ -91,6 +91,7 @@ class Access(enum.Enum):
     TABLE_READ = "read the instance table"
     TABLE_READ_WRITE = "read and write the instance table"
     PENDING_INDEX = "query the pending-work index"
+    INSTANCES_INDEX = "query the instances index (listings)"
     QUEUE_SEND = "send wake-ups"
     BLOBS = "get, put and delete objects in the bucket, list it"
     FILES = "read, write, copy and delete instance files, presign their downloads"
@@ -289,6 +290,9 @@ class RuntimeFunctions(Construct):
             role.add_to_policy(iam.PolicyStatement(actions=table_actions, resources=[res.table.table_arn]))
         if Access.PENDING_INDEX in access:
             index = f"{res.table.table_arn}/index/{settings.PENDING_INDEX}"
+            role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index]))
+        if Access.INSTANCES_INDEX in access:
+            index = f"{res.table.table_arn}/index/{settings.INSTANCES_INDEX}"
             role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index]))
         if Access.QUEUE_SEND in access:
             # Only SendMessage: `grant_send_messages` adds GetQueueAttributes and GetQueueUrl.

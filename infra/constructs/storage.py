@@ -71,17 +71,23 @@ class Storage(Construct):
             enable_key_rotation=True,
             removal_policy=table_removal,
         )
+        number, string = dynamodb.AttributeType.NUMBER, dynamodb.AttributeType.STRING
         # Sparse, keys only: the META items of instances with unsettled work, by shard and
         # the time of their last progress (see agent_runtime.adapters.aws.dynamodb).
         self.table.add_global_secondary_index(
             index_name=settings.PENDING_INDEX,
-            partition_key=dynamodb.Attribute(
-                name=settings.PENDING_SHARD_ATTRIBUTE, type=dynamodb.AttributeType.NUMBER
-            ),
-            sort_key=dynamodb.Attribute(
-                name=settings.PENDING_SINCE_ATTRIBUTE, type=dynamodb.AttributeType.NUMBER
-            ),
+            partition_key=dynamodb.Attribute(name=settings.PENDING_SHARD_ATTRIBUTE, type=number),
+            sort_key=dynamodb.Attribute(name=settings.PENDING_SINCE_ATTRIBUTE, type=number),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        # Sparse: every instance's META by agent name and last activity, for listings; it
+        # projects what a listing shows (see agent_runtime.adapters.aws.dynamodb).
+        self.table.add_global_secondary_index(
+            index_name=settings.INSTANCES_INDEX,
+            partition_key=dynamodb.Attribute(name=settings.INSTANCES_AGENT_ATTRIBUTE, type=string),
+            sort_key=dynamodb.Attribute(name=settings.INSTANCES_ACTIVE_ATTRIBUTE, type=number),
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=list(settings.INSTANCES_INDEX_PROJECTED),
         )
 
         self.access_logs = s3.Bucket(

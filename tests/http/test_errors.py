@@ -89,7 +89,7 @@ def test_a_body_over_one_mebibyte_is_payload_too_large(api: Api) -> None:
     [
         ("GET", "/"),
         ("GET", "/nope"),
-        ("GET", "/agents/echo"),
+        ("POST", "/agents/echo/instances/more"),
         ("DELETE", "/agents/echo/t-17"),
         ("GET", "/agents/echo/t-17/abort"),
     ],

@@ -204,6 +204,17 @@ def test_sweeper_queries_the_pending_index_and_sends_wakeups_only(resources: Res
     }
 
 
+def test_only_the_http_function_queries_the_instances_index(resources: Resources) -> None:
+    table = next(iter(of_type(resources, "AWS::DynamoDB::Table")))
+    index = json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, f"/index/{settings.INSTANCES_INDEX}"]]})
+    for name in ("http_api", "worker", "sweeper", "dispatch_events"):
+        _, function = function_named(resources, f"functions.{name}.handler")
+        granted = {resource for _, resource in _scoped(resources, function)}
+        assert (index in granted) is (name == "http_api"), name
+    _, http = function_named(resources, "functions.http_api.handler")
+    assert settings.ENV_WEBSOCKET_URL in http["Properties"]["Environment"]["Variables"]
+
+
 def test_dispatch_events_admits_and_sends_wakeups_only(resources: Resources) -> None:
     _, dispatch = function_named(resources, "functions.dispatch_events.handler")
     table = next(iter(of_type(resources, "AWS::DynamoDB::Table")))

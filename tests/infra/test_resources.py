@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Match, Template
 
 from agent_runtime import settings
-from agent_runtime.adapters.aws.provision import PENDING_INDEX
+from agent_runtime.adapters.aws.provision import INSTANCES_INDEX, PENDING_INDEX
 from agent_runtime.blocking import blocking_child_definition
 from infra.constructs.api import HTTP_ROUTES
 from infra.stack import HANDLERS, WEBSOCKET_HANDLER
@@ -28,7 +28,7 @@ def _table(resources: Resources) -> str:
 # --- storage ---------------------------------------------------------------------------
 
 
-def test_table_keys_ttl_pitr_and_the_pending_index(cdk_template: Template, resources: Resources) -> None:
+def test_table_keys_ttl_pitr_and_the_indexes(cdk_template: Template, resources: Resources) -> None:
     cdk_template.resource_count_is("AWS::DynamoDB::Table", 1)
     cdk_template.has_resource_properties(
         "AWS::DynamoDB::Table",
@@ -44,6 +44,8 @@ def test_table_keys_ttl_pitr_and_the_pending_index(cdk_template: Template, resou
                     {"AttributeName": settings.TABLE_SORT_KEY, "AttributeType": "S"},
                     {"AttributeName": settings.PENDING_SHARD_ATTRIBUTE, "AttributeType": "N"},
                     {"AttributeName": settings.PENDING_SINCE_ATTRIBUTE, "AttributeType": "N"},
+                    {"AttributeName": settings.INSTANCES_AGENT_ATTRIBUTE, "AttributeType": "S"},
+                    {"AttributeName": settings.INSTANCES_ACTIVE_ATTRIBUTE, "AttributeType": "N"},
                 ]
             ),
             "TimeToLiveSpecification": {
@@ -51,13 +53,10 @@ def test_table_keys_ttl_pitr_and_the_pending_index(cdk_template: Template, resou
                 "Enabled": True,
             },
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-            # The sweeper's sparse index: the same as `provision` creates locally.
+            # The sweeper's and the listings' sparse indexes: as `provision` creates them locally.
             "GlobalSecondaryIndexes": [
-                {
-                    "IndexName": PENDING_INDEX["IndexName"],
-                    "KeySchema": PENDING_INDEX["KeySchema"],
-                    "Projection": PENDING_INDEX["Projection"],
-                }
+                {"IndexName": index["IndexName"], "KeySchema": index["KeySchema"], "Projection": index["Projection"]}
+                for index in (PENDING_INDEX, INSTANCES_INDEX)
             ],
             "LocalSecondaryIndexes": Match.absent(),
         },

@@ -26,6 +26,14 @@ the condition that nothing was admitted meanwhile, and so does a `claim_head` th
 nothing unsettled. ``pending_since`` is thus the instance's last admission or settle, and
 the sweeper asks for ``pending_since <= now - idle``. Index reads are eventually
 consistent: a wake-up too many is harmless, and none is ever missed for long.
+
+Listings (`Ledger.instances`) read the sparse index ``instances``: partition key
+``agent_name``, sort key ``active_at`` (the last admission or fenced settle), projecting
+``next_seq`` and ``head``. Both keys are set in META updates that already happen (the
+admission transaction, the settle's head move), so the index costs no write request of
+its own, only the index's replication of those updates. One agent is one index
+partition: past about a thousand admissions and settles a second for one agent, the
+index would throttle its writes (shard the key then, as ``pending`` does).
 """
 
 from __future__ import annotations

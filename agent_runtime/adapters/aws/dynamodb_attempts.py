@@ -11,6 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from agent_runtime.adapters.aws.dynamodb_items import (
+    _ACTIVE,
     _SHARD,
     _SINCE,
     Item,
@@ -119,14 +120,14 @@ class DynamoDBAttempts(TablePort):
             return {
                 "TableName": self.table,
                 "Key": _key(instance, "META"),
-                "UpdateExpression": f"SET head = :next REMOVE {_SHARD}, {_SINCE}",
+                "UpdateExpression": f"SET head = :next, {_ACTIVE} = :now REMOVE {_SHARD}, {_SINCE}",
                 "ConditionExpression": "next_seq = :next",
-                "ExpressionAttributeValues": {":next": _n(seq + 1)},
+                "ExpressionAttributeValues": {":next": _n(seq + 1), ":now": _n(now)},
             }
         return {
             "TableName": self.table,
             "Key": _key(instance, "META"),
-            "UpdateExpression": f"SET head = :next, {_SHARD} = :shard, {_SINCE} = :now",
+            "UpdateExpression": f"SET head = :next, {_SHARD} = :shard, {_SINCE} = :now, {_ACTIVE} = :now",
             "ExpressionAttributeValues": {":next": _n(seq + 1), ":shard": _n(pending_shard(instance)), ":now": _n(now)},
         }
 

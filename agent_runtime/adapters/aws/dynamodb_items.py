@@ -5,7 +5,8 @@ Key layout (``pk``, ``sk``; both strings):
 
     pk = "I#{agent}/{id}"
     sk = "META"                                 next_seq (admission counter), head (first unsettled),
-                                                pending_shard, pending_since (while work may be pending)
+                                                pending_shard, pending_since (while work may be pending),
+                                                agent_name, active_at (last admission or fenced settle)
          "SUB#{seq:010d}"                       one ledger item per submission (SubmissionRecord;
                                                 waiting_on while it waits)
          "RCPT#{kind}:{key}"                    receipt: hash, submission_id, accepted_at; kept for life
@@ -50,6 +51,8 @@ SPILL_BYTES = 32 * 1024
 _SEQ_MAX = "9999999999"
 _SHARD = settings.PENDING_SHARD_ATTRIBUTE
 _SINCE = settings.PENDING_SINCE_ATTRIBUTE
+_AGENT = settings.INSTANCES_AGENT_ATTRIBUTE
+_ACTIVE = settings.INSTANCES_ACTIVE_ATTRIBUTE
 
 Item = dict[str, Any]
 

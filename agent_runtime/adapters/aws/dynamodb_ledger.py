@@ -13,6 +13,8 @@ from botocore.exceptions import ClientError
 
 from agent_runtime import settings
 from agent_runtime.adapters.aws.dynamodb_items import (
+    _ACTIVE,
+    _AGENT,
     _SEQ_MAX,
     _SHARD,
     _SINCE,
@@ -31,6 +33,13 @@ from agent_runtime.adapters.aws.dynamodb_table import TablePort
 from agent_runtime.errors import AlreadySettled, Conflict, LedgerError
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Admission, Draft, SubmissionRecord, sequence_of, submission_id_for
+from agent_runtime.ports import (
+    InstancePage,
+    InstanceStatus,
+    InstanceSummary,
+    instances_cursor,
+    parse_instances_cursor,
+)
 
 MAX_ADMIT_RETRIES = 200
 
@@ -61,7 +70,8 @@ class DynamoDBLedger(TablePort):
                         "TableName": self.table,
                         "Key": _key(instance, "META"),
                         "UpdateExpression": (
-                            f"SET next_seq = :next, head = if_not_exists(head, :zero), {_SHARD} = :shard, {_SINCE} = :now"
+                            f"SET next_seq = :next, head = if_not_exists(head, :zero), {_SHARD} = :shard, {_SINCE} = :now, "
+                            f"{_AGENT} = :agent, {_ACTIVE} = :now"
                         ),
                         "ConditionExpression": "attribute_not_exists(next_seq) OR next_seq = :seq",
                         "ExpressionAttributeValues": {
@@ -70,6 +80,7 @@ class DynamoDBLedger(TablePort):
                             ":zero": _n(0),
                             ":shard": _n(pending_shard(instance)),
                             ":now": _n(now),
+                            ":agent": _s(instance.agent),
                         },
                     }
                 },
@@ -186,6 +197,57 @@ class DynamoDBLedger(TablePort):
             return False
         return bool(item.get("abort_requested", {}).get("BOOL", False))
 
+    # --- the instances index (listings) -------------------------------------------
+
+    async def instances(self, agent: str, *, now: float, limit: int = 50, cursor: str | None = None) -> InstancePage:
+        """One Query of the agent's partition of the index (newest first, one item more
+        than the page to know whether another follows), then one BatchGetItem of the head
+        items of the instances with unsettled work, for their status."""
+        kwargs: dict[str, Any] = {}
+        if cursor is not None:
+            active, instance_id = parse_instances_cursor(cursor)
+            start = InstanceRef(agent, instance_id)
+            kwargs["ExclusiveStartKey"] = {**_key(start, "META"), _AGENT: _s(agent), _ACTIVE: _n(active)}
+        response = self.client.query(
+            TableName=self.table,
+            IndexName=settings.INSTANCES_INDEX,
+            KeyConditionExpression="#agent = :agent",
+            ExpressionAttributeNames={"#agent": _AGENT},
+            ExpressionAttributeValues={":agent": _s(agent)},
+            ScanIndexForward=False,
+            Limit=limit + 1,
+            **kwargs,
+        )
+        metas = response["Items"][:limit]
+        busy = [m for m in metas if _int(m, "head") < _int(m, "next_seq")]
+        heads = self._heads([(InstanceRef.parse(m["pk"]["S"][2:]), _int(m, "head")) for m in busy])
+        page = [
+            InstanceSummary(
+                ref,
+                float(meta[_ACTIVE]["N"]),
+                _status(heads.get(ref.key), _int(meta, "head") + 1 < _int(meta, "next_seq"), now),
+                submissions=_int(meta, "next_seq"),
+                settled=_int(meta, "head"),
+            )
+            for meta, ref in ((m, InstanceRef.parse(m["pk"]["S"][2:])) for m in metas)
+        ]
+        more = len(response["Items"]) > limit
+        return InstancePage(page, instances_cursor(page[-1]) if more else None)
+
+    def _heads(self, heads: list[tuple[InstanceRef, int]]) -> dict[str, Item]:
+        """The head items of these instances (status and lease only), by instance key."""
+        found: dict[str, Item] = {}
+        keys = [_key(ref, _sub(head)) for ref, head in heads]
+        request: dict[str, Any] = {
+            self.table: {"Keys": keys, "ProjectionExpression": "pk, #status, lease_until", "ExpressionAttributeNames": {"#status": "status"}}
+        }
+        while keys and request:
+            response = self.client.batch_get_item(RequestItems=request)
+            for item in response["Responses"].get(self.table, []):
+                found[item["pk"]["S"][2:]] = item
+            request = response.get("UnprocessedKeys") or {}
+        return found
+
     # --- the sweeper's index -------------------------------------------------------
 
     async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
@@ -211,3 +273,16 @@ class DynamoDBLedger(TablePort):
                     break
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return [InstanceRef.parse(key) for _, key in sorted(found)[:limit]]
+
+
+def _status(head: Item | None, more: bool, now: float) -> InstanceStatus:
+    """An instance's status from its head item (None: nothing unsettled, so idle) and
+    whether anything was admitted after the head (`more`), as the memory store decides."""
+    if head is None:
+        return "idle"
+    status = head["status"]["S"]
+    if status == "running" and float(head.get("lease_until", {"N": "0"})["N"]) >= now:
+        return "running"
+    if status == "waiting":
+        return "waiting"
+    return "queued" if status != "settled" or more else "idle"

@@ -12,19 +12,35 @@ from typing import Any
 
 from agent_runtime import settings
 
+
+def _index(name: str, hash_key: tuple[str, str], range_key: tuple[str, str], projection: dict[str, Any]) -> dict[str, Any]:
+    """A global secondary index's `CreateTable` shape; keys are (attribute, type)."""
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": hash_key[0], "KeyType": "HASH"},
+            {"AttributeName": range_key[0], "KeyType": "RANGE"},
+        ],
+        "Projection": projection,
+    }
+
+
+def _attributes(*keys: tuple[str, str]) -> list[dict[str, str]]:
+    return [{"AttributeName": name, "AttributeType": kind} for name, kind in keys]
+
+
+_PENDING_KEYS = ((settings.PENDING_SHARD_ATTRIBUTE, "N"), (settings.PENDING_SINCE_ATTRIBUTE, "N"))
+_INSTANCES_KEYS = ((settings.INSTANCES_AGENT_ATTRIBUTE, "S"), (settings.INSTANCES_ACTIVE_ATTRIBUTE, "N"))
 #: The sweeper's sparse index (see agent_runtime.adapters.aws.dynamodb); CDK makes the same.
-PENDING_INDEX_ATTRIBUTES: list[dict[str, str]] = [
-    {"AttributeName": settings.PENDING_SHARD_ATTRIBUTE, "AttributeType": "N"},
-    {"AttributeName": settings.PENDING_SINCE_ATTRIBUTE, "AttributeType": "N"},
-]
-PENDING_INDEX: dict[str, Any] = {
-    "IndexName": settings.PENDING_INDEX,
-    "KeySchema": [
-        {"AttributeName": settings.PENDING_SHARD_ATTRIBUTE, "KeyType": "HASH"},
-        {"AttributeName": settings.PENDING_SINCE_ATTRIBUTE, "KeyType": "RANGE"},
-    ],
-    "Projection": {"ProjectionType": "KEYS_ONLY"},
-}
+PENDING_INDEX_ATTRIBUTES = _attributes(*_PENDING_KEYS)
+PENDING_INDEX = _index(settings.PENDING_INDEX, *_PENDING_KEYS, {"ProjectionType": "KEYS_ONLY"})
+#: The listings' sparse index (see agent_runtime.adapters.aws.dynamodb); CDK makes the same.
+INSTANCES_INDEX_ATTRIBUTES = _attributes(*_INSTANCES_KEYS)
+INSTANCES_INDEX = _index(
+    settings.INSTANCES_INDEX,
+    *_INSTANCES_KEYS,
+    {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(settings.INSTANCES_INDEX_PROJECTED)},
+)
 
 
 #: The alias of the local stack's key for secret variables.
@@ -74,7 +90,7 @@ def provision(
     """Create (or find) the table, the FIFO queue with its dead-letter queue, and the bucket;
     with a `kms` client, also the key for secret variables (found by its alias).
 
-    A table found without the pending index (made by an older version) gets it added."""
+    A table found without an index (made by an older version) gets it added."""
     existing = dynamodb.list_tables()["TableNames"]
     if table not in existing:
         dynamodb.create_table(
@@ -84,12 +100,13 @@ def provision(
                 {"AttributeName": settings.TABLE_PARTITION_KEY, "AttributeType": "S"},
                 {"AttributeName": settings.TABLE_SORT_KEY, "AttributeType": "S"},
                 *PENDING_INDEX_ATTRIBUTES,
+                *INSTANCES_INDEX_ATTRIBUTES,
             ],
             KeySchema=[
                 {"AttributeName": settings.TABLE_PARTITION_KEY, "KeyType": "HASH"},
                 {"AttributeName": settings.TABLE_SORT_KEY, "KeyType": "RANGE"},
             ],
-            GlobalSecondaryIndexes=[PENDING_INDEX],
+            GlobalSecondaryIndexes=[PENDING_INDEX, INSTANCES_INDEX],
         )
         dynamodb.update_time_to_live(
             TableName=table,
@@ -97,12 +114,13 @@ def provision(
         )
     else:
         indexes = dynamodb.describe_table(TableName=table)["Table"].get("GlobalSecondaryIndexes", [])
-        if not any(index["IndexName"] == settings.PENDING_INDEX for index in indexes):
-            dynamodb.update_table(
-                TableName=table,
-                AttributeDefinitions=PENDING_INDEX_ATTRIBUTES,
-                GlobalSecondaryIndexUpdates=[{"Create": PENDING_INDEX}],
-            )
+        names = {index["IndexName"] for index in indexes}
+        # One index per UpdateTable call, as DynamoDB allows.
+        for index, attributes in ((PENDING_INDEX, PENDING_INDEX_ATTRIBUTES), (INSTANCES_INDEX, INSTANCES_INDEX_ATTRIBUTES)):
+            if index["IndexName"] not in names:
+                dynamodb.update_table(
+                    TableName=table, AttributeDefinitions=attributes, GlobalSecondaryIndexUpdates=[{"Create": index}]
+                )
     dlq_url = sqs.create_queue(
         QueueName=dlq, Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"}
     )["QueueUrl"]

@@ -1,0 +1,38 @@
+"""`weather`: looks the forecast up with its tool, then answers with it; reachable over
+HTTP and WebSocket by anyone. Deterministic (a `FunctionModel`): the console's browser
+test prompts it and watches the tool call and the streamed answer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from agent_runtime import FunctionModel, ModelRequest, ToolCall, create_agent, tool
+from agent_runtime.messages import ToolResultPart
+from agent_runtime.models.test import FunctionResult, last_user_text
+from agent_runtime.routing import RouteRequest, RouteResponse
+
+
+@tool
+def forecast(city: str) -> str:
+    """Tomorrow's weather in a city.
+
+    Args:
+        city: the city's name
+    """
+    return f"sunny in {city}"
+
+
+def _model(request: ModelRequest) -> FunctionResult:
+    results = [p for p in request.messages[-1].parts if isinstance(p, ToolResultPart)]
+    if results:
+        return f"The forecast says {results[0].content}. Have a good day!"
+    return ToolCall("forecast", {"city": last_user_text(request).strip() or "Paris"})
+
+
+async def route(req: RouteRequest, call_next: Callable[[], Awaitable[RouteResponse]]) -> RouteResponse:
+    return await call_next()
+
+
+websocket = route
+
+agent = create_agent(model=FunctionModel(_model), tools=[forecast], description="Tells tomorrow's weather.")
