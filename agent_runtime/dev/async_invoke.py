@@ -78,6 +78,11 @@ class AsyncInvoker:
             thread.start()
             self._threads.append(thread)
 
+    def stop_receiving(self) -> None:
+        """Receive no more events (the threads end after their current long poll); `stop`
+        then waits for them. Lets a caller stopping several pollers overlap their polls."""
+        self._stop.set()
+
     def stop(self, grace: float = 10.0) -> None:
         """Stop receiving; invocations still running after `grace` fail, so their events stay
         in the queue for the next start."""

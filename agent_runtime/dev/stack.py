@@ -261,9 +261,11 @@ class LocalStack:
             if self.scheduler is not None:
                 self.scheduler.stop()
             if self.dispatcher is not None:
-                self.dispatcher.stop(grace=self.stop_grace)
+                self.dispatcher.stop_receiving()  # its long poll ends while the poller's does
             if self.poller is not None:
                 self.poller.stop(grace=self.stop_grace)
+            if self.dispatcher is not None:
+                self.dispatcher.stop(grace=self.stop_grace)
             if self.autosaver is not None:
                 self.autosaver.stop()
             if save and self.state is not None and self.resources is not None:
