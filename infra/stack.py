@@ -4,7 +4,8 @@ Storage ─ table (+ the KMS key of its secret variables), bucket (+ access-log 
 Wakeups ─ FIFO queue + dead-letter queue ──────────────► worker (SQS event source)
 BlockingChildren ─ state machine (sends to the queue, puts into the table)
 Events ─ bus + dispatch rule ──► dispatch_events;  sweeper schedule ──► sweeper;
-         schedule group + scheduler role (for timers; no function uses them yet)
+         schedule group (effects' one-time schedules, made by the worker and the
+         admitting functions) ──► dispatch_events, as the scheduler role
 ModelSecret ─ the model API key (read by the worker only)
 RuntimeFunctions ─ one function and role per `HandlerSpec` below
 Api ─ HTTP API ──► http_api;  WebSocket API ──► websocket (when it exists)
@@ -83,8 +84,14 @@ HANDLERS: tuple[HandlerSpec, ...] = (
         timeout_seconds=30,
         memory="small",
         access=_ADMISSION,
+        # Its own environment names it, as the target of the effects' schedules.
+        fixed_name=True,
     ),
 )
+
+#: The functions that run or admit work, and so may schedule effects (with the WebSocket
+#: function, when there is one).
+SCHEDULING = ("worker", "http_api", "dispatch_events")
 
 WEBSOCKET_HANDLER = HandlerSpec(
     name="websocket",
@@ -126,7 +133,7 @@ class AgentRuntimeStack(Stack):
             table=self.storage.table,
             queue=self.wakeups.queue,
         )
-        self.events = Events(self, "Events", config=self.config, queue=self.wakeups.queue)
+        self.events = Events(self, "Events", config=self.config)
         self.model_secret = ModelSecret(self, "ModelSecret", config=self.config)
         self.functions = RuntimeFunctions(
             self,
@@ -146,6 +153,9 @@ class AgentRuntimeStack(Stack):
         self.wakeups.add_consumer(self.functions["worker"], max_concurrency=self.config.worker_concurrency)
         self.events.route_dispatch_to(self.functions["dispatch_events"])
         self.events.sweep_with(self.functions["sweeper"])
+        self.events.deliver_schedules_to(self.functions.arn("dispatch_events"))
+        for name in SCHEDULING:
+            self.schedule_effects_from(name)
         self.api = Api(self, "Api", config=self.config, http_handler=self.functions["http_api"])
         self.alarms = Alarms(
             self,
@@ -197,9 +207,18 @@ class AgentRuntimeStack(Stack):
             self.functions[name].add_environment(settings.ENV_WEBSOCKET_ENDPOINT, surface.callback_url)
         # The console (served by the HTTP function) connects its browser here.
         self.functions["http_api"].add_environment(settings.ENV_WEBSOCKET_URL, surface.url)
+        self.schedule_effects_from(spec.name)
         self.websocket = surface
         self._output("WebSocketUrl", surface.url, "WebSocket API URL (stage live)")
         return surface
+
+    def schedule_effects_from(self, name: str) -> None:
+        """Let function `name` schedule effects: the Scheduler grants on the schedule group,
+        and the group, the scheduler role and the dispatch function in its environment."""
+        self.events.allow_schedules(self.functions.roles[name])
+        environment = self.events.schedule_environment(self.functions.arn("dispatch_events"))
+        for variable, value in environment.items():
+            self.functions[name].add_environment(variable, value)
 
     def _output(self, name: str, value: str, description: str) -> None:
         CfnOutput(self, name, value=value, description=description)

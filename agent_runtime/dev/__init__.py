@@ -7,6 +7,8 @@
 - ``apigw_websocket``: the WebSocket API emulator; ``apigw_websocket_events``: its Lambda
   events and the ``$connect`` answer; ``apigw_management``: its ``@connections`` API over HTTP
 - ``sqs_poller``: the SQS event source, with partial batch responses
+- ``async_invoke``: asynchronous invocation (the dispatch rule's and schedules' target)
+- ``scheduler``: EventBridge Scheduler's one-time schedules, fired on time
 - ``lambda_runtime``: Lambda-like invocation (handler import, context, timeout, marshalling)
 - ``lambda_environment``: execution environments as child processes (warm, reused, killed)
 """

@@ -4,7 +4,8 @@
 one is asked for), points boto3 in this process at it through the standard environment
 variables (`AWS_ENDPOINT_URL`, region, dummy credentials, `MOTO_PORT`, loopback in
 `NO_PROXY`), and creates the
-runtime's resources with `provision()`. `stop()` resets moto and puts the environment back.
+runtime's resources with `provision()`, and its event bus, dispatch rule and schedule group
+with `provision_events()` (in `events`). `stop()` resets moto and puts the environment back.
 
 moto keeps its state in process-wide backends, so one `LocalAws` runs per process at a time;
 a second `start()` while one runs raises `LocalAwsError`.
@@ -32,7 +33,13 @@ from urllib.parse import unquote
 import boto3
 from botocore.config import Config
 
-from agent_runtime.adapters.aws.provision import Resources, provision, provision_children
+from agent_runtime.adapters.aws.provision import (
+    EventResources,
+    Resources,
+    provision,
+    provision_children,
+    provision_events,
+)
 from agent_runtime.errors import AgentRuntimeError
 from agent_runtime.testing.moto_serial import serialize_moto_dynamodb
 
@@ -141,6 +148,7 @@ class LocalAws:
     region: str = LOCAL_REGION
     quiet: bool = True
     resources: Resources | None = field(default=None, init=False)
+    events: EventResources | None = field(default=None, init=False)
     tracker: ChangeTracker | None = field(default=None, init=False)
     _server: Any = field(default=None, init=False, repr=False)
     _env: EnvironmentChanges = field(default_factory=EnvironmentChanges, init=False, repr=False)
@@ -203,6 +211,9 @@ class LocalAws:
             # Step Functions runs the blocking-child state machine, as deployed.
             self._configure_moto({"stepfunctions": {"execute_state_machine": True}})
             machine = provision_children(self.client("stepfunctions"), resources)
+            self.events = provision_events(
+                events=self.client("events"), sqs=self.client("sqs"), scheduler=self.client("scheduler")
+            )
             self.resources = dataclasses.replace(resources, state_machine_arn=machine)
             return self.resources
         except BaseException:
@@ -218,6 +229,7 @@ class LocalAws:
             self._stop_server()
             self._server = None
         self._env.restore()
+        self.events = None
         self._endpoint = ""
         with self._clients_lock:
             self._clients.clear()

@@ -4,8 +4,9 @@
 unknown), moto on loopback with the runtime's resources (`aws.LocalAws`), the saved data put
 back (`persistence.LocalState`), the handlers' environment variables (`settings` names), the
 HTTP API emulator calling the HTTP handler, the WebSocket API emulator calling the WebSocket
-handler (when there is one), the SQS pollers calling the worker handler, and the autosaver.
-`stop()` undoes it in reverse and saves the state on the way out.
+handler (when there is one), the SQS pollers calling the worker handler, the dispatch function
+with its asynchronous event queue, the scheduler, and the autosaver. `stop()` undoes it in
+reverse and saves the state on the way out.
 
 The handlers are the deployed ones (``functions.http_api:handler``,
 ``functions.worker:handler``, ``functions.websocket:handler``) unless others are given;
@@ -13,6 +14,14 @@ nothing in them knows it is local. As the deployed stack adds its WebSocket API 
 ``functions/websocket.py`` exists, so does this one (in the working directory), unless
 `websocket_handler` says otherwise; its ``@connections`` endpoint goes to every handler in
 ``settings.ENV_WEBSOCKET_ENDPOINT``.
+
+Events: dispatch events put on the local bus (``settings.LOCAL_EVENT_BUS``, any client, e.g.
+boto3 ``put_events`` on the AWS endpoint) match the deployed rule's pattern and reach
+``functions.dispatch_events:handler`` as an asynchronous invocation, retried as Lambda retries
+(`dev.async_invoke`). One-time schedules in ``settings.LOCAL_SCHEDULE_GROUP`` fire on time
+(`dev.scheduler`); every handler learns the group, the scheduler role and the dispatch
+function's ARN (the schedules' target) from the `settings` variables, as deployed. The
+dispatch function starts on its first event (events are rare; starting it costs a process).
 """
 
 from __future__ import annotations
@@ -34,14 +43,17 @@ from agent_runtime import settings
 from agent_runtime.adapters.aws.provision import Resources
 from agent_runtime.dev.apigw_http import API_GATEWAY_TIMEOUT, HttpApiEmulator
 from agent_runtime.dev.apigw_websocket import WebSocketApiEmulator
+from agent_runtime.dev.async_invoke import AsyncInvoker
 from agent_runtime.dev.aws import EnvironmentChanges, LocalAws
 from agent_runtime.dev.lambda_environment import prestart
 from agent_runtime.dev.lambda_runtime import Handler, Isolation, LocalFunction
 from agent_runtime.dev.persistence import Autosaver, LocalState, RestoreSummary
 from agent_runtime.dev.recovery import Recovered, Sweeper, recover
+from agent_runtime.dev.scheduler import AsyncTarget, LocalScheduler
 from agent_runtime.dev.sqs_poller import SqsPoller
 
 __all__ = [
+    "DEFAULT_DISPATCH_HANDLER",
     "DEFAULT_HTTP_HANDLER",
     "DEFAULT_PORT",
     "DEFAULT_STATE_DIR",
@@ -60,6 +72,10 @@ DEFAULT_STATE_DIR = ".agent-runtime"
 DEFAULT_HTTP_HANDLER = "functions.http_api:handler"
 DEFAULT_WORKER_HANDLER = "functions.worker:handler"
 DEFAULT_WEBSOCKET_HANDLER = "functions.websocket:handler"
+DEFAULT_DISPATCH_HANDLER = "functions.dispatch_events:handler"
+DISPATCH_FUNCTION = "agent-runtime-dispatch-events"
+#: The deployed dispatch function's timeout (``infra/stack.py``).
+DISPATCH_TIMEOUT = 30.0
 WEBSOCKET_STAGE = "local"
 
 
@@ -79,6 +95,8 @@ class LocalStack:
     ``"process"`` (execution environments as child processes, as Lambda has) or ``"thread"``
     (see `lambda_runtime`). `websocket_handler=None` leaves the WebSocket API out; it listens
     on `websocket_port`, by default the port after `port` (a free one when `port` is 0).
+    `dispatch_handler=None` leaves dispatch events undelivered; `schedule_interval` is how
+    often the scheduler looks for due schedules.
     """
 
     port: int = DEFAULT_PORT
@@ -88,6 +106,8 @@ class LocalStack:
     worker_handler: str | Handler = DEFAULT_WORKER_HANDLER
     websocket_handler: str | Handler | None = field(default_factory=default_websocket_handler)
     websocket_port: int | None = None
+    dispatch_handler: str | Handler | None = DEFAULT_DISPATCH_HANDLER
+    schedule_interval: float = 0.25
     http_routes: Sequence[str] = ()
     integration_timeout: float = API_GATEWAY_TIMEOUT
     http_function_timeout: float | None = None
@@ -106,6 +126,8 @@ class LocalStack:
     http: HttpApiEmulator | None = field(default=None, init=False)
     websocket: WebSocketApiEmulator | None = field(default=None, init=False)
     poller: SqsPoller | None = field(default=None, init=False)
+    dispatcher: AsyncInvoker | None = field(default=None, init=False)
+    scheduler: LocalScheduler | None = field(default=None, init=False)
     state: LocalState | None = field(default=None, init=False)
     autosaver: Autosaver | None = field(default=None, init=False)
     sweeper: Sweeper | None = field(default=None, init=False)
@@ -147,8 +169,18 @@ class LocalStack:
                 )
                 self.recovered = recover(**self._storage(resources))
             self.phases["restore"] = time.perf_counter() - started - self.phases["aws"]
+            dispatch = LocalFunction(
+                handler=self.dispatch_handler or DEFAULT_DISPATCH_HANDLER,
+                name=DISPATCH_FUNCTION,
+                timeout=DISPATCH_TIMEOUT,
+                isolation=self.isolation,
+                max_concurrency=2,
+            )
+            events = self.aws.events
+            assert events is not None
             environment = {
                 **resources.env(),
+                **events.env(effect_target_arn=dispatch.arn),
                 settings.ENV_AGENTS: self.agents_dir,
                 "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,  # as the stack sets it
                 # Spans kept in the table for the trace route, unless the shell says otherwise.
@@ -193,6 +225,7 @@ class LocalStack:
             if self.websocket is not None:
                 self.websocket.start()
             self.poller.start()
+            self._start_events(dispatch)
             if self.sweep_interval is not None:
                 self.sweeper = Sweeper(
                     interval=self.sweep_interval,
@@ -228,8 +261,14 @@ class LocalStack:
                 self.websocket.stop()
             if self.sweeper is not None:
                 self.sweeper.stop()
+            if self.scheduler is not None:
+                self.scheduler.stop()
+            if self.dispatcher is not None:
+                self.dispatcher.stop_receiving()  # its long poll ends while the poller's does
             if self.poller is not None:
                 self.poller.stop(grace=self.stop_grace)
+            if self.dispatcher is not None:
+                self.dispatcher.stop(grace=self.stop_grace)
             if self.autosaver is not None:
                 self.autosaver.stop()
             if save and self.state is not None and self.resources is not None:
@@ -237,6 +276,7 @@ class LocalStack:
                 self.state.drain_queues(self.aws.client("sqs"))
         finally:
             self.http = self.websocket = self.poller = self.autosaver = self.sweeper = None
+            self.dispatcher, self.scheduler = None, None
             self.aws.stop()
             self.resources = None
             self._env.restore()
@@ -246,6 +286,32 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _start_events(self, dispatch: LocalFunction) -> None:
+        """The dispatch function's event queue (the bus's rule delivers there), then the
+        scheduler, which invokes the dispatch function through the same queue."""
+        events = self.aws.events
+        assert events is not None
+        sqs = self.aws.client("sqs")
+        functions: dict[str, AsyncTarget] = {}
+        if self.dispatch_handler is not None:
+            self.dispatcher = AsyncInvoker(
+                sqs=sqs,
+                queue_url=events.dispatch_queue_url,
+                function=dispatch,
+                # Deployed, Lambda retries an asynchronous event after about a minute.
+                retry_delay=self.local_retry_delay or 60,
+            )
+            self.dispatcher.start()
+            functions[dispatch.arn] = self.dispatcher.invoke
+        self.scheduler = LocalScheduler(
+            scheduler=self.aws.client("scheduler"),
+            sqs=sqs,
+            groups=[events.schedule_group],
+            functions=functions,
+            interval=self.schedule_interval,
+        )
+        self.scheduler.start()
 
     def _storage(self, resources: Resources) -> dict[str, Any]:
         """Clients and names of the table, queue and bucket (for recovery and sweeps)."""

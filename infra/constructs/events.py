@@ -13,15 +13,17 @@ Their ``detail`` (`agent_runtime.protocol.DispatchEventDetail`)::
       "dispatch_id": "evt-7c1e"       # idempotency key (optional; else the event id)
     }
 
-Timers, when they come, are one-off EventBridge Scheduler schedules in ``schedule_group``
-that send a wake-up to the FIFO queue as ``scheduler_role``. No code creates schedules
-yet, so no function is granted Scheduler actions or may pass ``scheduler_role``: both
-resources exist but have no user until timers are implemented.
+Scheduled effects are one-time EventBridge Scheduler schedules in ``schedule_group``,
+created by the functions that run or admit work (`allow_schedules`): each invokes the
+dispatch function (`deliver_schedules_to`) as ``scheduler_role`` with an event of
+detail-type ``agent-runtime.effect``. A function may create, read and delete schedules in
+that group only, and pass ``scheduler_role`` to Scheduler only; the role may invoke the
+dispatch function and nothing else.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -34,20 +36,21 @@ from constructs import Construct
 from agent_runtime import settings
 from infra.config import StackConfig
 from infra.constructs.common import removal_policy
-from infra.nag import acknowledge
+from infra.nag import acknowledge, finding_resource
 
 DISPATCH_DETAIL_TYPE = settings.DISPATCH_DETAIL_TYPE
 SWEEP_EVERY = Duration.seconds(settings.SWEEP_INTERVAL_SECONDS)
+#: What a function does with the schedules of its effects (updates are not needed: an
+#: effect's schedule is created once, then fires or is deleted).
+SCHEDULE_ACTIONS = ["scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:DeleteSchedule"]
 
 
 class Events(Construct):
     """``bus``, ``dispatch_rule`` (+ ``dispatch_failures``), ``sweeper_rule``,
-    ``schedule_group`` and ``scheduler_role``. Targets are attached by `route_dispatch_to`
-    and `sweep_with` once the functions exist."""
+    ``schedule_group`` and ``scheduler_role``. Targets are attached by `route_dispatch_to`,
+    `sweep_with` and `deliver_schedules_to` once the functions exist."""
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, config: StackConfig, queue: sqs.IQueue
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig) -> None:
         super().__init__(scope, construct_id)
         self.bus = events.EventBus(self, "Bus")
         self.dispatch_rule = events.Rule(
@@ -86,14 +89,18 @@ class Events(Construct):
         self.scheduler_role = iam.Role(
             self,
             "SchedulerRole",
-            description="Assumed by EventBridge Scheduler to deliver timer wake-ups",
+            description="Assumed by EventBridge Scheduler to deliver scheduled effects",
             assumed_by=iam.ServicePrincipal(
                 "scheduler.amazonaws.com",
                 conditions={"StringEquals": {"aws:SourceAccount": account}},
             ),
         )
-        self.scheduler_role.add_to_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn])
+        group = self.schedule_group.schedule_group_name
+        self.schedules_arn = Stack.of(self).format_arn(
+            service="scheduler",
+            resource="schedule",
+            resource_name=f"{group}/*",
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
         )
 
     def route_dispatch_to(self, function: lambda_.IFunction) -> None:
@@ -113,3 +120,37 @@ class Events(Construct):
 
     def sweep_with(self, function: lambda_.IFunction) -> None:
         self.sweeper_rule.add_target(targets.LambdaFunction(function, retry_attempts=0))
+
+    def deliver_schedules_to(self, function_arn: str) -> None:
+        """Let Scheduler, as ``scheduler_role``, invoke the function schedules target."""
+        self.scheduler_role.add_to_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[function_arn])
+        )
+
+    def allow_schedules(self, role: iam.IRole) -> None:
+        """Let `role` create, read and delete schedules in ``schedule_group``, and pass
+        ``scheduler_role`` (to Scheduler only) as their execution role."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=SCHEDULE_ACTIONS, resources=[self.schedules_arn])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.scheduler_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+            )
+        )
+        acknowledge(
+            role,
+            f"IAM5[Resource::{finding_resource(self, self.schedules_arn)}]",
+            "Schedule names are chosen at run time (one per effect); the grant is limited to "
+            "the runtime's one schedule group and to creating, reading and deleting.",
+        )
+
+    def schedule_environment(self, target_arn: str) -> dict[str, str]:
+        """What a function that schedules effects is told (see `settings`)."""
+        return {
+            settings.ENV_SCHEDULE_GROUP: self.schedule_group.schedule_group_name,
+            settings.ENV_SCHEDULER_ROLE_ARN: self.scheduler_role.role_arn,
+            settings.ENV_EFFECT_TARGET_ARN: target_arn,
+        }

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from aws_cdk import Duration, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -115,6 +115,10 @@ class HandlerSpec:
     access: frozenset[Access]
     #: Calls language models (runs agents' turns): gets the model SDK layer too.
     calls_models: bool = False
+    #: Named after the stack (``<stack>-<name>``) rather than by CloudFormation, so that its
+    #: ARN is known before it exists: its own environment may then name it (a reference to
+    #: the function's ``Arn`` from its own properties would be a circular dependency).
+    fixed_name: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class RuntimeFunctions(Construct):
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
+        self._fixed_names: dict[str, str] = {}
         # Without bundling (tests, quick checks) the sources go as they are: no bytecode.
         bytecode_for = bundling.LAMBDA_PYTHON if config.bundle else None
         self.code = lambda_.Code.from_asset(str(bundling.build_source(bytecode_for=bytecode_for)))
@@ -167,6 +172,19 @@ class RuntimeFunctions(Construct):
 
     def __getitem__(self, name: str) -> lambda_.Function:
         return self.functions[name]
+
+    def arn(self, name: str) -> str:
+        """The function's ARN; for a `HandlerSpec.fixed_name` one, built from its name (no
+        reference to the function, so the function itself may hold it)."""
+        function = self.functions[name]
+        if name not in self._fixed_names:
+            return function.function_arn
+        return Stack.of(self).format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=self._fixed_names[name],
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
 
     def _layer(self, construct_id: str, directory: Path, description: str) -> lambda_.LayerVersion:
         return lambda_.LayerVersion(
@@ -248,9 +266,14 @@ class RuntimeFunctions(Construct):
         )
         group = log_group(self, f"{spec.name}-logs", config=self._config)
         group.grant_write(role)
+        if spec.fixed_name:
+            # Lambda allows 64 characters; a stack name may have 128.
+            suffix = f"-{spec.name.replace('_', '-')}"
+            self._fixed_names[spec.name] = Stack.of(self).stack_name[: 64 - len(suffix)] + suffix
         function = lambda_.Function(
             self,
             spec.name,
+            function_name=self._fixed_names.get(spec.name),
             description=spec.description,
             code=self.code,
             handler=spec.handler,

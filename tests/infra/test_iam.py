@@ -118,7 +118,8 @@ def test_worker_touches_only_its_resources(resources: Resources) -> None:
     key = next(iter(of_type(resources, "AWS::KMS::Key")))
     websocket = _id(resources, "AWS::ApiGatewayV2::Api", ProtocolType="WEBSOCKET")
     log_group = worker["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
-    assert ids == {table, queue, bucket, machine, secret, key, websocket, log_group}
+    scheduler_role = _scheduler_role(resources)  # passed to Scheduler with its schedules
+    assert ids == {table, queue, bucket, machine, secret, key, websocket, log_group, scheduler_role}
     # The only "*": answering task tokens (IAM has no resource for them).
     assert star_actions == TASK_TOKEN_ACTIONS
 
@@ -131,32 +132,67 @@ def _scheduler_role(resources: Resources) -> str:
     )
 
 
-def test_worker_has_no_scheduler_grants(resources: Resources) -> None:
-    # No code creates schedules yet: the worker may neither call Scheduler nor pass
-    # the scheduler role, and is not told the timer settings.
-    _, worker = function_named(resources, "functions.worker.handler")
-    statements = statements_of_role(resources, role_of(worker))
-    actions = {action for s in statements for action in as_list(s["Action"])}
-    assert not {action for action in actions if action.startswith("scheduler:")}
-    assert "iam:PassRole" not in actions
+SCHEDULING = ("worker", "http_api", "websocket", "dispatch_events")
+SCHEDULE_ACTIONS = ["scheduler:CreateSchedule", "scheduler:DeleteSchedule", "scheduler:GetSchedule"]
+
+
+def _dispatch_arn(resources: Resources) -> dict[str, Any]:
+    """The dispatch function's ARN, built from its fixed name (no reference to it)."""
+    _, dispatch = function_named(resources, "functions.dispatch_events.handler")
+    name = dispatch["Properties"]["FunctionName"]
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":lambda:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":function:{name}",
+            ],
+        ]
+    }
+
+
+def test_functions_that_run_or_admit_work_schedule_effects_in_the_group_only(resources: Resources) -> None:
+    ((_, group),) = of_type(resources, "AWS::Scheduler::ScheduleGroup").items()
+    group_name = group["Properties"]["Name"]
     scheduler_role = _scheduler_role(resources)
-    assert not [s for s in statements if scheduler_role in _logical_ids_in(s["Resource"])]
-    variables = worker["Properties"]["Environment"]["Variables"]
-    assert not {
-        "AGENT_RUNTIME_QUEUE_ARN",
-        "AGENT_RUNTIME_SCHEDULE_GROUP",
-        "AGENT_RUNTIME_SCHEDULER_ROLE_ARN",
-    } & set(variables)
+    for name in SCHEDULING:
+        _, function = function_named(resources, f"functions.{name}.handler")
+        statements = statements_of_role(resources, role_of(function))
+        scheduling = [s for s in statements if any(a.startswith("scheduler:") for a in as_list(s["Action"]))]
+        assert [sorted(as_list(s["Action"])) for s in scheduling] == [SCHEDULE_ACTIONS], name
+        assert json.dumps(scheduling[0]["Resource"]).endswith(f':schedule/{group_name}/*"]]}}'), name
+        passing = [s for s in statements if "iam:PassRole" in as_list(s["Action"])]
+        assert passing == [
+            {
+                "Action": "iam:PassRole",
+                "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+                "Effect": "Allow",
+                "Resource": {"Fn::GetAtt": [scheduler_role, "Arn"]},
+            }
+        ], name
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables[settings.ENV_SCHEDULE_GROUP] == group_name, name
+        assert variables[settings.ENV_SCHEDULER_ROLE_ARN] == {"Fn::GetAtt": [scheduler_role, "Arn"]}, name
+        assert variables[settings.ENV_EFFECT_TARGET_ARN] == _dispatch_arn(resources), name
 
 
-def test_no_function_may_call_scheduler_or_pass_a_role(resources: Resources) -> None:
+def test_no_other_function_may_call_scheduler_or_pass_a_role(resources: Resources) -> None:
+    scheduling = {function_named(resources, f"functions.{name}.handler")[0] for name in SCHEDULING}
     for name, body in of_type(resources, "AWS::Lambda::Function").items():
+        if name in scheduling:
+            continue
         actions = {
             action
             for s in statements_of_role(resources, role_of(body))
             for action in as_list(s["Action"])
         }
         assert not {a for a in actions if a.startswith("scheduler:") or a == "iam:PassRole"}, name
+        assert settings.ENV_SCHEDULER_ROLE_ARN not in body["Properties"]["Environment"]["Variables"], name
 
 
 def test_worker_state_machine_calls(resources: Resources) -> None:
@@ -215,7 +251,7 @@ def test_only_the_http_function_queries_the_instances_index(resources: Resources
     assert settings.ENV_WEBSOCKET_URL in http["Properties"]["Environment"]["Variables"]
 
 
-def test_dispatch_events_admits_and_sends_wakeups_only(resources: Resources) -> None:
+def test_dispatch_events_admits_sends_wakeups_and_schedules_only(resources: Resources) -> None:
     _, dispatch = function_named(resources, "functions.dispatch_events.handler")
     table = next(iter(of_type(resources, "AWS::DynamoDB::Table")))
     queue = _id(resources, "AWS::SQS::Queue", DeduplicationScope="messageGroup")
@@ -230,7 +266,8 @@ def test_dispatch_events_admits_and_sends_wakeups_only(resources: Resources) -> 
     assert "sqs:SendMessage" in on[json.dumps({"Fn::GetAtt": [failures, "Arn"]})]
     others = set(on) - {json.dumps({"Fn::GetAtt": [name, "Arn"]}) for name in (table, queue, failures)}
     assert all(
-        action.startswith("s3:") or action == "execute-api:ManageConnections"
+        # Files, WebSocket posts, and the effects' schedules (checked above).
+        action.startswith(("s3:", "scheduler:")) or action in ("execute-api:ManageConnections", "iam:PassRole")
         for resource in others
         for action in on[resource]
     )
@@ -281,13 +318,8 @@ def test_state_machine_role_sends_to_the_queue_and_puts_into_the_table_only(
     assert star_actions == LOG_DELIVERY_AND_XRAY
 
 
-def test_scheduler_role_may_only_send_to_the_queue(resources: Resources) -> None:
+def test_scheduler_role_may_only_invoke_the_dispatch_function(resources: Resources) -> None:
     role = _scheduler_role(resources)
-    queue = _id(resources, "AWS::SQS::Queue", DeduplicationScope="messageGroup")
     assert statements_of_role(resources, role) == [
-        {
-            "Action": "sqs:SendMessage",
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [queue, "Arn"]},
-        }
+        {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": _dispatch_arn(resources)}
     ]

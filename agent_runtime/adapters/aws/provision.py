@@ -177,3 +177,80 @@ def provision_children(stepfunctions: Any, resources: Resources, *, name: str = 
         name=name, definition=json.dumps(definition), roleArn=LOCAL_STATE_MACHINE_ROLE, type="STANDARD"
     )
     return str(created["stateMachineArn"])
+
+
+#: The rule that sends dispatch events to the dispatch function, and its pattern (the deployed
+#: rule's, see ``infra/constructs/events.py``: the detail-type, any source).
+DISPATCH_RULE = "agent-runtime-dispatch"
+DISPATCH_EVENT_PATTERN: dict[str, Any] = {"detail-type": [settings.DISPATCH_DETAIL_TYPE]}
+#: Where the local stack keeps the dispatch function's asynchronous invocations, and those that
+#: failed every attempt (deployed: Lambda's own event queue, and the dispatch failures queue).
+LOCAL_DISPATCH_QUEUE = "agent-runtime-dispatch-invocations"
+LOCAL_DISPATCH_FAILURES = "agent-runtime-dispatch-failures"
+#: Lambda runs a failed asynchronous invocation twice more before it gives up.
+ASYNC_INVOKE_ATTEMPTS = 3
+#: The role the local schedules name (moto checks no IAM; the deployed stack makes the real one).
+LOCAL_SCHEDULER_ROLE = "arn:aws:iam::123456789012:role/agent-runtime-scheduler"
+
+
+@dataclass(frozen=True)
+class EventResources:
+    """The bus, the schedule group, and the queues standing in for the dispatch function's
+    asynchronous invocations (see `provision_events`)."""
+
+    bus: str
+    schedule_group: str
+    dispatch_queue_url: str
+    dispatch_failures_url: str
+    scheduler_role_arn: str = LOCAL_SCHEDULER_ROLE
+
+    def env(self, *, effect_target_arn: str) -> dict[str, str]:
+        """The handlers' variables for events and schedules (see `settings.Settings`)."""
+        return {
+            settings.ENV_EVENT_BUS: self.bus,
+            settings.ENV_SCHEDULE_GROUP: self.schedule_group,
+            settings.ENV_SCHEDULER_ROLE_ARN: self.scheduler_role_arn,
+            settings.ENV_EFFECT_TARGET_ARN: effect_target_arn,
+        }
+
+
+def provision_events(
+    *,
+    events: Any,
+    sqs: Any,
+    scheduler: Any,
+    bus: str = settings.LOCAL_EVENT_BUS,
+    schedule_group: str = settings.LOCAL_SCHEDULE_GROUP,
+    dispatch_queue: str = LOCAL_DISPATCH_QUEUE,
+    dispatch_failures: str = LOCAL_DISPATCH_FAILURES,
+    visibility_timeout: int = 60,
+) -> EventResources:
+    """Create (or find) the bus with the dispatch rule, and the schedule group.
+
+    The rule has the deployed rule's pattern, but its target is a queue: moto cannot invoke
+    a Lambda function from a rule, so the local stack drains the queue into the dispatch
+    function as Lambda's asynchronous invocation would (`agent_runtime.dev.async_invoke`).
+    A message received `ASYNC_INVOKE_ATTEMPTS` times moves to `dispatch_failures`.
+    """
+    if not any(b["Name"] == bus for b in events.list_event_buses(NamePrefix=bus)["EventBuses"]):
+        events.create_event_bus(Name=bus)
+    failures_url = sqs.create_queue(QueueName=dispatch_failures)["QueueUrl"]
+    failures_arn = sqs.get_queue_attributes(QueueUrl=failures_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = {"deadLetterTargetArn": failures_arn, "maxReceiveCount": str(ASYNC_INVOKE_ATTEMPTS)}
+    queue_url = sqs.create_queue(
+        QueueName=dispatch_queue,
+        Attributes={"VisibilityTimeout": str(visibility_timeout), "RedrivePolicy": json.dumps(redrive)},
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(
+        Name=DISPATCH_RULE,
+        EventBusName=bus,
+        EventPattern=json.dumps(DISPATCH_EVENT_PATTERN),
+        Description="Admit agent-runtime.dispatch events as submissions",
+    )
+    events.put_targets(Rule=DISPATCH_RULE, EventBusName=bus, Targets=[{"Id": "dispatch", "Arn": queue_arn}])
+    if schedule_group not in {g["Name"] for g in scheduler.list_schedule_groups()["ScheduleGroups"]}:
+        scheduler.create_schedule_group(Name=schedule_group)
+    return EventResources(
+        bus=bus, schedule_group=schedule_group, dispatch_queue_url=queue_url, dispatch_failures_url=failures_url
+    )
