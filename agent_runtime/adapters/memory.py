@@ -36,6 +36,7 @@ from agent_runtime.ledger import (
     SessionState,
     Status,
     SubmissionRecord,
+    sequence_of,
     submission_id_for,
 )
 from agent_runtime.messages import Message, ToolResultPart
@@ -81,7 +82,8 @@ class MemoryTable:
         return self.instances[instance.key]
 
     def find(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None:
-        return next((r for r in self.of(instance).ledger.values() if r.id == submission_id), None)
+        record = self.of(instance).ledger.get(sequence_of(submission_id))
+        return record if record is not None and record.id == submission_id else None
 
     def fenced(self, fence: Fence, *, honour_abort: bool = True) -> SubmissionRecord:
         record = self.of(fence.instance).ledger.get(fence.sequence)
@@ -150,14 +152,15 @@ class MemoryLedger(_Port):
         self, instance: InstanceRef, *, after: int = -1, limit: int = 100
     ) -> list[SubmissionRecord]:
         with self.table.lock:
-            ledger = self.table.of(instance).ledger
-            return [_copy(ledger[s]) for s in sorted(ledger) if s > after][:limit]
+            state = self.table.of(instance)
+            window = range(max(after + 1, 0), min(state.next_seq, max(after + 1, 0) + limit))
+            return [_copy(state.ledger[s]) for s in window if s in state.ledger]
 
     async def unsettled(self, instance: InstanceRef, *, limit: int = 100) -> list[SubmissionRecord]:
         with self.table.lock:
             state = self.table.of(instance)
-            found = [state.ledger[s] for s in sorted(state.ledger) if s >= state.head and not state.ledger[s].settled]
-            return [_copy(r) for r in found[:limit]]
+            found = (state.ledger[s] for s in range(state.head, state.next_seq) if not state.ledger[s].settled)
+            return [_copy(r) for r in itertools.islice(found, limit)]
 
     async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
         with self.table.lock:
