@@ -15,7 +15,9 @@ import itertools
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from agent_runtime.children import ChildLink
 from agent_runtime.errors import (
@@ -67,8 +69,13 @@ class _Instance:
     pending_since: float | None = None
 
 
-def _copy(record: SubmissionRecord) -> SubmissionRecord:
-    return record.model_copy(deep=True)
+M = TypeVar("M", bound=BaseModel)
+
+
+def _copy(model: M) -> M:
+    """A copy that shares nothing with the stored one, as a read from a real store would
+    be: pydantic's dump and validate, several times faster than ``copy.deepcopy``."""
+    return type(model).model_validate(model.model_dump(round_trip=True))
 
 
 class MemoryTable:
@@ -226,7 +233,7 @@ class MemoryAttempts(_Port):
         with self.table.lock:
             record = self.table.fenced(fence)
             self.table.append(fence.instance, record, journal, messages or [])
-            record.journal = journal.model_copy(deep=True)
+            record.journal = _copy(journal)
             record.lease_until = now + lease_seconds
 
     async def release(
@@ -242,7 +249,7 @@ class MemoryAttempts(_Port):
         with self.table.lock:
             record = self.table.fenced(fence, honour_abort=False)
             if journal is not None:
-                record.journal = journal.model_copy(deep=True)
+                record.journal = _copy(journal)
             record.status = Status.queued
             record.attempt_id = None
             record.lease_until = None
@@ -254,7 +261,7 @@ class MemoryAttempts(_Port):
     async def suspend(self, fence: Fence, journal: Journal, *, reason: str, now: float) -> None:
         with self.table.lock:
             record = self.table.fenced(fence)
-            record.journal = journal.model_copy(deep=True)
+            record.journal = _copy(journal)
             record.status = Status.waiting
             record.waiting_on = reason
             record.attempt_id = None
@@ -302,7 +309,7 @@ class MemoryAttempts(_Port):
                 raise StaleAttempt(submission_id, record.attempt_id or "")
             if journal is not None:
                 self.table.append(instance, record, journal, messages or [])
-                record.journal = journal.model_copy(deep=True)
+                record.journal = _copy(journal)
             record.status = Status.settled
             record.outcome = outcome
             record.result = result
@@ -372,12 +379,12 @@ class MemorySessions(_Port):
 
     async def get(self, instance: InstanceRef, session: str) -> SessionState:
         with self.table.lock:
-            return self.table.of(instance).sessions.get(session, SessionState()).model_copy(deep=True)
+            return _copy(self.table.of(instance).sessions.get(session, SessionState()))
 
     async def put(self, fence: Fence, state: SessionState, *, now: float) -> None:
         with self.table.lock:
             self.table.fenced(fence, honour_abort=False)
-            self.table.of(fence.instance).sessions[fence.session] = state.model_copy(deep=True)
+            self.table.of(fence.instance).sessions[fence.session] = _copy(state)
 
 
 class MemoryChildIndex(_Port):
