@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_runtime.errors import DefinitionError
+from agent_runtime.message_sums import MessageSum
 from agent_runtime.messages import Message, TextPart, ToolCallPart, ToolResultPart
 
 #: Context windows (tokens) by ``provider/model`` prefix; the longest match wins.
@@ -71,28 +72,41 @@ class Compaction:
 def estimate_tokens(messages: Sequence[Message], system: str | None = None, tools: Sequence[Any] = ()) -> int:
     """A provider-neutral estimate: four characters a token, files by their size."""
     chars = len(system or "") + sum(len(json.dumps(getattr(t, "parameters", {}))) + len(getattr(t, "description", "")) for t in tools)
-    for message in messages:
-        for part in message.parts:
-            if isinstance(part, TextPart):
-                chars += len(part.text)
-            elif isinstance(part, ToolCallPart):
-                chars += len(part.name) + len(json.dumps(part.arguments))
-            elif isinstance(part, ToolResultPart):
-                chars += len(part.content)
-            elif part.type == "file":
-                chars += min(getattr(part, "size", 0), 1_600_000)
-            else:
-                chars += len(getattr(part, "thinking", ""))
-    return chars // 4 + 3 * len(messages)
+    return (chars + _history_chars(messages)) // 4 + 3 * len(messages)
+
+
+def _message_chars(message: Message) -> int:
+    chars = 0
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            chars += len(part.text)
+        elif isinstance(part, ToolCallPart):
+            chars += len(part.name) + len(json.dumps(part.arguments))
+        elif isinstance(part, ToolResultPart):
+            chars += len(part.content)
+        elif part.type == "file":
+            chars += min(getattr(part, "size", 0), 1_600_000)
+        else:
+            chars += len(getattr(part, "thinking", ""))
+    return chars
+
+
+_history_chars = MessageSum(_message_chars)
 
 
 def summary_message(text: str, covers: int) -> Message:
     return Message(role="user", parts=[TextPart(text=f"{SUMMARY_PREFIX}\n{text}\n\n")], synthetic=True, compacts=covers)
 
 
+#: How many summaries a history holds (most hold none: `view` then copies it as it is).
+_summaries = MessageSum(lambda message: int(message.compacts is not None))
+
+
 def view(history: Sequence[Message]) -> list[Message]:
     """What requests send: the latest summary, then the messages after those it covers
     (other summaries left out); the whole history when there is none."""
+    if not _summaries(history):
+        return list(history)
     latest = next((i for i in range(len(history) - 1, -1, -1) if history[i].compacts is not None), None)
     if latest is None:
         return list(history)

@@ -77,7 +77,7 @@ class AgentContext:
     instance's plain `variables` and the session's `context` (`ctx.context`)."""
 
     id: str
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)  # read-only view: no copy per run
     agent: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     context: Mapping[str, Any] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import inspect
 import json
 import re
@@ -197,8 +198,9 @@ class Tool:
     context_param: str | None = None
     idempotent: bool = False
 
-    @property
+    @functools.cached_property
     def spec(self) -> ToolSpec:
+        """Built once per tool (pydantic's schema generation is slow; the spec is frozen)."""
         schema = self.arguments_model.model_json_schema()
         schema.pop("title", None)
         return ToolSpec(name=self.name, description=self.description, parameters=schema)

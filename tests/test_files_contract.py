@@ -99,7 +99,7 @@ async def test_overwrites_and_deletes_leave_no_unreferenced_object(
     await files.copy(INST, "/a.txt", INST, "/b.txt", now=clock())
     objects = _stored_objects(backend, INST)
     assert objects == _referenced(backend, INST) and len(objects) == 2
-    assert files.unreferenced_objects(INST) == []
+    assert await files.unreferenced_objects(INST) == []
     await files.delete(INST, "/a.txt")
     await files.delete(INST, "/b.txt")
     assert _stored_objects(backend, INST) == set()

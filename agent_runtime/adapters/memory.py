@@ -15,7 +15,9 @@ import itertools
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from agent_runtime.children import ChildLink
 from agent_runtime.errors import (
@@ -36,6 +38,7 @@ from agent_runtime.ledger import (
     SessionState,
     Status,
     SubmissionRecord,
+    sequence_of,
     submission_id_for,
 )
 from agent_runtime.messages import Message, ToolResultPart
@@ -73,8 +76,13 @@ class _Instance:
     last_activity: float | None = None
 
 
-def _copy(record: SubmissionRecord) -> SubmissionRecord:
-    return record.model_copy(deep=True)
+M = TypeVar("M", bound=BaseModel)
+
+
+def _copy(model: M) -> M:
+    """A copy that shares nothing with the stored one, as a read from a real store would
+    be: pydantic's dump and validate, several times faster than ``copy.deepcopy``."""
+    return type(model).model_validate(model.model_dump(round_trip=True))
 
 
 class MemoryTable:
@@ -88,7 +96,8 @@ class MemoryTable:
         return self.instances[instance.key]
 
     def find(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None:
-        return next((r for r in self.of(instance).ledger.values() if r.id == submission_id), None)
+        record = self.of(instance).ledger.get(sequence_of(submission_id))
+        return record if record is not None and record.id == submission_id else None
 
     def fenced(self, fence: Fence, *, honour_abort: bool = True) -> SubmissionRecord:
         record = self.of(fence.instance).ledger.get(fence.sequence)
@@ -158,14 +167,15 @@ class MemoryLedger(_Port):
         self, instance: InstanceRef, *, after: int = -1, limit: int = 100
     ) -> list[SubmissionRecord]:
         with self.table.lock:
-            ledger = self.table.of(instance).ledger
-            return [_copy(ledger[s]) for s in sorted(ledger) if s > after][:limit]
+            state = self.table.of(instance)
+            window = range(max(after + 1, 0), min(state.next_seq, max(after + 1, 0) + limit))
+            return [_copy(state.ledger[s]) for s in window if s in state.ledger]
 
     async def unsettled(self, instance: InstanceRef, *, limit: int = 100) -> list[SubmissionRecord]:
         with self.table.lock:
             state = self.table.of(instance)
-            found = [state.ledger[s] for s in sorted(state.ledger) if s >= state.head and not state.ledger[s].settled]
-            return [_copy(r) for r in found[:limit]]
+            found = (state.ledger[s] for s in range(state.head, state.next_seq) if not state.ledger[s].settled)
+            return [_copy(r) for r in itertools.islice(found, limit)]
 
     async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
         with self.table.lock:
@@ -257,7 +267,7 @@ class MemoryAttempts(_Port):
         with self.table.lock:
             record = self.table.fenced(fence)
             self.table.append(fence.instance, record, journal, messages or [])
-            record.journal = journal.model_copy(deep=True)
+            record.journal = _copy(journal)
             record.lease_until = now + lease_seconds
 
     async def release(
@@ -273,7 +283,7 @@ class MemoryAttempts(_Port):
         with self.table.lock:
             record = self.table.fenced(fence, honour_abort=False)
             if journal is not None:
-                record.journal = journal.model_copy(deep=True)
+                record.journal = _copy(journal)
             record.status = Status.queued
             record.attempt_id = None
             record.lease_until = None
@@ -285,7 +295,7 @@ class MemoryAttempts(_Port):
     async def suspend(self, fence: Fence, journal: Journal, *, reason: str, now: float) -> None:
         with self.table.lock:
             record = self.table.fenced(fence)
-            record.journal = journal.model_copy(deep=True)
+            record.journal = _copy(journal)
             record.status = Status.waiting
             record.waiting_on = reason
             record.attempt_id = None
@@ -334,7 +344,7 @@ class MemoryAttempts(_Port):
                 raise StaleAttempt(submission_id, record.attempt_id or "")
             if journal is not None:
                 self.table.append(instance, record, journal, messages or [])
-                record.journal = journal.model_copy(deep=True)
+                record.journal = _copy(journal)
             record.status = Status.settled
             record.outcome = outcome
             record.result = result
@@ -404,12 +414,12 @@ class MemorySessions(_Port):
 
     async def get(self, instance: InstanceRef, session: str) -> SessionState:
         with self.table.lock:
-            return self.table.of(instance).sessions.get(session, SessionState()).model_copy(deep=True)
+            return _copy(self.table.of(instance).sessions.get(session, SessionState()))
 
     async def put(self, fence: Fence, state: SessionState, *, now: float) -> None:
         with self.table.lock:
             self.table.fenced(fence, honour_abort=False)
-            self.table.of(fence.instance).sessions[fence.session] = state.model_copy(deep=True)
+            self.table.of(fence.instance).sessions[fence.session] = _copy(state)
 
 
 class MemoryChildIndex(_Port):

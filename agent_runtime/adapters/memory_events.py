@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -41,21 +43,29 @@ class MemoryEventLog:
         if not events:
             return []
         with self._lock:
-            batches = [b for b in self._batches[instance.key] if b.expires_at > now]
-            if batches:
+            batches = self._batches[instance.key]
+            live = self._first_live(batches, now)
+            if live < len(batches):
                 first = batches[-1].last + 1
             else:
-                stale = self._batches[instance.key]
-                first = max(stale[-1].last + 1 if stale else 0, epoch_base(now))
+                first = max(batches[-1].last + 1 if batches else 0, epoch_base(now))
+            del batches[:live]  # batches expire in the order they were written
             stored = [with_offset(e, first + n) for n, e in enumerate(events)]
             batches.append(_Batch(first, stored, now + self.ttl_seconds))
-            self._batches[instance.key] = batches
             return list(stored)
+
+    @staticmethod
+    def _first_live(batches: list[_Batch], now: float) -> int:
+        """The index of the first batch not expired at `now` (they expire in order)."""
+        return bisect.bisect_right(batches, now, key=lambda b: b.expires_at)
 
     async def read(self, instance: InstanceRef, *, after: int, limit: int, now: float) -> EventPage:
         with self._lock:
             found: list[Event] = []
-            for batch in self._batches.get(instance.key, []):
+            batches = self._batches.get(instance.key, [])
+            # Offsets increase with the batches: start at the first one past `after`.
+            start = max(self._first_live(batches, now), bisect.bisect_right(batches, after, key=lambda b: b.last))
+            for batch in itertools.islice(batches, start, None):
                 if batch.expires_at <= now or batch.last <= after:
                     continue
                 found.extend(e for e in batch.events if e.offset > after)
@@ -67,8 +77,8 @@ class MemoryEventLog:
 
     async def end(self, instance: InstanceRef, *, now: float) -> int:
         with self._lock:
-            live = [b for b in self._batches.get(instance.key, []) if b.expires_at > now]
-            return live[-1].last if live else 0
+            batches = self._batches.get(instance.key, [])
+            return batches[-1].last if batches and batches[-1].expires_at > now else 0
 
 
 class MemoryConnections:

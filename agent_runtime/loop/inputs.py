@@ -18,6 +18,7 @@ from agent_runtime.files import FileInfo
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import SubmissionRecord
 from agent_runtime.loop.child_runs import report_text
+from agent_runtime.message_sums import MessageSum
 from agent_runtime.messages import FilePart, Message
 from agent_runtime.ports import Stores
 
@@ -46,8 +47,14 @@ def input_message(record: SubmissionRecord) -> Message:
     return Message.user(text)
 
 
+#: How many files the history attaches (most attach none: no walk back through it).
+_attached = MessageSum(lambda message: len(message.files))
+
+
 async def request_files(stores: Stores, instance: InstanceRef, messages: list[Message]) -> dict[str, bytes]:
     """The bytes of the latest attached files, by path."""
+    if not _attached(messages):
+        return {}
     latest: dict[str, FilePart] = {}
     for message in reversed(messages):
         for part in reversed(message.files):

@@ -15,6 +15,7 @@ reached either limit, before its next model call, with outcome ``failed`` and ty
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -73,16 +74,19 @@ PRICES: dict[str, Price] = {
     "openai/gpt-4o": Price(2.5, 10.0, cache_read=1.25),
 }
 _OVERRIDES: dict[str, Price] = {}
+#: Bumped by `set_prices`: a lookup remembered under an older version is not used.
+_overrides_version = 0
 
 
 def set_prices(prices: dict[str, Price | tuple[float, float]]) -> None:
     """Add or replace prices (USD per million tokens) by ``provider/model`` prefix."""
+    global _overrides_version
     for name, price in prices.items():
         _OVERRIDES[name] = price if isinstance(price, Price) else Price(float(price[0]), float(price[1]))
+    _overrides_version += 1
 
 
-def _from_env() -> dict[str, Price]:
-    raw = os.environ.get(ENV_PRICES)
+def _from_env(raw: str | None) -> dict[str, Price]:
     if not raw:
         return {}
     try:
@@ -93,7 +97,14 @@ def _from_env() -> dict[str, Price]:
 
 def price_of(model: str) -> Price | None:
     """The price of `model`: the longest matching prefix of the overrides, then of the table."""
-    for table in (_OVERRIDES, _from_env(), PRICES):
+    return _price_of(model, os.environ.get(ENV_PRICES), _overrides_version)
+
+
+@functools.lru_cache(maxsize=1024)
+def _price_of(model: str, env_prices: str | None, overrides_version: int) -> Price | None:
+    """Remembered per model, prices in the environment and version of the overrides (a
+    settle looks prices up for every model it used)."""
+    for table in (_OVERRIDES, _from_env(env_prices), PRICES):
         matches = [name for name in table if model.startswith(name)]
         if matches:
             return table[max(matches, key=len)]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_runtime.errors import DefinitionError
+from agent_runtime.message_sums import MessageSum
 from agent_runtime.messages import Message, Part, TextPart, ToolCallPart, ToolResultPart, Usage
 from agent_runtime.models.base import (
     Model,
@@ -43,11 +44,18 @@ class ToolCall:
 Step = str | ToolCall | Sequence[str | ToolCall] | ModelResponse | Exception
 
 
+def _text_chars(message: Message) -> int:
+    return sum(len(p.text) for p in message.parts if isinstance(p, TextPart))
+
+
+#: The history's text, summed without walking every earlier message on each request.
+_history_chars = MessageSum(_text_chars)
+
+
 def _usage_for(request: ModelRequest, message: Message) -> Usage:
     """Roughly four characters a token, from the text parts: deterministic and cheap."""
-    prompt = sum(len(p.text) for m in request.messages for p in m.parts if isinstance(p, TextPart))
-    prompt += len(request.system or "")
-    out = sum(len(p.text) for p in message.parts if isinstance(p, TextPart))
+    prompt = _history_chars(request.messages) + len(request.system or "")
+    out = _text_chars(message)
     return Usage(input_tokens=max(1, prompt // 4), output_tokens=max(1, out // 4), requests=1)
 
 

@@ -26,6 +26,7 @@ from agent_runtime.adapters.aws.dynamodb_items import (
     pending_shard,
 )
 from agent_runtime.adapters.aws.dynamodb_table import TablePort
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.errors import AlreadySettled, LedgerError, StaleAttempt
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Claim, Fence, Journal, Outcome, sequence_of
@@ -45,13 +46,14 @@ class DynamoDBAttempts(TablePort):
     async def claim_head(
         self, instance: InstanceRef, *, attempt_id: str, now: float, lease_seconds: float
     ) -> Claim:
-        meta = self.client.get_item(TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True).get("Item")
+        meta = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True)).get("Item")
         if meta is None:
             return Claim("idle", None, 0)
         head, next_seq = _int(meta, "head"), _int(meta, "next_seq")
         while head < next_seq:
             try:
-                item = self.client.update_item(
+                item = (await offload(
+                    self.client.update_item,
                     TableName=self.table,
                     Key=_key(instance, _sub(head)),
                     UpdateExpression=(
@@ -75,7 +77,7 @@ class DynamoDBAttempts(TablePort):
                     },
                     ReturnValues="ALL_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )["Attributes"]
+                ))["Attributes"]
                 if len(self._claimed) >= _CLAIM_HINTS:
                     self._claimed.clear()
                 self._claimed[instance.key] = (head, next_seq)
@@ -85,23 +87,24 @@ class DynamoDBAttempts(TablePort):
                     raise
                 old = _old_item(error)
                 if old is None:
-                    old = self.client.get_item(TableName=self.table, Key=_key(instance, _sub(head)), ConsistentRead=True)["Item"]
+                    old = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, _sub(head)), ConsistentRead=True))["Item"]
             status = old["status"]["S"]
             if status == "settled":
-                self._advance_head(instance, head)
+                await self._advance_head(instance, head)
                 head += 1
                 continue
             state = {"waiting": "waiting", "running": "busy"}.get(status, "backoff")
             return Claim(state, await self.items.record(old), next_seq)  # type: ignore[arg-type]
         if _SINCE in meta:
-            self._clear_pending(instance, next_seq)
+            await self._clear_pending(instance, next_seq)
         return Claim("idle", None, next_seq)
 
-    def _clear_pending(self, instance: InstanceRef, next_seq: int) -> None:
+    async def _clear_pending(self, instance: InstanceRef, next_seq: int) -> None:
         """Take an instance with nothing unsettled out of the pending index, unless an
         admission came after our read of META (then it stays, with that admission's time)."""
         try:
-            self.client.update_item(
+            await offload(
+                self.client.update_item,
                 TableName=self.table,
                 Key=_key(instance, "META"),
                 UpdateExpression=f"REMOVE {_SHARD}, {_SINCE}",
@@ -131,9 +134,10 @@ class DynamoDBAttempts(TablePort):
             "ExpressionAttributeValues": {":next": _n(seq + 1), ":shard": _n(pending_shard(instance)), ":now": _n(now)},
         }
 
-    def _advance_head(self, instance: InstanceRef, head: int) -> None:
+    async def _advance_head(self, instance: InstanceRef, head: int) -> None:
         try:
-            self.client.update_item(
+            await offload(
+                self.client.update_item,
                 TableName=self.table,
                 Key=_key(instance, "META"),
                 UpdateExpression="SET head = :next",
@@ -169,7 +173,7 @@ class DynamoDBAttempts(TablePort):
         }
         if not messages:
             try:
-                self.client.update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+                await offload(self.client.update_item, **update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
             except ClientError as error:
                 if _code(error) != "ConditionalCheckFailedException":
                     raise
@@ -177,7 +181,7 @@ class DynamoDBAttempts(TablePort):
             return
         start = journal.written - len(messages)
         puts = await self._message_puts(fence.instance, fence.session, fence.sequence, start, messages)
-        reasons = self._transact_fenced(
+        reasons = await self._transact_fenced(
             fence, [{"Update": {**update, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}, *puts], honour_abort=True
         )
         if reasons:
@@ -213,7 +217,8 @@ class DynamoDBAttempts(TablePort):
             names["#journal"] = name
             values[":journal"] = attr
         try:
-            self.client.update_item(
+            await offload(
+                self.client.update_item,
                 TableName=self.table,
                 Key=_key(fence.instance, _sub(fence.sequence)),
                 UpdateExpression="SET " + ", ".join(sets) + " REMOVE attempt_id, lease_until",
@@ -233,7 +238,8 @@ class DynamoDBAttempts(TablePort):
             fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json"
         )
         try:
-            self.client.update_item(
+            await offload(
+                self.client.update_item,
                 TableName=self.table,
                 Key=_key(fence.instance, _sub(fence.sequence)),
                 UpdateExpression=(
@@ -262,7 +268,7 @@ class DynamoDBAttempts(TablePort):
         seq = sequence_of(submission_id)
         key = _key(instance, _sub(seq))
         # Resumes are rare (a child's answer): one read for the turn the result belongs to.
-        item = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        item = (await offload(self.client.get_item, TableName=self.table, Key=key, ConsistentRead=True)).get("Item")
         if item is None or item["id"]["S"] != submission_id:
             return False
         update: Item = {
@@ -294,7 +300,7 @@ class DynamoDBAttempts(TablePort):
                 }
             )
         try:
-            self.client.transact_write_items(TransactItems=transaction)
+            await offload(self.client.transact_write_items, TransactItems=transaction)
         except ClientError as exc:
             if _code(exc) != "TransactionCanceledException":
                 raise
@@ -347,7 +353,7 @@ class DynamoDBAttempts(TablePort):
         }
         if fence is None:
             try:
-                self.client.update_item(**update)
+                await offload(self.client.update_item, **update)
                 return
             except ClientError as exc:
                 if _code(exc) != "ConditionalCheckFailedException":
@@ -371,14 +377,14 @@ class DynamoDBAttempts(TablePort):
         if journal is not None and messages:
             items += await self._message_puts(instance, fence.session, seq, journal.written - len(messages), messages)
         try:
-            reasons = self._transact_fenced(fence, items, honour_abort=honour_abort)
+            reasons = await self._transact_fenced(fence, items, honour_abort=honour_abort)
             if reasons and drained and reasons[1].get("Code") == "ConditionalCheckFailed":
                 items[1] = {"Update": self._head_update(instance, seq, now, drained=False)}
-                reasons = self._transact_fenced(fence, items, honour_abort=honour_abort)
+                reasons = await self._transact_fenced(fence, items, honour_abort=honour_abort)
             if reasons:
                 raise LedgerError(f"settle of {submission_id} was cancelled: {reasons}")
         except StaleAttempt:
-            old = self.client.get_item(TableName=self.table, Key=_key(instance, _sub(seq)), ConsistentRead=True).get("Item")
+            old = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, _sub(seq)), ConsistentRead=True)).get("Item")
             if old is not None and old["status"]["S"] == "settled":
                 raise AlreadySettled(submission_id) from None
             raise

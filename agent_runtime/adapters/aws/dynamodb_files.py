@@ -17,7 +17,7 @@ Paths sort in a query as they sort in Python (UTF-8 keeps code point order), so 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from agent_runtime.adapters.aws.dynamodb_items import (
     _s,
 )
 from agent_runtime.adapters.aws.dynamodb_table import TablePort
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.errors import AgentRuntimeError, Conflict, FilesQuotaExceeded
 from agent_runtime.files import FileInfo
 from agent_runtime.ids import InstanceRef
@@ -108,28 +109,28 @@ class UploadAlreadyCompleted(Conflict):
 class FileItems(TablePort):
     """FILE, FILES and UPLOAD items over the instance table (the base gives the fence)."""
 
-    def _get(self, instance: InstanceRef, sk: str) -> Item | None:
-        item: Item | None = self.client.get_item(
-            TableName=self.table, Key=_key(instance, sk), ConsistentRead=True
-        ).get("Item")
+    async def _get(self, instance: InstanceRef, sk: str) -> Item | None:
+        item: Item | None = (await offload(
+            self.client.get_item, TableName=self.table, Key=_key(instance, sk), ConsistentRead=True
+        )).get("Item")
         return item
 
-    def _entry_of(self, instance: InstanceRef, path: str) -> Entry | None:
-        item = self._get(instance, file_sk(path))
+    async def _entry_of(self, instance: InstanceRef, path: str) -> Entry | None:
+        item = await self._get(instance, file_sk(path))
         return None if item is None else entry_of_item(item)
 
-    def _usage_of(self, instance: InstanceRef) -> tuple[int, int]:
-        item = self._get(instance, USAGE_SK) or {}
+    async def _usage_of(self, instance: InstanceRef) -> tuple[int, int]:
+        item = await self._get(instance, USAGE_SK) or {}
         return _int(item, "bytes"), _int(item, "files")
 
-    def _query(
+    async def _query(
         self,
         instance: InstanceRef,
         prefix: str,
         *,
         after: str | None = None,
         page: int | None = None,
-    ) -> Iterator[Entry]:
+    ) -> AsyncIterator[Entry]:
         """FILE items whose path starts with `prefix` (and sorts after `after`), in path
         order, read `page` at a time."""
         kwargs: dict[str, Any] = {} if page is None else {"Limit": page}
@@ -139,7 +140,8 @@ class FileItems(TablePort):
             elif after > prefix:
                 return  # every path under the prefix sorts before `after`
         while True:
-            response = self.client.query(
+            response = await offload(
+                self.client.query,
                 TableName=self.table,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={
@@ -158,7 +160,7 @@ class FileItems(TablePort):
     # --- transactions ----------------------------------------------------------------
 
 
-    def _transact(
+    async def _transact(
         self, fence: Fence | None, items: builtins.list[Item]
     ) -> builtins.list[dict[str, Any]] | None:
         """None once committed; else the cancellation reason of each of `items`. The
@@ -167,7 +169,7 @@ class FileItems(TablePort):
         `Contended`: the caller reads again and retries."""
         sent = items if fence is None else [self._fence_check(fence), *items]
         try:
-            self.client.transact_write_items(TransactItems=sent)
+            await offload(self.client.transact_write_items, TransactItems=sent)
             return None
         except ClientError as error:
             if _code(error) != "TransactionCanceledException":
@@ -208,7 +210,7 @@ class FileItems(TablePort):
             update["ConditionExpression"] = " AND ".join(conditions)
         return {"Update": update}
 
-    def _commit(
+    async def _commit(
         self,
         instance: InstanceRef,
         path: str,
@@ -225,7 +227,7 @@ class FileItems(TablePort):
         the fence and `extra(info)`, in one transaction. Returns the file and the key of
         the object it replaced (the caller deletes it)."""
         for _ in range(MAX_RETRIES):
-            old = self._entry_of(instance, path)
+            old = await self._entry_of(instance, path)
             info = FileInfo(
                 path, size, media_type, sha256, old.info.created_at if old else now, now
             )
@@ -240,14 +242,14 @@ class FileItems(TablePort):
             add_bytes, add_files = size - (old.info.size if old else 0), 0 if old else 1
             usage = self._usage_update(instance, add_bytes, add_files)
             try:
-                reasons = self._transact(fence, [{"Put": put}, usage, *extra(info)])
+                reasons = await self._transact(fence, [{"Put": put}, usage, *extra(info)])
             except Contended:
                 continue
             if reasons is None:
                 return info, old.key if old else None
             codes = [reason.get("Code") for reason in reasons]
             if codes[1] == "ConditionalCheckFailed":
-                fs.check_quota(self._usage_of(instance), add_bytes, add_files)
+                fs.check_quota(await self._usage_of(instance), add_bytes, add_files)
                 raise FilesQuotaExceeded(
                     "an instance's files are at their limit", details={"path": path}
                 )

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from agent_runtime.adapters.aws.dynamodb_items import _code, _key, _msg, _n, _pk, _s
 from agent_runtime.adapters.aws.dynamodb_table import TablePort
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.errors import PayloadTooLarge
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Fence, SessionState
@@ -29,7 +30,8 @@ class DynamoDBHistory(TablePort):
         if cursor is not None:
             seq, idx = parse_cursor(cursor)
             kwargs["ExclusiveStartKey"] = _key(instance, _msg(session, seq, idx))
-        response = self.client.query(
+        response = await offload(
+            self.client.query,
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(prefix)},
@@ -48,7 +50,7 @@ class DynamoDBToolResults(TablePort):
         name, value = await self.items.json_attr(
             fence.instance, "r", result.model_dump(mode="json"), f"tools/{fence.sequence:010d}-{turn:04d}-{result.call_id}.json"
         )
-        self._transact_fenced(
+        await self._transact_fenced(
             fence,
             [
                 self._fence_check(fence),
@@ -65,7 +67,8 @@ class DynamoDBToolResults(TablePort):
         )
 
     async def of_turn(self, instance: InstanceRef, sequence: int, turn: int) -> dict[str, ToolResultPart]:
-        response = self.client.query(
+        response = await offload(
+            self.client.query,
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(f"TR#{sequence:010d}#{turn:04d}#")},
@@ -81,14 +84,14 @@ class DynamoDBSessions(TablePort):
 
     async def get(self, instance: InstanceRef, session: str) -> SessionState:
         key = _key(instance, f"SES#{session}")
-        item = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        item = (await offload(self.client.get_item, TableName=self.table, Key=key, ConsistentRead=True)).get("Item")
         return SessionState() if item is None else SessionState.model_validate(await self.items.load_json(item, "state"))
 
     async def put(self, fence: Fence, state: SessionState, *, now: float) -> None:
         name, value = await self.items.json_attr(
             fence.instance, "state", state.model_dump(mode="json"), f"sessions/{fence.session}-{fence.sequence:010d}.json"
         )
-        self._transact_fenced(
+        await self._transact_fenced(
             fence,
             [
                 self._fence_check(fence, honour_abort=False),
@@ -100,23 +103,24 @@ class DynamoDBSessions(TablePort):
 
 class DynamoDBKV(TablePort):
     async def get(self, instance: InstanceRef, key: str) -> Any:
-        item = self.client.get_item(TableName=self.table, Key=_key(instance, f"KV#{key}"), ConsistentRead=True).get("Item")
+        item = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, f"KV#{key}"), ConsistentRead=True)).get("Item")
         return None if item is None else json.loads(item["value"]["S"])
 
     async def put(self, instance: InstanceRef, key: str, value: Any) -> None:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         if len(text.encode()) > KV_MAX_BYTES:
             raise PayloadTooLarge(f"kv value for {key!r} is over {KV_MAX_BYTES} bytes", details={"limit": KV_MAX_BYTES})
-        self.client.put_item(TableName=self.table, Item={**_key(instance, f"KV#{key}"), "value": _s(text)})
+        await offload(self.client.put_item, TableName=self.table, Item={**_key(instance, f"KV#{key}"), "value": _s(text)})
 
     async def delete(self, instance: InstanceRef, key: str) -> None:
-        self.client.delete_item(TableName=self.table, Key=_key(instance, f"KV#{key}"))
+        await offload(self.client.delete_item, TableName=self.table, Key=_key(instance, f"KV#{key}"))
 
     async def list(self, instance: InstanceRef, prefix: str = "", *, limit: int = KV_LIST_MAX) -> dict[str, Any]:
         found: dict[str, Any] = {}
         kwargs: dict[str, Any] = {}
         while len(found) < limit:
-            response = self.client.query(
+            response = await offload(
+                self.client.query,
                 TableName=self.table,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(f"KV#{prefix}")},
@@ -145,18 +149,19 @@ class DynamoDBChildIndex(TablePort):
             "resumable": {"BOOL": entry.resumable},
         }
         try:
-            self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(sk)")
+            await offload(self.client.put_item, TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(sk)")
         except ClientError as error:
             if _code(error) != "ConditionalCheckFailedException":
                 raise
 
     async def get(self, parent: InstanceRef, ref: str) -> ChildEntry | None:
-        item = self.client.get_item(TableName=self.table, Key=_key(parent, f"KID#{ref}"), ConsistentRead=True).get("Item")
+        item = (await offload(self.client.get_item, TableName=self.table, Key=_key(parent, f"KID#{ref}"), ConsistentRead=True)).get("Item")
         return None if item is None else _entry(item)
 
     async def note_submission(self, parent: InstanceRef, ref: str, submission_id: str) -> None:
         try:
-            self.client.update_item(
+            await offload(
+                self.client.update_item,
                 TableName=self.table,
                 Key=_key(parent, f"KID#{ref}"),
                 UpdateExpression="SET last_submission_id = :id",
@@ -171,7 +176,8 @@ class DynamoDBChildIndex(TablePort):
         kwargs: dict[str, Any] = {}
         if after is not None:
             kwargs["ExclusiveStartKey"] = _key(parent, f"KID#{after}")
-        response = self.client.query(
+        response = await offload(
+            self.client.query,
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues={":pk": _s(_pk(parent)), ":prefix": _s("KID#")},

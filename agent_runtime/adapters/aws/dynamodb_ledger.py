@@ -30,6 +30,7 @@ from agent_runtime.adapters.aws.dynamodb_items import (
     pending_shard,
 )
 from agent_runtime.adapters.aws.dynamodb_table import TablePort
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.errors import AlreadySettled, Conflict, LedgerError
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Admission, Draft, SubmissionRecord, sequence_of, submission_id_for
@@ -48,7 +49,7 @@ class DynamoDBLedger(TablePort):
     async def admit(self, instance: InstanceRef, draft: Draft, *, now: float) -> Admission:
         payload_blob = f"payloads/{secrets.token_hex(8)}.json"
         for attempt in range(MAX_ADMIT_RETRIES):
-            meta = self.client.get_item(TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True).get("Item")
+            meta = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True)).get("Item")
             seq = _int(meta, "next_seq") if meta else 0
             record = SubmissionRecord(
                 id=submission_id_for(seq),
@@ -109,7 +110,7 @@ class DynamoDBLedger(TablePort):
                     }
                 )
             try:
-                self.client.transact_write_items(TransactItems=items)
+                await offload(self.client.transact_write_items, TransactItems=items)
                 return Admission(record, replayed=False)
             except ClientError as error:
                 if _code(error) != "TransactionCanceledException":
@@ -123,9 +124,9 @@ class DynamoDBLedger(TablePort):
     async def _replay(self, instance: InstanceRef, draft: Draft, receipt: Item | None) -> Admission:
         assert draft.receipt_key is not None
         if receipt is None:
-            receipt = self.client.get_item(
-                TableName=self.table, Key=_key(instance, f"RCPT#{draft.receipt_key}"), ConsistentRead=True
-            )["Item"]
+            receipt = (await offload(
+                self.client.get_item, TableName=self.table, Key=_key(instance, f"RCPT#{draft.receipt_key}"), ConsistentRead=True
+            ))["Item"]
         submission_id = receipt["submission_id"]["S"]
         if receipt["hash"]["S"] != draft.receipt_hash:
             kind, _, key = draft.receipt_key.partition(":")
@@ -135,9 +136,9 @@ class DynamoDBLedger(TablePort):
         return Admission(record, replayed=True)
 
     async def get(self, instance: InstanceRef, submission_id: str) -> SubmissionRecord | None:
-        item = self.client.get_item(
-            TableName=self.table, Key=_key(instance, _sub(sequence_of(submission_id))), ConsistentRead=True
-        ).get("Item")
+        item = (await offload(
+            self.client.get_item, TableName=self.table, Key=_key(instance, _sub(sequence_of(submission_id))), ConsistentRead=True
+        )).get("Item")
         if item is None or item["id"]["S"] != submission_id:
             return None
         return await self.items.record(item)
@@ -145,7 +146,8 @@ class DynamoDBLedger(TablePort):
     async def list_submissions(
         self, instance: InstanceRef, *, after: int = -1, limit: int = 100
     ) -> list[SubmissionRecord]:
-        response = self.client.query(
+        response = await offload(
+            self.client.query,
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
             ExpressionAttributeValues={":pk": _s(_pk(instance)), ":lo": _s(_sub(after + 1)), ":hi": _s(f"SUB#{_SEQ_MAX}")},
@@ -155,7 +157,7 @@ class DynamoDBLedger(TablePort):
         return [await self.items.record(item) for item in response["Items"]]
 
     async def unsettled(self, instance: InstanceRef, *, limit: int = 100) -> list[SubmissionRecord]:
-        meta = self.client.get_item(TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True).get("Item")
+        meta = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True)).get("Item")
         if meta is None:
             return []
         head = int(meta.get("head", {"N": "0"})["N"])
@@ -171,7 +173,8 @@ class DynamoDBLedger(TablePort):
 
     async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
         try:
-            item = self.client.update_item(
+            item = (await offload(
+                self.client.update_item,
                 TableName=self.table,
                 Key=_key(instance, _sub(sequence_of(submission_id))),
                 UpdateExpression="SET abort_requested = :true",
@@ -179,7 +182,7 @@ class DynamoDBLedger(TablePort):
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={":true": {"BOOL": True}, ":id": _s(submission_id), ":settled": _s("settled")},
                 ReturnValues="ALL_NEW",
-            )["Attributes"]
+            ))["Attributes"]
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
@@ -187,12 +190,13 @@ class DynamoDBLedger(TablePort):
         return await self.items.record(item)
 
     async def abort_requested(self, instance: InstanceRef, submission_id: str) -> bool:
-        item = self.client.get_item(
+        item = (await offload(
+            self.client.get_item,
             TableName=self.table,
             Key=_key(instance, _sub(sequence_of(submission_id))),
             ConsistentRead=True,
             ProjectionExpression="id, abort_requested",
-        ).get("Item")
+        )).get("Item")
         if item is None or item["id"]["S"] != submission_id:
             return False
         return bool(item.get("abort_requested", {}).get("BOOL", False))
@@ -257,7 +261,8 @@ class DynamoDBLedger(TablePort):
             taken = 0
             kwargs: dict[str, Any] = {}
             while taken < limit:
-                response = self.client.query(
+                response = await offload(
+                    self.client.query,
                     TableName=self.table,
                     IndexName=settings.PENDING_INDEX,
                     KeyConditionExpression="#shard = :shard AND #since <= :idle",

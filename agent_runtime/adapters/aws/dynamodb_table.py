@@ -21,6 +21,7 @@ from agent_runtime.adapters.aws.dynamodb_items import (
     _s,
     _sub,
 )
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.errors import AbortRequested, LedgerError, StaleAttempt
 from agent_runtime.ledger import Fence
 
@@ -63,10 +64,10 @@ class TablePort:
             }
         }
 
-    def _transact_fenced(self, fence: Fence, items: list[Item], *, honour_abort: bool) -> list[dict[str, Any]]:
+    async def _transact_fenced(self, fence: Fence, items: list[Item], *, honour_abort: bool) -> list[dict[str, Any]]:
         """Run a transaction whose first item carries the fence; map a fence failure."""
         try:
-            self.client.transact_write_items(TransactItems=items)
+            await offload(self.client.transact_write_items, TransactItems=items)
             return []
         except ClientError as error:
             if _code(error) != "TransactionCanceledException":

@@ -27,6 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from agent_runtime.adapters.aws.dynamodb_items import Item, _code, _key, _n, _pk, _s
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.ids import InstanceRef
 from agent_runtime.variables import (
     VARIABLE_SCHEMA_VERSION,
@@ -101,13 +102,13 @@ class DynamoDBVariables:
             "updated_at": _n(self.clock()),
         }
         if secret:
-            blob = self._kms().encrypt(
+            blob = (await offload(self._kms().encrypt,
                 KeyId=self.key_id,
                 Plaintext=data,
                 EncryptionContext=encryption_context(instance, name),
-            )["CiphertextBlob"]
+            ))["CiphertextBlob"]
             item["ciphertext"] = {"B": blob}
-            self.client.put_item(TableName=self.table, Item=item)
+            await offload(self.client.put_item, TableName=self.table, Item=item)
             return
         item["value"] = _s(value)
         # A plain put and a secret put of one name may race:
@@ -115,7 +116,8 @@ class DynamoDBVariables:
         #   B: put(X, secret=False) -> must not replace it with a value in the clear
         # so a plain put only writes over nothing or over a plain item.
         try:
-            self.client.put_item(
+            await offload(
+                self.client.put_item,
                 TableName=self.table,
                 Item=item,
                 ConditionExpression="attribute_not_exists(sk) OR secret = :false",
@@ -128,7 +130,7 @@ class DynamoDBVariables:
 
     async def get(self, instance: InstanceRef, name: str) -> str | None:
         validate_variable_name(name)
-        item = self._get(instance, name, _PLAIN_PROJECTION, _NAMES)
+        item = await self._get(instance, name, _PLAIN_PROJECTION, _NAMES)
         if item is None:
             return None
         if _is_secret(item):
@@ -139,13 +141,13 @@ class DynamoDBVariables:
 
     async def reveal(self, instance: InstanceRef, name: str) -> SecretValue | None:
         validate_variable_name(name)
-        item = self._get(instance, name, "#v, secret, ciphertext", {"#v": "v"})
+        item = await self._get(instance, name, "#v, secret, ciphertext", {"#v": "v"})
         if item is None:
             return None
         if not _is_secret(item) or "ciphertext" not in item:
             raise SecretNotReadable(name, f"{name} is not a secret: read it with get()")
         try:
-            response = self._kms().decrypt(
+            response = await offload(self._kms().decrypt,
                 CiphertextBlob=item["ciphertext"]["B"],
                 KeyId=self.key_id,
                 EncryptionContext=encryption_context(instance, name),
@@ -165,13 +167,14 @@ class DynamoDBVariables:
                 updated_at=float(item["updated_at"]["N"]),
                 value=None if _is_secret(item) else item["value"]["S"],
             )
-            for item in self._query(instance)
+            for item in await self._query(instance)
         ]
 
     async def delete(self, instance: InstanceRef, name: str) -> bool:
         validate_variable_name(name)
         try:
-            self.client.delete_item(
+            await offload(
+                self.client.delete_item,
                 TableName=self.table,
                 Key=_key(instance, _sk(name)),
                 ConditionExpression="attribute_exists(sk)",
@@ -185,30 +188,32 @@ class DynamoDBVariables:
     async def values(self, instance: InstanceRef) -> dict[str, str]:
         return {
             item["sk"]["S"][len(_PREFIX) :]: item["value"]["S"]
-            for item in self._query(instance)
+            for item in await self._query(instance)
             if not _is_secret(item)
         }
 
     # --- reads ---------------------------------------------------------------------
 
-    def _get(
+    async def _get(
         self, instance: InstanceRef, name: str, projection: str, names: dict[str, str]
     ) -> Item | None:
-        item = self.client.get_item(
+        item = (await offload(
+            self.client.get_item,
             TableName=self.table,
             Key=_key(instance, _sk(name)),
             ConsistentRead=True,
             ProjectionExpression=projection,
             ExpressionAttributeNames=names,
-        ).get("Item")
+        )).get("Item")
         return None if item is None else _checked(item)
 
-    def _query(self, instance: InstanceRef) -> builtins.list[Item]:
+    async def _query(self, instance: InstanceRef) -> builtins.list[Item]:
         """Every variable item of the instance, in name order, without ciphertexts."""
         items: builtins.list[Item] = []
         kwargs: dict[str, Any] = {}
         while True:
-            response = self.client.query(
+            response = await offload(
+                self.client.query,
                 TableName=self.table,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={":pk": _s(_pk(instance)), ":prefix": _s(_PREFIX)},

@@ -30,6 +30,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.adapters.memory_events import epoch_base
 from agent_runtime.errors import LedgerError
 from agent_runtime.events import Event, decode_events, encode_events, with_offset
@@ -78,20 +79,21 @@ class DynamoDBEventLog:
         #: instance key -> (last offset stored, monotonic time it was learnt)
         self._ends: dict[str, tuple[int, float]] = {}
 
-    def _newest(self, instance: InstanceRef) -> Item | None:
-        items = self.client.query(
+    async def _newest(self, instance: InstanceRef) -> Item | None:
+        items = (await offload(
+            self.client.query,
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
             ExpressionAttributeValues={":pk": {"S": _pk(instance)}, ":ev": {"S": "EV#"}},
             ScanIndexForward=False,
             Limit=1,
             ConsistentRead=True,
-        )["Items"]
+        ))["Items"]
         return items[0] if items else None
 
-    def _read_end(self, instance: InstanceRef, now: float) -> int:
+    async def _read_end(self, instance: InstanceRef, now: float) -> int:
         """The next free offset, from the newest stored batch."""
-        newest = self._newest(instance)
+        newest = await self._newest(instance)
         if newest is None:
             return epoch_base(now)
         last = int(newest["last"]["N"])
@@ -100,16 +102,16 @@ class DynamoDBEventLog:
         return last + 1
 
     async def end(self, instance: InstanceRef, *, now: float) -> int:
-        newest = self._newest(instance)
+        newest = await self._newest(instance)
         if newest is None or float(newest["expires_at"]["N"]) <= now:
             return 0
         return int(newest["last"]["N"])
 
-    def _next(self, instance: InstanceRef, now: float, *, fresh: bool) -> int:
+    async def _next(self, instance: InstanceRef, now: float, *, fresh: bool) -> int:
         known = self._ends.get(instance.key)
         if not fresh and known is not None and time.monotonic() - known[1] < END_CACHE_SECONDS:
             return known[0] + 1
-        return self._read_end(instance, now)
+        return await self._read_end(instance, now)
 
     async def append(self, instance: InstanceRef, events: Sequence[Event], *, now: float) -> list[Event]:
         stored: list[Event] = []
@@ -120,10 +122,11 @@ class DynamoDBEventLog:
     async def _append_chunk(self, instance: InstanceRef, events: list[Event], now: float) -> list[Event]:
         fresh = False
         for attempt in range(MAX_APPEND_RETRIES):
-            first = self._next(instance, now, fresh=fresh)
+            first = await self._next(instance, now, fresh=fresh)
             batch = [with_offset(e, first + n) for n, e in enumerate(events)]
             try:
-                self.client.put_item(
+                await offload(
+                    self.client.put_item,
                     TableName=self.table,
                     Item={
                         "pk": {"S": _pk(instance)},
@@ -159,7 +162,7 @@ class DynamoDBEventLog:
             "Limit": 50,
         }
         while len(found) < limit:
-            response = self.client.query(**request)
+            response = await offload(self.client.query, **request)
             for item in response["Items"]:
                 if int(item["last"]["N"]) <= after or float(item["expires_at"]["N"]) <= now:
                     continue
@@ -195,8 +198,8 @@ class DynamoDBConnections:
 
     async def add(self, subscription: Subscription, *, now: float) -> None:
         attributes = self._attributes(subscription, now)
-        self.client.transact_write_items(
-            TransactItems=[
+        await offload(
+            self.client.transact_write_items, TransactItems=[
                 {"Put": {"TableName": self.table, "Item": {**key, **attributes}}} for key in self._keys(subscription)
             ]
         )
@@ -210,17 +213,17 @@ class DynamoDBConnections:
         return updated
 
     async def get(self, connection_id: str) -> Subscription | None:
-        item = self.client.get_item(
-            TableName=self.table, Key={"pk": {"S": f"C#{connection_id}"}, "sk": {"S": "META"}}, ConsistentRead=True
-        ).get("Item")
+        item = (await offload(
+            self.client.get_item, TableName=self.table, Key={"pk": {"S": f"C#{connection_id}"}, "sk": {"S": "META"}}, ConsistentRead=True
+        )).get("Item")
         return _subscription(item) if item else None
 
     async def remove(self, connection_id: str) -> None:
         current = await self.get(connection_id)
         if current is None:
             return
-        self.client.transact_write_items(
-            TransactItems=[{"Delete": {"TableName": self.table, "Key": key}} for key in self._keys(current)]
+        await offload(
+            self.client.transact_write_items, TransactItems=[{"Delete": {"TableName": self.table, "Key": key}} for key in self._keys(current)]
         )
 
     async def subscribers(self, instance: InstanceRef) -> list[Subscription]:
@@ -233,7 +236,7 @@ class DynamoDBConnections:
         }
         now = time.time()
         while True:
-            response = self.client.query(**request)
+            response = await offload(self.client.query, **request)
             for item in response["Items"]:
                 if float(item["expires_at"]["N"]) > now and item["subscribed"]["BOOL"]:
                     subscriptions.append(_subscription(item))
@@ -260,7 +263,7 @@ class ApiGatewayPoster:
 
     async def post(self, connection_id: str, data: bytes) -> bool:
         try:
-            self.client.post_to_connection(ConnectionId=connection_id, Data=data)
+            await offload(self.client.post_to_connection, ConnectionId=connection_id, Data=data)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "GoneException":
                 return False

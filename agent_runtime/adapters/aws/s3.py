@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent_runtime.adapters.aws.offload import offload
+
 
 class S3Blobs:
     """`BlobStore` over one bucket. The client is passed in, never made here."""
@@ -13,8 +15,9 @@ class S3Blobs:
         self.bucket = bucket
 
     async def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        await offload(self.client.put_object, Bucket=self.bucket, Key=key, Body=data)
 
     async def get(self, key: str) -> bytes:
-        body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        response = await offload(self.client.get_object, Bucket=self.bucket, Key=key)
+        body: bytes = await offload(response["Body"].read)
         return body

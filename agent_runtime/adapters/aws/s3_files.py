@@ -42,11 +42,10 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import itertools
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -65,6 +64,7 @@ from agent_runtime.adapters.aws.dynamodb_files import (
     upload_sk,
 )
 from agent_runtime.adapters.aws.dynamodb_items import Item, Items, _code, _key, _n, _s
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.adapters.aws.s3 import S3Blobs
 from agent_runtime.errors import AgentRuntimeError, Conflict, FileNotFound
 from agent_runtime.files import FileInfo, FilePage, GrepMatch, Upload
@@ -100,22 +100,22 @@ class S3Files(FileItems):
 
     # --- objects -------------------------------------------------------------------
 
-    @contextmanager
-    def _discarded_on_refusal(self, key: str) -> Iterator[None]:
+    @asynccontextmanager
+    async def _discarded_on_refusal(self, key: str) -> AsyncIterator[None]:
         """Delete the object `key` when what runs inside was refused for sure (a domain
         error, raised once DynamoDB said no): then no item points at it. Anything else
         (a timeout) may have committed, and the object stays."""
         try:
             yield
         except AgentRuntimeError:
-            self._discard(key)
+            await self._discard(key)
             raise
 
-    def _discard(self, key: str | None) -> None:
+    async def _discard(self, key: str | None) -> None:
         if key is None:
             return
         try:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
+            await offload(self.s3.delete_object, Bucket=self.bucket, Key=key)
         except ClientError:
             log.warning(
                 "could not delete s3://%s/%s; it is left unreferenced",
@@ -124,7 +124,7 @@ class S3Files(FileItems):
                 exc_info=True,
             )
 
-    def _fetch(
+    async def _fetch(
         self,
         instance: InstanceRef,
         path: str,
@@ -134,7 +134,7 @@ class S3Files(FileItems):
     ) -> bytes | None:
         """The file's bytes (only the first `max_bytes`), or None without a file."""
         for _ in range(MAX_RETRIES):
-            entry = entry or self._entry_of(instance, path)
+            entry = entry or await self._entry_of(instance, path)
             if entry is None:
                 return None
             if entry.info.size == 0:
@@ -145,13 +145,13 @@ class S3Files(FileItems):
                 else {"Range": f"bytes=0-{max_bytes - 1}"}
             )
             try:
-                response = self.s3.get_object(Bucket=self.bucket, Key=entry.key, **ranged)
+                response = await offload(self.s3.get_object, Bucket=self.bucket, Key=entry.key, **ranged)
             except ClientError as error:
                 if not _missing(error):
                     raise
                 entry = None  # overwritten or deleted since we read the item: read it again
                 continue
-            data: bytes = response["Body"].read()
+            data: bytes = await offload(response["Body"].read)
             return data
         raise Conflict(f"{path} kept changing while it was read; try again", details={"path": path})
 
@@ -172,11 +172,11 @@ class S3Files(FileItems):
         fs.check_size(len(data))
         digest = hashlib.sha256(data).hexdigest()
         key = _object_key(instance)
-        self.s3.put_object(
-            Bucket=self.bucket, Key=key, Body=data, ContentType=kind, IfNoneMatch="*"
+        await offload(
+            self.s3.put_object, Bucket=self.bucket, Key=key, Body=data, ContentType=kind, IfNoneMatch="*"
         )
-        with self._discarded_on_refusal(key):
-            info, replaced = self._commit(
+        async with self._discarded_on_refusal(key):
+            info, replaced = await self._commit(
                 instance,
                 path,
                 key=key,
@@ -186,18 +186,18 @@ class S3Files(FileItems):
                 now=now,
                 fence=fence,
             )
-        self._discard(replaced)
+        await self._discard(replaced)
         return info
 
     async def read(self, instance: InstanceRef, path: str) -> bytes:
         path = fs.validate_path(path)
-        data = self._fetch(instance, path)
+        data = await self._fetch(instance, path)
         if data is None:
             raise FileNotFound(f"no file at {path}", details={"path": path})
         return data
 
     async def stat(self, instance: InstanceRef, path: str) -> FileInfo | None:
-        entry = self._entry_of(instance, fs.validate_path(path))
+        entry = await self._entry_of(instance, fs.validate_path(path))
         return entry.info if entry else None
 
     async def list(
@@ -211,17 +211,18 @@ class S3Files(FileItems):
         prefix = fs.validate_prefix(prefix)
         after = None if after is None else fs.validate_path(after, field="after")
         fs.check_page_limit(limit)
-        entries = itertools.islice(
-            self._query(instance, prefix, after=after, page=limit + 1), limit + 1
-        )
-        infos = [entry.info for entry in entries]
+        infos: builtins.list[FileInfo] = []
+        async for entry in self._query(instance, prefix, after=after, page=limit + 1):
+            infos.append(entry.info)
+            if len(infos) > limit:
+                break
         page = infos[:limit]
         return FilePage(page, page[-1].path if len(infos) > limit else None)
 
     async def delete(self, instance: InstanceRef, path: str, *, fence: Fence | None = None) -> bool:
         path = fs.validate_path(path)
         for _ in range(MAX_RETRIES):
-            old = self._entry_of(instance, path)
+            old = await self._entry_of(instance, path)
             if old is None and fence is None:
                 return False
             items: builtins.list[Item] = []
@@ -236,13 +237,13 @@ class S3Files(FileItems):
             try:
                 # Without a file, a fenced delete still checks its fence (a stale attempt
                 # learns it is stale).
-                reasons = self._transact(fence, items)
+                reasons = await self._transact(fence, items)
             except Contended:
                 continue
             if reasons is None:
                 if old is None:
                     return False
-                self._discard(old.key)
+                await self._discard(old.key)
                 return True
         raise Conflict(
             f"{path} kept changing while it was deleted; try again", details={"path": path}
@@ -256,13 +257,13 @@ class S3Files(FileItems):
         fs.check_page_limit(limit)
         matches: builtins.list[GrepMatch] = []
         searched = 0
-        for entry in self._query(instance, prefix):
+        async for entry in self._query(instance, prefix):
             if not fs.is_text(entry.info.media_type):
                 continue
             if searched >= fs.GREP_MAX_FILES:
                 raise fs.too_many_to_grep()
             searched += 1
-            data = self._fetch(instance, entry.info.path, entry, max_bytes=fs.GREP_MAX_FILE_BYTES)
+            data = await self._fetch(instance, entry.info.path, entry, max_bytes=fs.GREP_MAX_FILE_BYTES)
             if data is not None:
                 matches += fs.grep_text(entry.info.path, data, regex, limit - len(matches))
             if len(matches) >= limit:
@@ -274,12 +275,13 @@ class S3Files(FileItems):
     ) -> builtins.list[FileInfo]:
         prefix, pattern = fs.compile_glob(glob)
         fs.check_page_limit(limit)
-        found = (
-            entry.info
-            for entry in self._query(instance, prefix)
-            if pattern.fullmatch(entry.info.path)
-        )
-        return builtins.list(itertools.islice(found, limit))
+        found: builtins.list[FileInfo] = []
+        async for entry in self._query(instance, prefix):
+            if pattern.fullmatch(entry.info.path):
+                found.append(entry.info)
+                if len(found) >= limit:
+                    break
+        return found
 
     async def copy(
         self,
@@ -295,14 +297,14 @@ class S3Files(FileItems):
         target_path = fs.validate_path(target_path, field="target_path")
         key = _object_key(target)
         for _ in range(MAX_RETRIES):
-            entry = self._entry_of(source, path)
+            entry = await self._entry_of(source, path)
             if entry is None:
                 raise FileNotFound(f"no file at {path}", details={"path": path})
             fs.check_size(entry.info.size)
             try:
                 copy_source = {"Bucket": self.bucket, "Key": entry.key}
-                self.s3.copy_object(
-                    Bucket=self.bucket, Key=key, CopySource=copy_source, MetadataDirective="COPY"
+                await offload(
+                    self.s3.copy_object, Bucket=self.bucket, Key=key, CopySource=copy_source, MetadataDirective="COPY"
                 )
                 break
             except ClientError as error:
@@ -313,8 +315,8 @@ class S3Files(FileItems):
                 f"{path} kept changing while it was copied; try again", details={"path": path}
             )
         info = entry.info
-        with self._discarded_on_refusal(key):
-            copied, replaced = self._commit(
+        async with self._discarded_on_refusal(key):
+            copied, replaced = await self._commit(
                 target,
                 target_path,
                 key=key,
@@ -324,11 +326,11 @@ class S3Files(FileItems):
                 now=now,
                 fence=fence,
             )
-        self._discard(replaced)
+        await self._discard(replaced)
         return copied
 
     async def usage(self, instance: InstanceRef) -> tuple[int, int]:
-        return self._usage_of(instance)
+        return await self._usage_of(instance)
 
     # --- presigned transfers ---------------------------------------------------------
 
@@ -346,9 +348,9 @@ class S3Files(FileItems):
         kind = fs.media_type_for(path, media_type)
         fs.check_declared_size(size)
         fs.check_expires(expires)
-        old = self._entry_of(instance, path)
+        old = await self._entry_of(instance, path)
         fs.check_quota(
-            self._usage_of(instance), size - (old.info.size if old else 0), 0 if old else 1
+            await self._usage_of(instance), size - (old.info.size if old else 0), 0 if old else 1
         )
         upload_id = fs.new_upload_id()
         staged = _staged_key(instance, upload_id)
@@ -365,16 +367,16 @@ class S3Files(FileItems):
             "state": _s("staged"),
             settings.TABLE_TTL_ATTRIBUTE: _n(forget_at),
         }
-        self.client.put_item(
-            TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(sk)"
+        await offload(
+            self.client.put_item, TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(sk)"
         )
         # With SigV4 the URL signs Content-Type and Content-Length: S3 refuses another body size.
         params = {"Bucket": self.bucket, "Key": staged, "ContentType": kind, "ContentLength": size}
         url: str = self.s3.generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
         return Upload(upload_id, url, "PUT", {"Content-Type": kind}, url_expires_at)
 
-    def _completed(self, instance: InstanceRef, upload_id: str) -> FileInfo | None:
-        item = self._get(instance, upload_sk(upload_id))
+    async def _completed(self, instance: InstanceRef, upload_id: str) -> FileInfo | None:
+        item = await self._get(instance, upload_sk(upload_id))
         if item is None or item["state"]["S"] != "completed":
             return None
         check_version(item)
@@ -384,7 +386,7 @@ class S3Files(FileItems):
         self, instance: InstanceRef, upload_id: str, *, now: float
     ) -> FileInfo:
         fs.validate_upload_id(upload_id)
-        item = self._get(instance, upload_sk(upload_id))
+        item = await self._get(instance, upload_sk(upload_id))
         if item is None:
             raise fs.upload_not_found(upload_id)
         check_version(item)
@@ -396,19 +398,19 @@ class S3Files(FileItems):
         kind = fs.media_type_for(path, item["media_type"]["S"])
         key = _object_key(instance)
         try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=staged)
+            head = await offload(self.s3.head_object, Bucket=self.bucket, Key=staged)
             fs.check_uploaded_size(int(head["ContentLength"]), declared)
             # The URL may still put other bytes at the staging key: copy them first to a
             # key nobody else writes, and measure and hash that copy.
             copy_source = {"Bucket": self.bucket, "Key": staged}
-            self.s3.copy_object(
-                Bucket=self.bucket, Key=key, CopySource=copy_source, MetadataDirective="COPY"
+            await offload(
+                self.s3.copy_object, Bucket=self.bucket, Key=key, CopySource=copy_source, MetadataDirective="COPY"
             )
         except ClientError as error:
             if not _missing(error):
                 raise
             # Nothing uploaded yet, or a call completing it meanwhile removed the staging object.
-            info = self._completed(instance, upload_id)
+            info = await self._completed(instance, upload_id)
             if info is None:
                 raise fs.upload_not_found(upload_id, "has nothing uploaded yet") from None
             return info
@@ -432,10 +434,10 @@ class S3Files(FileItems):
             ]
 
         try:
-            with self._discarded_on_refusal(key):
-                size, digest = self._digest(key)
+            async with self._discarded_on_refusal(key):
+                size, digest = await offload(self._digest, key)
                 fs.check_uploaded_size(size, declared)
-                info, replaced = self._commit(
+                info, replaced = await self._commit(
                     instance,
                     path,
                     key=key,
@@ -447,16 +449,16 @@ class S3Files(FileItems):
                     extra=completed,
                 )
         except UploadAlreadyCompleted:
-            won = self._completed(instance, upload_id)
+            won = await self._completed(instance, upload_id)
             if won is None:
                 raise
             return won
-        self._discard(staged)
-        self._discard(replaced)
+        await self._discard(staged)
+        await self._discard(replaced)
         return info
 
     def _digest(self, key: str) -> tuple[int, str]:
-        """Size and sha256 of an object, streamed a chunk at a time."""
+        """Size and sha256 of an object, streamed a chunk at a time (blocking: offloaded)."""
         body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
         hasher = hashlib.sha256()
         size = 0
@@ -470,7 +472,7 @@ class S3Files(FileItems):
     ) -> str | None:
         path = fs.validate_path(path)
         fs.check_expires(expires)
-        entry = self._entry_of(instance, path)
+        entry = await self._entry_of(instance, path)
         if entry is None:
             return None
         params = {
@@ -483,16 +485,17 @@ class S3Files(FileItems):
 
     # --- maintenance -----------------------------------------------------------------
 
-    def unreferenced_objects(self, instance: InstanceRef) -> builtins.list[str]:
+    async def unreferenced_objects(self, instance: InstanceRef) -> builtins.list[str]:
         """Objects under the instance's ``files/`` prefix that no FILE item points at:
         leaked by interrupted writes, or belonging to a write in flight right now (so a
         sweeper deletes only those older than a Lambda can run). Lists S3: not for the
         request path."""
-        referenced = {entry.key for entry in self._query(instance, "/")}
-        keys: set[str] = set()
-        pages = self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=f"instances/{instance.key}/files/"
-        )
-        for page in pages:
-            keys.update(obj["Key"] for obj in page.get("Contents", []))
-        return sorted(keys - referenced)
+        referenced = {entry.key async for entry in self._query(instance, "/")}
+
+        def listed() -> set[str]:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"instances/{instance.key}/files/"
+            )
+            return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+
+        return sorted(await offload(listed) - referenced)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.ids import InstanceRef
 
 WAKEUP_VERSION = 1
@@ -39,7 +40,8 @@ class SqsWakeUps:
         self.queue_url = queue_url
 
     async def send(self, instance: InstanceRef, *, reason: str, dedupe_id: str) -> None:
-        self.client.send_message(
+        await offload(
+            self.client.send_message,
             QueueUrl=self.queue_url,
             MessageBody=wakeup_body(instance, reason),
             MessageGroupId=instance.key,

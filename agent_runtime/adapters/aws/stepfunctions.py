@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from agent_runtime.adapters.aws.dynamodb_items import _code, _key, _s
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.blocking import CHILD_STATUS_OK, child_result_key
 from agent_runtime.children import TASK_TOOL, ChildLink, failure_part
 from agent_runtime.ids import InstanceRef
@@ -69,48 +70,47 @@ class StepFunctionsChildren:
             "child": {"instance": link.child.key, "submission_id": link.child_submission_id},
         }
         try:
-            self.sfn.start_execution(
-                stateMachineArn=self.state_machine_arn, name=execution_name(link), input=json.dumps(execution_input)
+            await offload(
+                self.sfn.start_execution, stateMachineArn=self.state_machine_arn, name=execution_name(link), input=json.dumps(execution_input)
             )
         except ClientError as error:
             if _code(error) != "ExecutionAlreadyExists":
                 raise
 
     async def accept(self, child: InstanceRef, submission_id: str, token: str) -> None:
-        self.dynamodb.put_item(TableName=self.table, Item={**_key(child, f"TOKEN#{submission_id}"), "token": _s(token)})
+        await offload(self.dynamodb.put_item, TableName=self.table, Item={**_key(child, f"TOKEN#{submission_id}"), "token": _s(token)})
 
-    def _token(self, link: ChildLink) -> str | None:
-        item = self.dynamodb.get_item(
-            TableName=self.table, Key=_key(link.child, f"TOKEN#{link.child_submission_id}"), ConsistentRead=True
-        ).get("Item")
+    async def _token(self, link: ChildLink) -> str | None:
+        item = (await offload(
+            self.dynamodb.get_item, TableName=self.table, Key=_key(link.child, f"TOKEN#{link.child_submission_id}"), ConsistentRead=True
+        )).get("Item")
         return None if item is None else str(item["token"]["S"])
 
     async def heartbeat(self, link: ChildLink) -> None:
-        token = self._token(link)
+        token = await self._token(link)
         if token is not None:
-            self._answer(link, lambda: self.sfn.send_task_heartbeat(taskToken=token))
+            await self._answer(link, self.sfn.send_task_heartbeat, taskToken=token)
 
     async def report(self, link: ChildLink, child: SubmissionRecord) -> None:
-        token = self._token(link)
+        token = await self._token(link)
         if token is None:  # not woken by an execution (yet): the parent reads the record
             return
         if child.outcome is Outcome.completed and child.result is not None:
             output = json.dumps({"text": child.result.get("text", ""), "data": child.result.get("data")})
-            self._answer(link, lambda: self.sfn.send_task_success(taskToken=token, output=output))
+            await self._answer(link, self.sfn.send_task_success, taskToken=token, output=output)
             return
         error = child.error or {}
-        self._answer(
+        await self._answer(
             link,
-            lambda: self.sfn.send_task_failure(
-                taskToken=token,
-                error=str(error.get("type", child.outcome))[:256],
-                cause=str(error.get("message", ""))[:32_768],
-            ),
+            self.sfn.send_task_failure,
+            taskToken=token,
+            error=str(error.get("type", child.outcome))[:256],
+            cause=str(error.get("message", ""))[:32_768],
         )
 
-    def _answer(self, link: ChildLink, call: Any) -> None:
+    async def _answer(self, link: ChildLink, call: Any, **kwargs: Any) -> None:
         try:
-            call()
+            await offload(call, **kwargs)
         except ClientError as error:
             if _code(error) not in _TOKEN_GONE:
                 raise
@@ -118,9 +118,9 @@ class StepFunctionsChildren:
 
     async def outcome(self, link: ChildLink) -> ToolResultPart | None:
         key = child_result_key(link.parent.key, link.parent_submission_id, link.call_id)
-        item = self.dynamodb.get_item(
-            TableName=self.table, Key={k: {"S": v} for k, v in key.items()}, ConsistentRead=True
-        ).get("Item")
+        item = (await offload(
+            self.dynamodb.get_item, TableName=self.table, Key={k: {"S": v} for k, v in key.items()}, ConsistentRead=True
+        )).get("Item")
         if item is None:
             return None
         if item["status"]["S"] == CHILD_STATUS_OK:
