@@ -202,7 +202,12 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     if stream is None:
         return b""
     length = environ.get("CONTENT_LENGTH")
-    body: bytes = stream.read(int(length)) if length else stream.read()
+    if length:
+        body: bytes = stream.read(int(length))
+    elif environ.get("wsgi.input_terminated"):  # chunked: the server dechunks to the end
+        body = stream.read()
+    else:  # no length and not chunked: no body (reading the socket would wait for more)
+        body = b""
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)

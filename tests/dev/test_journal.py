@@ -234,3 +234,36 @@ def test_s3_writes_and_multipart_uploads_replay(tmp_path: Path, runs: list[Run])
     assert (one["Body"].read(), one["ContentType"]) == (b"one", "text/plain")
     assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == b"x" * (5 << 20) + b"tail"
     second.crash()
+
+
+def test_concurrent_conditional_writes_replay_in_the_order_moto_applied_them(
+    tmp_path: Path, runs: list[Run]
+) -> None:
+    """Optimistic increments from eight threads: each write is conditioned on the value the
+    one before it left, so a replay in any order but moto's would refuse some of them."""
+    root = tmp_path / "state"
+    first = life(runs, root)
+
+    def increments(thread: int) -> None:
+        done = 0
+        while done < 10:
+            value = first.counter()
+            try:
+                first.dynamodb.put_item(
+                    TableName=settings.LOCAL_TABLE,
+                    Item={**KEY, "n": {"N": str(value + 1)}, "by": {"S": f"{thread}"}},
+                    ConditionExpression="attribute_not_exists(n) OR n = :seen",
+                    ExpressionAttributeValues={":seen": {"N": str(value)}},
+                )
+                done += 1
+            except first.dynamodb.exceptions.ConditionalCheckFailedException:
+                continue
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(increments, range(8)))
+    assert first.counter() == 80
+    first.crash()
+
+    second = life(runs, root)
+    assert (second.counter(), second.replayed) == (80, 80)  # refused writes are not journaled
+    second.crash()
