@@ -1,8 +1,10 @@
 """The local stack (`agent-runtime dev`): moto, an API Gateway emulator and an SQS poller.
 
 - ``stack``: `LocalStack` (the composition) and `run_dev` (the command's body)
-- ``aws``: moto on loopback, the process's AWS environment, provisioning, change tracking
-- ``persistence``: the state folder, a versioned dump and restore of DynamoDB, S3 and SQS
+- ``aws``: moto on loopback, the process's AWS environment, provisioning
+- ``persistence``: the state folder: a snapshot (``snapshot_storage``, ``snapshot_events``,
+  ``snapshot_sqs``; files in ``state_files``) and the journal of writes since it (``journal``;
+  ``journal_wsgi``, the gate in front of moto that journals each write before answering)
 - ``apigw_http``: the HTTP API emulator; ``apigw_events``: 2.0 events, routes, responses
 - ``apigw_websocket``: the WebSocket API emulator; ``apigw_websocket_events``: its Lambda
   events and the ``$connect`` answer; ``apigw_management``: its ``@connections`` API over HTTP

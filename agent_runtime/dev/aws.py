@@ -10,8 +10,9 @@ with `provision_events()` (in `events`). `stop()` resets moto and puts the envir
 moto keeps its state in process-wide backends, so one `LocalAws` runs per process at a time;
 a second `start()` while one runs raises `LocalAwsError`.
 
-A small WSGI wrapper counts, per AWS service, the requests that may have changed state
-(everything but reads), so the persistence layer can save only when something changed.
+Requests reach moto through `journal_wsgi.JournalGate`, a WSGI wrapper that, once the
+persistence layer attaches a journal, writes each state-changing request to the disk before
+its answer leaves the server.
 """
 
 from __future__ import annotations
@@ -21,14 +22,11 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import urllib.request
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import boto3
 from botocore.config import Config
@@ -40,10 +38,11 @@ from agent_runtime.adapters.aws.provision import (
     provision_children,
     provision_events,
 )
+from agent_runtime.dev.journal_wsgi import JournalGate
 from agent_runtime.errors import AgentRuntimeError
 from agent_runtime.testing.moto_serial import serialize_moto_dynamodb
 
-__all__ = ["LOCAL_REGION", "ChangeTracker", "LocalAws", "LocalAwsError"]
+__all__ = ["LOCAL_REGION", "LocalAws", "LocalAwsError"]
 
 LOCAL_REGION = "us-east-1"
 _DUMMY_KEY = "local"
@@ -62,53 +61,6 @@ _running: LocalAws | None = None
 
 class LocalAwsError(AgentRuntimeError):
     type = "local_aws_error"
-
-
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/")
-_READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "TransactGet", "Receive")
-
-
-class ChangeTracker:
-    """WSGI middleware: a generation counter per AWS service, bumped by writing requests.
-
-    A request counts once moto has answered it, so a save that starts after reading the
-    counter sees the write. ``ReceiveMessage`` counts as a read: in-flight state is not saved.
-    """
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-        self._lock = threading.Lock()
-        self._generations: dict[str, int] = {}
-
-    def __call__(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
-        result = self.app(environ, start_response)
-        if _is_write(environ):
-            service = _service_of(environ)
-            with self._lock:
-                self._generations[service] = self._generations.get(service, 0) + 1
-        return result
-
-    def generation(self, service: str) -> int:
-        """The count of writes to `service` so far (unknown services count for all)."""
-        with self._lock:
-            return self._generations.get(service, 0) + self._generations.get("unknown", 0)
-
-
-def _is_write(environ: dict[str, Any]) -> bool:
-    if environ.get("REQUEST_METHOD", "GET") in ("GET", "HEAD", "OPTIONS"):
-        return False
-    target = environ.get("HTTP_X_AMZ_TARGET")
-    if target:
-        return not target.rsplit(".", 1)[-1].startswith(_READ_PREFIXES)
-    return True
-
-
-def _service_of(environ: dict[str, Any]) -> str:
-    scope = environ.get("HTTP_AUTHORIZATION") or unquote(environ.get("QUERY_STRING", ""))
-    match = _CREDENTIAL_SCOPE.search(scope)  # also finds a presigned URL's X-Amz-Credential
-    return match.group(1) if match else "unknown"
 
 
 class EnvironmentChanges:
@@ -149,7 +101,7 @@ class LocalAws:
     quiet: bool = True
     resources: Resources | None = field(default=None, init=False)
     events: EventResources | None = field(default=None, init=False)
-    tracker: ChangeTracker | None = field(default=None, init=False)
+    gate: JournalGate | None = field(default=None, init=False)
     _server: Any = field(default=None, init=False, repr=False)
     _env: EnvironmentChanges = field(default_factory=EnvironmentChanges, init=False, repr=False)
     _endpoint: str = field(default="", init=False, repr=False)
@@ -202,7 +154,7 @@ class LocalAws:
             host, port = self._server.get_host_and_port()
             self.port = int(port)
             self._endpoint = f"http://{host}:{self.port}"
-            self.tracker = _install_tracker(self._server)
+            self.gate = _install_gate(self._server)
             self._reset_moto()  # start from nothing even if this process used moto before
             self._set_environment()
             resources = provision(
@@ -236,6 +188,12 @@ class LocalAws:
         with _running_lock:
             if _running is self:
                 _running = None
+
+    def replay(self, record: bytes) -> str:
+        """Apply one journal record to moto, as the request it was (see `journal_wsgi`)."""
+        if self.gate is None:
+            raise LocalAwsError("the local AWS is not started")
+        return self.gate.replay(record, host=f"127.0.0.1:{self.port}")
 
     def __enter__(self) -> LocalAws:
         self.start()
@@ -292,15 +250,12 @@ class LocalAws:
         self._env.set(values)
 
 
-def _install_tracker(server: Any) -> ChangeTracker | None:
-    """Wrap the WSGI app of moto's werkzeug server; None if its layout is not the known one.
-
-    Without a tracker the persistence layer saves on every interval instead.
-    """
+def _install_gate(server: Any) -> JournalGate:
+    """Wrap the WSGI app of moto's werkzeug server (the journal needs every request)."""
     wsgi_server: Any = getattr(server, "_server", None)
     app = getattr(wsgi_server, "app", None)
     if wsgi_server is None or app is None:
-        return None
-    tracker = ChangeTracker(app)
-    wsgi_server.app = tracker
-    return tracker
+        raise LocalAwsError("moto's server has no WSGI app where one was expected")
+    gate = JournalGate(app)
+    wsgi_server.app = gate
+    return gate

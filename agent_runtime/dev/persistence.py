@@ -1,94 +1,85 @@
-"""Keep the local stack's data across restarts, in a state folder (default ``.agent-runtime/``).
+"""Keep the local stack's data across restarts and crashes, in a state folder (``.agent-runtime/``).
 
 moto keeps everything in memory and has no stable way to save it (pickling its backends
-breaks between moto versions), so the data is dumped through the AWS APIs themselves, in a
-format of our own that any future moto can be loaded from:
+breaks between moto versions), so the state folder holds, in a format of our own that any
+future moto can be loaded from:
 
-- DynamoDB: every table's schema and all its items (a paginated, consistent ``Scan``),
-  restored with ``CreateTable`` (when missing) and ``BatchWriteItem``;
-- S3: every bucket's objects with content type and user metadata, restored with ``PutObject``;
-- SQS: at a clean stop only, the messages still waiting in each queue are drained in order and
-  sent again on the next start (then removed from the folder once the stack runs, so a later
-  crash cannot deliver them twice). Messages in flight at the stop, or waiting for a retry,
-  are not kept: SQS is only the wake-up here, and the sweeper re-wakes instances whose work
-  is queued.
+- a **snapshot**, dumped through the AWS APIs themselves: DynamoDB tables and S3 buckets
+  (`snapshot_storage`), EventBridge Scheduler groups and schedules, EventBridge buses and
+  rules (`snapshot_events`);
+- a **journal** of every state-changing request since that snapshot, each flushed to the disk
+  before its answer was returned (`journal`, `journal_wsgi`). So once the local stack has
+  answered, a ``kill -9`` loses nothing: a start loads the snapshot and replays the journal;
+- at a clean stop only, the messages still waiting in SQS (`snapshot_sqs`), sent again on the
+  next start and then let go, so a later crash cannot deliver them twice. SQS is the wake-up,
+  not the record: the start-up sweep (`dev.recovery`) wakes every instance with unsettled work.
 
-`Autosaver` saves DynamoDB and S3 every couple of seconds when they changed, so killing the
-process loses at most that moment; the stack saves once more when it stops.
+A snapshot is taken when the journal has grown past a bound (`Autosaver`) and at a clean stop.
+It is written into a folder of its own while journaled writes wait (reads go on), and
+committed by renaming the manifest, which names it and the journal generation it does not
+contain; the journal then starts that generation. A crash before the commit keeps the old
+snapshot and the whole journal; after it, the new snapshot and the new generation: a replay
+never applies a write the snapshot already holds.
 
-Layout, format ``agent-runtime-local-state`` version 1 (a reader refuses other versions)::
+Layout, format ``agent-runtime-local-state`` version 2 (version 1, from before the journal,
+is read too; a reader refuses other versions)::
 
-    state.json              manifest: format, version, saved_at, tables, buckets, queues
-    dynamodb/<table>.jsonl  one item per line in DynamoDB's wire JSON ({"S": ...}, B as base64)
-    s3/<bucket>.json        {"objects": {key: {"blob", "etag", "metadata", "ContentType", ...}}}
-    s3/blobs/<sha256>       object bodies, stored once per content
-    sqs/<queue>.jsonl       {"body", "group_id", "deduplication_id", "attributes"} per message
-
-The manifest keeps, per table, ``key_schema``, ``attribute_definitions``,
-``global_secondary_indexes`` / ``local_secondary_indexes`` (name, key schema, projection) and
-``ttl_attribute``, in the shapes of the DynamoDB API; per queue, the attributes needed to
-create it again. Every file is written to a
-temporary name and renamed, so a crash mid-save leaves the previous version of each file.
+    state.json                       manifest: format, version, saved_at, snapshot,
+                                     journal_generation, tables, buckets, scheduler, events,
+                                     queues (file paths in it are relative to the folder)
+    snapshots/<gen>/dynamodb/<table>.jsonl   one item per line in DynamoDB's wire JSON
+    snapshots/<gen>/s3/<bucket>.json         {"objects": {key: {"blob", "etag", "metadata", ...}}}
+    snapshots/<gen>/scheduler.json, events.json
+    s3/blobs/<sha256>                object bodies, stored once per content
+    journal/<gen>.log                the requests since the snapshot
+    sqs/<queue>.jsonl                {"body", "group_id", "deduplication_id", "attributes"}
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import contextlib
 import json
 import logging
-import os
+import shutil
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent_runtime.errors import AgentRuntimeError
+from agent_runtime.dev.journal import Journal
+from agent_runtime.dev.snapshot_events import (
+    restore_events,
+    restore_schedules,
+    save_events,
+    save_schedules,
+)
+from agent_runtime.dev.snapshot_sqs import drain_queues, restore_queue
+from agent_runtime.dev.snapshot_storage import (
+    bucket_objects,
+    restore_bucket,
+    restore_table,
+    save_buckets,
+    save_tables,
+    unused_blobs,
+)
+from agent_runtime.dev.state_files import LocalStateError, fsync_dir, write_atomic
 
 __all__ = ["FORMAT", "VERSION", "Autosaver", "LocalState", "LocalStateError", "RestoreSummary"]
 
 log = logging.getLogger(__name__)
 
 FORMAT = "agent-runtime-local-state"
-VERSION = 1
+VERSION = 2
+_READABLE = (1, 2)
 MANIFEST = "state.json"
+JOURNAL = "journal"
+SNAPSHOTS = "snapshots"
 
-_QUEUE_ATTRIBUTES = (
-    "FifoQueue",
-    "ContentBasedDeduplication",
-    "DeduplicationScope",
-    "FifoThroughputLimit",
-    "VisibilityTimeout",
-    "MessageRetentionPeriod",
-    "DelaySeconds",
-    "MaximumMessageSize",
-    "ReceiveMessageWaitTimeSeconds",
-    "RedrivePolicy",
-)
-_INDEX_KINDS = {  # DescribeTable / CreateTable field -> manifest key
-    "GlobalSecondaryIndexes": "global_secondary_indexes",
-    "LocalSecondaryIndexes": "local_secondary_indexes",
-}
-_OBJECT_FIELDS = {  # GetObject response field -> PutObject parameter, kept with each object
-    "ContentType": "ContentType",
-    "CacheControl": "CacheControl",
-    "ContentDisposition": "ContentDisposition",
-    "ContentEncoding": "ContentEncoding",
-    "ContentLanguage": "ContentLanguage",
-}
-
-
-class LocalStateError(AgentRuntimeError):
-    """The state folder cannot be read: unknown format or version, or a damaged file."""
-
-    type = "local_state_error"
-
-    def __init__(self, message: str, *, path: Path) -> None:
-        super().__init__(message, details={"path": str(path)})
-        self.path = path
+Clients = Callable[[str], Any]
+Pause = Callable[[], AbstractContextManager[None]]
 
 
 @dataclass(frozen=True)
@@ -96,16 +87,23 @@ class RestoreSummary:
     items: int = 0
     objects: int = 0
     messages: int = 0
+    schedules: int = 0
+    replayed: int = 0
 
     def __str__(self) -> str:
-        return f"{self.items} items, {self.objects} objects, {self.messages} messages"
+        return (
+            f"{self.items} items, {self.objects} objects, {self.messages} messages, "
+            f"{self.schedules} schedules, {self.replayed} journaled writes"
+        )
 
 
 @dataclass
 class LocalState:
-    """The state folder: `restore()` it into a fresh moto, `save()` and `drain_queues()` into it."""
+    """The state folder: `restore()` and `replay()` it into a fresh moto, then keep it with
+    the journal, `snapshot()` and, at a clean stop, `drain_queues()`."""
 
     root: Path
+    journal: Journal | None = field(default=None, init=False)
     _manifest: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -125,32 +123,62 @@ class LocalState:
             raise LocalStateError(f"cannot read {path}: {exc}", path=path) from exc
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise LocalStateError(f"{path} is not an agent-runtime state folder", path=path)
-        if manifest.get("version") != VERSION:
+        if manifest.get("version") not in _READABLE:
             raise LocalStateError(
                 f"{path} has state format version {manifest.get('version')!r}; this version reads "
-                f"{VERSION}. Use a matching agent-runtime, or move the folder away to start empty.",
+                f"{', '.join(map(str, _READABLE))}. Use a matching agent-runtime, or move the "
+                "folder away to start empty.",
                 path=path,
             )
         for section in ("tables", "buckets", "queues"):
             manifest.setdefault(section, {})
         return manifest
 
-    def restore(self, *, dynamodb: Any, s3: Any, sqs: Any) -> RestoreSummary:
-        """Load the folder into empty services; tables, buckets, queues are created if missing."""
+    @property
+    def generation(self) -> int:
+        """The first journal generation the snapshot does not contain."""
+        return int(self._manifest.get("journal_generation", 0))
+
+    def restore(self, client: Clients) -> RestoreSummary:
+        """Load the snapshot (and queued messages) into empty services; created if missing."""
         with self._lock:
-            items = sum(
-                self._restore_table(dynamodb, name, entry)
-                for name, entry in self._manifest["tables"].items()
+            manifest, root = self._manifest, self.root
+            dynamodb = client("dynamodb")
+            items = sum(restore_table(dynamodb, root, n, e) for n, e in manifest["tables"].items())
+            s3 = client("s3")
+            objects = sum(restore_bucket(s3, root, n, e) for n, e in manifest["buckets"].items())
+            sqs = client("sqs")
+            messages = sum(restore_queue(sqs, root, n, e) for n, e in manifest["queues"].items())
+            schedules = 0
+            if manifest.get("scheduler"):
+                schedules = restore_schedules(client("scheduler"), root, manifest["scheduler"])
+            if manifest.get("events"):
+                restore_events(client("events"), root, manifest["events"])
+            return RestoreSummary(
+                items=items, objects=objects, messages=messages, schedules=schedules
             )
-            objects = sum(
-                self._restore_bucket(s3, name, entry)
-                for name, entry in self._manifest["buckets"].items()
-            )
-            messages = sum(
-                self._restore_queue(sqs, name, entry)
-                for name, entry in self._manifest["queues"].items()
-            )
-            return RestoreSummary(items=items, objects=objects, messages=messages)
+
+    def replay(self, apply: Callable[[bytes], str]) -> int:
+        """Apply the journal after the snapshot, oldest first, then open it for appending."""
+        with self._lock:
+            journal = Journal(self.root / JOURNAL, generation=self.generation)
+            count = 0
+            for record in journal.records():
+                status = apply(record)
+                if not status.startswith(("2", "3")):
+                    # It succeeded when it was journaled; a replay that differs is worth a
+                    # line, but the writes after it still apply.
+                    log.warning("a journaled write answered %r when replayed", status)
+                count += 1
+            journal.open()
+            self.journal = journal
+            return count
+
+    def close(self) -> None:
+        with self._lock:
+            if self.journal is not None:
+                self.journal.close()
+                self.journal = None
 
     def forget_queues(self) -> None:
         """Drop the saved messages once they are back in their queues and the stack runs."""
@@ -163,241 +191,98 @@ class LocalState:
             for entry in entries:
                 (self.root / entry["file"]).unlink(missing_ok=True)
 
-    def _restore_table(self, dynamodb: Any, name: str, entry: dict[str, Any]) -> int:
-        if name not in _all_pages(
-            dynamodb.list_tables, "TableNames", "ExclusiveStartTableName", "LastEvaluatedTableName"
-        ):
-            _create_table(dynamodb, name, entry)
-        path = self.root / entry["file"]
-        count = 0
-        batch: list[dict[str, Any]] = []
-        for item in _read_jsonl(path):
-            batch.append({"PutRequest": {"Item": _decode_binary(item)}})
-            if len(batch) == 25:
-                _batch_write(dynamodb, name, batch)
-                count, batch = count + len(batch), []
-        if batch:
-            _batch_write(dynamodb, name, batch)
-            count += len(batch)
-        return count
-
-    def _restore_bucket(self, s3: Any, name: str, entry: dict[str, Any]) -> int:
-        index = self._read_json(self.root / entry["file"])
-        try:
-            s3.head_bucket(Bucket=name)
-        except Exception:
-            s3.create_bucket(Bucket=name)
-        for key, meta in index["objects"].items():
-            body = (self.root / "s3" / "blobs" / meta["blob"]).read_bytes()
-            extra = {
-                param: meta[field_] for field_, param in _OBJECT_FIELDS.items() if meta.get(field_)
-            }
-            s3.put_object(
-                Bucket=name, Key=key, Body=body, Metadata=meta.get("metadata") or {}, **extra
-            )
-        return len(index["objects"])
-
-    def _restore_queue(self, sqs: Any, name: str, entry: dict[str, Any]) -> int:
-        try:
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        except sqs.exceptions.QueueDoesNotExist:
-            url = sqs.create_queue(QueueName=name, Attributes=entry.get("attributes") or {})[
-                "QueueUrl"
-            ]
-        fifo = name.endswith(".fifo")
-        messages = list(_read_jsonl(self.root / entry["file"]))
-        for start in range(0, len(messages), 10):
-            entries = []
-            for offset, message in enumerate(messages[start : start + 10]):
-                one: dict[str, Any] = {"Id": str(offset), "MessageBody": message["body"]}
-                if message.get("attributes"):
-                    one["MessageAttributes"] = _decode_message_attributes(message["attributes"])
-                if fifo:
-                    one["MessageGroupId"] = message["group_id"]
-                    if message.get("deduplication_id"):
-                        one["MessageDeduplicationId"] = message["deduplication_id"]
-                entries.append(one)
-            failed = sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
-            if failed:
-                log.warning("could not restore %d messages to %s: %s", len(failed), name, failed)
-        return len(messages)
-
     # -- writing ---------------------------------------------------------------------------
 
-    def save(self, *, dynamodb: Any = None, s3: Any = None) -> None:
-        """Dump every table (given a DynamoDB client) and every bucket (given an S3 client)."""
+    def snapshot(self, client: Clients, *, paused: Pause = contextlib.nullcontext) -> None:
+        """Dump every service into a new snapshot and commit it; the journal starts over.
+
+        `paused` holds journaled writes off meanwhile (`journal_wsgi.JournalGate.paused`)."""
         with self._lock:
-            if dynamodb is not None:
-                self._save_tables(dynamodb)
-            if s3 is not None:
-                self._save_buckets(s3)
-            self._write_manifest()
+            generation = (self.journal.generation if self.journal else self.generation) + 1
+            folder = f"{SNAPSHOTS}/{generation:012d}"
+            with paused():
+                previous = {
+                    name: bucket_objects(self.root, entry)
+                    for name, entry in self._manifest["buckets"].items()
+                }
+                manifest = {
+                    **self._manifest,
+                    "snapshot": folder,
+                    "journal_generation": generation,
+                    "tables": save_tables(client("dynamodb"), self.root, folder),
+                    "buckets": save_buckets(client("s3"), self.root, folder, previous),
+                    "scheduler": save_schedules(client("scheduler"), self.root, folder),
+                    "events": save_events(client("events"), self.root, folder),
+                }
+                self._manifest = manifest
+                self._write_manifest()  # the commit
+                if self.journal is not None:
+                    self.journal.rotate(generation)
+            self._clean_up(folder, generation)
+
+    def _clean_up(self, folder: str, generation: int) -> None:
+        """Remove what the committed snapshot made obsolete (a crash may leave it: harmless)."""
+        if self.journal is not None:
+            self.journal.drop_before(generation)
+        else:
+            Journal(self.root / JOURNAL, generation=generation).drop_before(generation)
+        snapshots = self.root / SNAPSHOTS
+        for old in snapshots.iterdir() if snapshots.is_dir() else ():
+            if old.name != folder.rsplit("/", 1)[-1]:
+                shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.root / "dynamodb", ignore_errors=True)  # version 1's places
+        for index in (self.root / "s3").glob("*.json"):
+            index.unlink(missing_ok=True)
+        for blob in unused_blobs(self.root, self._manifest["buckets"]):
+            blob.unlink(missing_ok=True)
+        fsync_dir(self.root)
 
     def drain_queues(self, sqs: Any) -> int:
         """Move every waiting message into the folder. Destructive: only when stopping."""
         with self._lock:
-            urls = list(_all_pages(sqs.list_queues, "QueueUrls", "NextToken", "NextToken"))
-            attributes = {
-                url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-                for url in urls
-            }
-            dead_letter_arns = {
-                json.loads(a["RedrivePolicy"])["deadLetterTargetArn"]
-                for a in attributes.values()
-                if a.get("RedrivePolicy")
-            }
-            # Drain dead-letter queues last: receiving may move messages into them.
-            urls.sort(key=lambda url: attributes[url].get("QueueArn") in dead_letter_arns)
-            total = 0
-            queues: dict[str, Any] = {}
-            for url in urls:
-                messages = _drain(sqs, url)
-                if not messages:
-                    continue
-                name = url.rstrip("/").rsplit("/", 1)[-1]
-                entry: dict[str, Any] = {
-                    "file": f"sqs/{name}.jsonl",
-                    "messages": len(messages),
-                    "attributes": {
-                        k: v for k, v in attributes[url].items() if k in _QUEUE_ATTRIBUTES
-                    },
-                }
-                _write_atomic(self.root / entry["file"], _jsonl(messages))
-                queues[name] = entry
-                total += len(messages)
+            queues = drain_queues(sqs, self.root)
             self._manifest["queues"] = queues
             self._write_manifest()
-            return total
-
-    def _save_tables(self, dynamodb: Any) -> None:
-        tables: dict[str, Any] = {}
-        for name in _all_pages(
-            dynamodb.list_tables, "TableNames", "ExclusiveStartTableName", "LastEvaluatedTableName"
-        ):
-            entry = _table_schema(dynamodb, name)
-            items = [
-                _encode_binary(item)
-                for item in _all_pages(
-                    lambda **kw: dynamodb.scan(TableName=name, ConsistentRead=True, **kw),  # noqa: B023
-                    "Items",
-                    "ExclusiveStartKey",
-                    "LastEvaluatedKey",
-                )
-            ]
-            entry["file"] = f"dynamodb/{name}.jsonl"
-            entry["items"] = len(items)
-            _write_atomic(self.root / entry["file"], _jsonl(items))
-            tables[name] = entry
-        for name, old in self._manifest["tables"].items():
-            if name not in tables:
-                (self.root / old["file"]).unlink(missing_ok=True)
-        self._manifest["tables"] = tables
-
-    def _save_buckets(self, s3: Any) -> None:
-        blobs = self.root / "s3" / "blobs"
-        blobs.mkdir(parents=True, exist_ok=True)
-        buckets: dict[str, Any] = {}
-        for bucket in s3.list_buckets().get("Buckets", []):
-            name = bucket["Name"]
-            previous = self._previous_objects(name)
-            objects: dict[str, Any] = {}
-            for summary in _all_pages(
-                lambda **kw: s3.list_objects_v2(Bucket=name, **kw),  # noqa: B023
-                "Contents",
-                "ContinuationToken",
-                "NextContinuationToken",
-            ):
-                key, etag = summary["Key"], summary.get("ETag", "")
-                old = previous.get(key)
-                if old and old.get("etag") == etag and (blobs / old["blob"]).exists():
-                    objects[key] = old
-                    continue
-                response = s3.get_object(Bucket=name, Key=key)
-                body = response["Body"].read()
-                digest = hashlib.sha256(body).hexdigest()
-                if not (blobs / digest).exists():
-                    _write_atomic(blobs / digest, body)
-                meta: dict[str, Any] = {
-                    "blob": digest,
-                    "etag": etag,
-                    "metadata": response.get("Metadata") or {},
-                }
-                meta.update({f: response[f] for f in _OBJECT_FIELDS if response.get(f)})
-                objects[key] = meta
-            entry: dict[str, Any] = {"file": f"s3/{name}.json", "objects": len(objects)}
-            _write_atomic(self.root / entry["file"], json.dumps({"objects": objects}).encode())
-            buckets[name] = entry
-        self._manifest["buckets"] = buckets
-        live = {meta["blob"] for name in buckets for meta in self._previous_objects(name).values()}
-        for blob in blobs.iterdir():
-            if blob.name not in live and not blob.name.startswith("."):
-                blob.unlink(missing_ok=True)
-
-    def _previous_objects(self, bucket: str) -> dict[str, Any]:
-        entry = self._manifest["buckets"].get(bucket)
-        if not entry or not (self.root / entry["file"]).exists():
-            return {}
-        objects: dict[str, Any] = self._read_json(self.root / entry["file"])["objects"]
-        return objects
+            return sum(entry["messages"] for entry in queues.values())
 
     def _write_manifest(self) -> None:
         self._manifest.update(
             format=FORMAT, version=VERSION, saved_at=datetime.now(UTC).isoformat()
         )
-        _write_atomic(
+        self._manifest.setdefault("journal_generation", self.generation)
+        write_atomic(
             self.root / MANIFEST, json.dumps(self._manifest, indent=2, sort_keys=True).encode()
         )
 
-    def _read_json(self, path: Path) -> dict[str, Any]:
-        try:
-            value: dict[str, Any] = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise LocalStateError(f"cannot read {path}: {exc}", path=path) from exc
-        return value
-
 
 class Autosaver:
-    """Saves DynamoDB and S3 every `interval` seconds when they changed since the last save.
-
-    `generation(service)` (from `aws.ChangeTracker`) tells whether a service changed; without
-    it every interval saves.
-    """
+    """Takes a snapshot every `interval` seconds when the journal has grown past
+    `journal_bytes`, so a start replays little. Durability does not wait for it: the
+    journal has every write already."""
 
     def __init__(
         self,
         state: LocalState,
         *,
-        client: Callable[[str], Any],
-        generation: Callable[[str], int] | None,
+        client: Clients,
+        paused: Pause,
         interval: float = 2.0,
+        journal_bytes: int = 8 << 20,
     ) -> None:
         self.state = state
         self.interval = interval
+        self.journal_bytes = journal_bytes
         self._client = client
-        self._generation = generation
-        self._saved: dict[str, int] = {}
+        self._paused = paused
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.saves = 0
 
-    def mark_saved(self) -> None:
-        """Treat the present state as saved (after a restore or a full save)."""
-        if self._generation is not None:
-            self._saved = {s: self._generation(s) for s in ("dynamodb", "s3")}
-
-    def save_if_changed(self) -> bool:
-        changed: dict[str, int] = {}
-        for service in ("dynamodb", "s3"):
-            now = self._generation(service) if self._generation else -1
-            if now == -1 or now != self._saved.get(service):
-                changed[service] = now
-        if not changed:
+    def save_if_due(self) -> bool:
+        journal = self.state.journal
+        if journal is None or journal.bytes < self.journal_bytes:
             return False
-        self.state.save(
-            dynamodb=self._client("dynamodb") if "dynamodb" in changed else None,
-            s3=self._client("s3") if "s3" in changed else None,
-        )
-        self._saved.update(changed)
+        self.state.snapshot(self._client, paused=self._paused)
         self.saves += 1
         return True
 
@@ -414,178 +299,6 @@ class Autosaver:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.save_if_changed()
+                self.save_if_due()
             except Exception:
                 log.warning("saving the local state failed; will retry", exc_info=True)
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-def _all_pages(
-    call: Callable[..., dict[str, Any]], items: str, token_in: str, token_out: str
-) -> Iterator[Any]:
-    kwargs: dict[str, Any] = {}
-    while True:
-        page = call(**kwargs)
-        yield from page.get(items, [])
-        token = page.get(token_out)
-        if not token:
-            return
-        kwargs[token_in] = token
-
-
-def _table_schema(dynamodb: Any, name: str) -> dict[str, Any]:
-    table = dynamodb.describe_table(TableName=name)["Table"]
-    entry: dict[str, Any] = {
-        "key_schema": table["KeySchema"],
-        "attribute_definitions": table["AttributeDefinitions"],
-    }
-    for kind, key in _INDEX_KINDS.items():
-        indexes = [
-            {
-                "IndexName": i["IndexName"],
-                "KeySchema": i["KeySchema"],
-                "Projection": i["Projection"],
-            }
-            for i in table.get(kind) or []
-        ]
-        if indexes:
-            entry[key] = indexes
-    ttl = dynamodb.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
-    if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName"):
-        entry["ttl_attribute"] = ttl["AttributeName"]
-    return entry
-
-
-def _create_table(dynamodb: Any, name: str, entry: dict[str, Any]) -> None:
-    kwargs: dict[str, Any] = {
-        "TableName": name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "KeySchema": entry["key_schema"],
-        "AttributeDefinitions": entry["attribute_definitions"],
-    }
-    for kind, key in _INDEX_KINDS.items():
-        if entry.get(key):
-            kwargs[kind] = entry[key]
-    dynamodb.create_table(**kwargs)
-    if entry.get("ttl_attribute"):
-        dynamodb.update_time_to_live(
-            TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": entry["ttl_attribute"]},
-        )
-
-
-def _batch_write(dynamodb: Any, table: str, requests: list[dict[str, Any]]) -> None:
-    pending: dict[str, Any] = {table: requests}
-    for attempt in range(20):
-        pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-        if not pending:
-            return
-        time.sleep(0.05 * (attempt + 1))
-    raise LocalStateError(f"could not restore every item of table {table}", path=Path(table))
-
-
-def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    while True:
-        received = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=60,
-            WaitTimeSeconds=0,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if not received:
-            return messages
-        for message in received:
-            attributes = message.get("Attributes", {})
-            messages.append(
-                {
-                    "body": message["Body"],
-                    "group_id": attributes.get("MessageGroupId"),
-                    "deduplication_id": attributes.get("MessageDeduplicationId"),
-                    "attributes": _encode_message_attributes(
-                        message.get("MessageAttributes") or {}
-                    ),
-                }
-            )
-        sqs.delete_message_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)
-            ],
-        )
-
-
-def _encode_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
-    encoded: dict[str, Any] = {}
-    for name, value in attributes.items():
-        one = {"DataType": value["DataType"]}
-        if "StringValue" in value:
-            one["StringValue"] = value["StringValue"]
-        if "BinaryValue" in value:
-            one["BinaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
-        encoded[name] = one
-    return encoded
-
-
-def _decode_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {
-        name: {**value, "BinaryValue": base64.b64decode(value["BinaryValue"])}
-        if "BinaryValue" in value
-        else value
-        for name, value in attributes.items()
-    }
-
-
-def _encode_binary(value: Any) -> Any:
-    """boto3's DynamoDB values hold `bytes` for B/BS; the wire JSON holds them as base64."""
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dict):
-        return {k: _encode_binary(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_encode_binary(v) for v in value]
-    return value
-
-
-def _decode_binary(value: Any) -> Any:
-    if isinstance(value, dict):
-        decoded: dict[str, Any] = {}
-        for key, inner in value.items():
-            if key == "B" and isinstance(inner, str):
-                decoded[key] = base64.b64decode(inner)
-            elif key == "BS" and isinstance(inner, list):
-                decoded[key] = [base64.b64decode(v) for v in inner]
-            else:
-                decoded[key] = _decode_binary(inner)
-        return decoded
-    if isinstance(value, list):
-        return [_decode_binary(v) for v in value]
-    return value
-
-
-def _jsonl(rows: list[Any]) -> bytes:
-    return "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows).encode()
-
-
-def _read_jsonl(path: Path) -> Iterator[Any]:
-    try:
-        with path.open("rb") as lines:
-            for number, line in enumerate(lines, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError as exc:
-                        raise LocalStateError(f"{path}:{number}: {exc}", path=path) from exc
-    except FileNotFoundError as exc:
-        raise LocalStateError(f"{path} is listed in the manifest but missing", path=path) from exc
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

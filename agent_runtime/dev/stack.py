@@ -2,11 +2,13 @@
 
 `LocalStack` composes, in this order: the state folder (refused early if its format version is
 unknown), moto on loopback with the runtime's resources (`aws.LocalAws`), the saved data put
-back (`persistence.LocalState`), the handlers' environment variables (`settings` names), the
-HTTP API emulator calling the HTTP handler, the WebSocket API emulator calling the WebSocket
-handler (when there is one), the SQS pollers calling the worker handler, the dispatch function
-with its asynchronous event queue, the scheduler, and the autosaver. `stop()` undoes it in
-reverse and saves the state on the way out.
+back (`persistence.LocalState`: the snapshot, then the journal of writes since; from then on
+every write is journaled before it is answered), the handlers' environment variables
+(`settings` names), the HTTP API emulator calling the HTTP handler, the WebSocket API
+emulator calling the WebSocket handler (when there is one), the SQS pollers calling the
+worker handler, the dispatch function with its asynchronous event queue, the scheduler, and
+the autosaver (which takes a snapshot when the journal has grown). `stop()` undoes it in
+reverse and takes a snapshot on the way out.
 
 The handlers are the deployed ones (``functions.http_api:handler``,
 ``functions.worker:handler``, ``functions.websocket:handler``) unless others are given;
@@ -26,6 +28,8 @@ dispatch function starts on its first event (events are rare; starting it costs 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -162,11 +166,7 @@ class LocalStack:
             resources = self.resources = self.aws.start()
             self.phases["aws"] = time.perf_counter() - started
             if self.state is not None:
-                self.restored = self.state.restore(
-                    dynamodb=self.aws.client("dynamodb"),
-                    s3=self.aws.client("s3"),
-                    sqs=self.aws.client("sqs"),
-                )
+                self.restored = self._restore(self.state)
                 self.recovered = recover(**self._storage(resources))
             self.phases["restore"] = time.perf_counter() - started - self.phases["aws"]
             dispatch = LocalFunction(
@@ -233,15 +233,13 @@ class LocalStack:
                     **self._storage(resources),
                 )
                 self.sweeper.start()
-            if self.state is not None:
-                tracker = self.aws.tracker
+            if self.state is not None and self.aws.gate is not None:
                 self.autosaver = Autosaver(
                     self.state,
                     client=self.aws.client,
-                    generation=tracker.generation if tracker is not None else None,
+                    paused=self.aws.gate.paused,
                     interval=self.autosave_interval,
                 )
-                self.autosaver.mark_saved()
                 self.autosaver.start()
                 # The restored messages are in the queue again: the folder lets go of them, so
                 # a crash from now on cannot deliver them twice.
@@ -271,10 +269,17 @@ class LocalStack:
                 self.dispatcher.stop(grace=self.stop_grace)
             if self.autosaver is not None:
                 self.autosaver.stop()
-            if save and self.state is not None and self.resources is not None:
-                self.state.save(dynamodb=self.aws.client("dynamodb"), s3=self.aws.client("s3"))
+            if save and self.state is not None and self.state.journal is not None:
+                gate = self.aws.gate
+                self.state.snapshot(
+                    self.aws.client, paused=gate.paused if gate else contextlib.nullcontext
+                )
                 self.state.drain_queues(self.aws.client("sqs"))
         finally:
+            if self.aws.gate is not None:
+                self.aws.gate.attach(None)
+            if self.state is not None:
+                self.state.close()
             self.http = self.websocket = self.poller = self.autosaver = self.sweeper = None
             self.dispatcher, self.scheduler = None, None
             self.aws.stop()
@@ -312,6 +317,14 @@ class LocalStack:
             interval=self.schedule_interval,
         )
         self.scheduler.start()
+
+    def _restore(self, state: LocalState) -> RestoreSummary:
+        """The snapshot, then the journal over it; from then on every write is journaled."""
+        restored = state.restore(self.aws.client)
+        replayed = state.replay(self.aws.replay)
+        if self.aws.gate is not None:
+            self.aws.gate.attach(state.journal)
+        return dataclasses.replace(restored, replayed=replayed)
 
     def _storage(self, resources: Resources) -> dict[str, Any]:
         """Clients and names of the table, queue and bucket (for recovery and sweeps)."""

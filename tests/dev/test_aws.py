@@ -1,57 +1,48 @@
-"""The embedded AWS: one per process, and the change tracker that drives autosaving."""
+"""The embedded AWS: one per process, and which requests its journal gate keeps."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
 
-from agent_runtime.dev.aws import ChangeTracker, LocalAws, LocalAwsError
+from agent_runtime.dev.aws import LocalAws, LocalAwsError
+from agent_runtime.dev.journal_wsgi import is_journaled
 
 
-def call(tracker: ChangeTracker, method: str, service: str, target: str | None = None) -> None:
-    environ = {
-        "REQUEST_METHOD": method,
-        "HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential=local/20261121/us-east-1/{service}/aws4_request",
-    }
+def environ(method: str, service: str | None, target: str | None = None, path: str = "/") -> Any:
+    env = {"REQUEST_METHOD": method, "PATH_INFO": path}
+    if service:
+        env["HTTP_AUTHORIZATION"] = (
+            f"AWS4-HMAC-SHA256 Credential=local/20261121/us-east-1/{service}/aws4_request"
+        )
     if target:
-        environ["HTTP_X_AMZ_TARGET"] = target
-    tracker(environ, lambda *args: None)
+        env["HTTP_X_AMZ_TARGET"] = target
+    return env
 
 
-def test_only_writes_count_as_changes() -> None:
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        return [b""]
-
-    tracker = ChangeTracker(app)
+def test_only_writes_that_hold_durable_state_are_journaled() -> None:
     for target in ("GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems", "DescribeTable"):
-        call(tracker, "POST", "dynamodb", f"DynamoDB_20120810.{target}")
-    call(tracker, "POST", "sqs", "AmazonSQS.ReceiveMessage")
-    call(tracker, "GET", "s3")
-    call(tracker, "HEAD", "s3")
-    assert (
-        tracker.generation("dynamodb"),
-        tracker.generation("s3"),
-        tracker.generation("sqs"),
-    ) == (0, 0, 0)
-    call(tracker, "POST", "dynamodb", "DynamoDB_20120810.TransactWriteItems")
-    call(tracker, "PUT", "s3")
-    call(tracker, "POST", "sqs", "AmazonSQS.SendMessage")
-    assert (
-        tracker.generation("dynamodb"),
-        tracker.generation("s3"),
-        tracker.generation("sqs"),
-    ) == (1, 1, 1)
-    tracker({"REQUEST_METHOD": "DELETE"}, lambda *args: None)  # unsigned: counts for every service
-    assert (tracker.generation("dynamodb"), tracker.generation("s3")) == (2, 2)
+        assert not is_journaled(environ("POST", "dynamodb", f"DynamoDB_20120810.{target}"))
+    for target in ("PutItem", "TransactWriteItems", "CreateTable", "BatchWriteItem"):
+        assert is_journaled(environ("POST", "dynamodb", f"DynamoDB_20120810.{target}"))
+    assert not is_journaled(environ("GET", "s3")) and not is_journaled(environ("HEAD", "s3"))
+    assert is_journaled(environ("PUT", "s3")) and is_journaled(environ("DELETE", "s3"))
+    assert is_journaled(environ("POST", "scheduler", path="/schedules/one"))
+    assert is_journaled(environ("POST", "events", "AWSEvents.PutRule"))
+    # Not state, or not replayable: SQS, Step Functions, KMS, event deliveries, moto's own API.
+    assert not is_journaled(environ("POST", "sqs", "AmazonSQS.SendMessage"))
+    assert not is_journaled(environ("POST", "states", "AWSStepFunctions.StartExecution"))
+    assert not is_journaled(environ("POST", "kms", "TrentService.CreateKey"))
+    assert not is_journaled(environ("POST", "events", "AWSEvents.PutEvents"))
+    assert not is_journaled(environ("POST", None, path="/moto-api/reset"))
+    # A presigned upload carries its credential scope in the query string.
+    presigned = environ("PUT", None, path="/bucket/key")
+    presigned["QUERY_STRING"] = "X-Amz-Credential=local%2F20261121%2Fus-east-1%2Fs3%2Faws4_request"
+    assert is_journaled(presigned)
 
 
 def test_one_local_aws_per_process(local_aws: LocalAws) -> None:
     with pytest.raises(LocalAwsError, match="already runs"):
         LocalAws().start()
-    assert local_aws.tracker is not None
-    before = local_aws.tracker.generation("dynamodb")
-    local_aws.client("dynamodb").list_tables()
-    local_aws.client("dynamodb").delete_table(TableName="agent-runtime")
-    assert local_aws.tracker.generation("dynamodb") == before + 1
+    assert local_aws.gate is not None and local_aws.gate.journal is None

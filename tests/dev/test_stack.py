@@ -57,6 +57,18 @@ def test_the_stack_serves_and_sets_the_environment(tmp_path: Path) -> None:
     )
 
 
+QUEUE = "arn:aws:sqs:us-east-1:123456789012:extra"
+PATTERN = json.dumps({"detail-type": [settings.EFFECT_DETAIL_TYPE]})
+SCHEDULE: dict[str, Any] = {
+    "Name": "effect-1",
+    "GroupName": settings.LOCAL_SCHEDULE_GROUP,
+    "ScheduleExpression": "at(2031-01-01T00:00:00)",
+    "FlexibleTimeWindow": {"Mode": "OFF"},
+    "Target": {"Arn": QUEUE, "RoleArn": "arn:aws:iam::123456789012:role/s", "Input": "{}"},
+    "ActionAfterCompletion": "DELETE",
+}
+
+
 def put_everything(running: LocalStack) -> None:
     dynamodb, s3, sqs = (running.aws.client(s) for s in ("dynamodb", "s3", "sqs"))
     for n in range(60):  # more than one BatchWriteItem
@@ -99,6 +111,14 @@ def put_everything(running: LocalStack) -> None:
     s3.put_object(Bucket=settings.LOCAL_BUCKET, Key="empty", Body=b"")
     s3.create_bucket(Bucket="extra-bucket")
     s3.put_object(Bucket="extra-bucket", Key="k", Body=b"same")
+    scheduler, events = running.aws.client("scheduler"), running.aws.client("events")
+    scheduler.create_schedule_group(Name=settings.LOCAL_SCHEDULE_GROUP)
+    scheduler.create_schedule(**SCHEDULE)
+    events.create_event_bus(Name=settings.LOCAL_EVENT_BUS)
+    events.put_rule(Name="effects", EventBusName=settings.LOCAL_EVENT_BUS, EventPattern=PATTERN)
+    events.put_targets(
+        Rule="effects", EventBusName=settings.LOCAL_EVENT_BUS, Targets=[{"Id": "q", "Arn": QUEUE}]
+    )
     queue = sqs.create_queue(QueueName="extra.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
     for n in range(12):
         sqs.send_message(
@@ -115,15 +135,28 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
     with stack(state, isolation="thread") as first:
         put_everything(first)
     manifest = json.loads((state / "state.json").read_text())
-    assert (manifest["format"], manifest["version"]) == ("agent-runtime-local-state", 1)
+    assert (manifest["format"], manifest["version"]) == ("agent-runtime-local-state", 2)
     assert manifest["queues"]["extra.fifo"]["messages"] == 12
 
     with stack(state, isolation="thread") as second:
-        assert (second.restored.items, second.restored.objects, second.restored.messages) == (
+        restored = second.restored
+        assert (restored.items, restored.objects, restored.messages, restored.schedules) == (
             61,
             3,
             12,
+            1,
         )
+        assert restored.replayed == 0  # a clean stop took a snapshot: the journal is empty
+        scheduler, events = second.aws.client("scheduler"), second.aws.client("events")
+        schedule = scheduler.get_schedule(Name="effect-1", GroupName=settings.LOCAL_SCHEDULE_GROUP)
+        assert {k: schedule[k] for k in SCHEDULE if k != "Target"} == {
+            k: v for k, v in SCHEDULE.items() if k != "Target"
+        }
+        assert schedule["Target"].items() >= SCHEDULE["Target"].items()  # moto adds defaults
+        rule = events.describe_rule(Name="effects", EventBusName=settings.LOCAL_EVENT_BUS)
+        assert rule["EventPattern"] == PATTERN
+        targets = events.list_targets_by_rule(Rule="effects", EventBusName=settings.LOCAL_EVENT_BUS)
+        assert targets["Targets"] == [{"Id": "q", "Arn": QUEUE}]
         # Back in their queue: the folder forgets them, so a crash now cannot deliver them twice.
         assert json.loads((state / "state.json").read_text())["queues"] == {}
         assert not (state / "sqs" / "extra.fifo.jsonl").exists()
@@ -177,7 +210,7 @@ def test_an_unknown_state_version_is_refused(tmp_path: Path) -> None:
     (tmp_path / "state.json").write_text(
         json.dumps({"format": "agent-runtime-local-state", "version": 99})
     )
-    with pytest.raises(LocalStateError, match="version 99"):
+    with pytest.raises(LocalStateError, match="version 99; this version reads 1, 2"):
         stack(tmp_path).start()
     with LocalAws():  # nothing was left running
         pass
@@ -264,22 +297,25 @@ def test_run_dev_survives_kill_9_and_saves_on_sigterm(tmp_path: Path) -> None:
             r"started in \d+\.\d\d s \(aws [0-9.]+ s, restore [0-9.]+ s, handler init", startup
         )
         assert httpx.post(f"{url}/store?key=crash", content=b"kept").text == "crash"
-        time.sleep(0.6)  # a few autosave intervals
     finally:
         stop_dev(process, signal.SIGKILL)
 
     process, url, startup = start_dev(state)
     try:
-        assert "restored 1 items, 1 objects, 0 messages" in startup  # the autosave outlived kill -9
+        # No snapshot was taken: the journal had both writes, flushed before they were answered.
+        assert "restored 0 items, 0 objects, 0 messages, 0 schedules, 2 journaled writes" in startup
         assert httpx.post(f"{url}/store?key=clean", content=b"also kept").text == "clean"
     finally:
         assert stop_dev(process, signal.SIGTERM) == 0
     assert process.stdout is not None and "stopping" in process.stdout.read()
 
-    # Saved at the stop, without waiting for an autosave.
-    items = [json.loads(line) for line in (state / "dynamodb" / "agent-runtime.jsonl").open()]
+    # A snapshot at the stop: the journal starts over.
+    manifest = json.loads((state / "state.json").read_text())
+    table = manifest["tables"][settings.LOCAL_TABLE]["file"]
+    items = [json.loads(line) for line in (state / table).open()]
     assert sorted(item["pk"]["S"] for item in items) == ["clean", "crash"]
-    objects = json.loads((state / "s3" / "agent-runtime-local.json").read_text())["objects"]
+    index = manifest["buckets"][settings.LOCAL_BUCKET]["file"]
+    objects = json.loads((state / index).read_text())["objects"]
     assert sorted(objects) == ["files/clean", "files/crash"]
     blob = state / "s3" / "blobs" / objects["files/clean"]["blob"]
     assert blob.read_bytes() == b"also kept"

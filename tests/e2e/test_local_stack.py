@@ -528,7 +528,8 @@ run_dev(0, sys.argv[1], sys.argv[2], stop_grace=0.1)
 
 def saved_submissions(state: Path) -> dict[str, str]:
     """Submission id -> status, as the state folder has them."""
-    items = [json.loads(line) for line in (state / "dynamodb" / "agent-runtime.jsonl").read_text().splitlines()]
+    table = json.loads((state / "state.json").read_text())["tables"]["agent-runtime"]["file"]
+    items = [json.loads(line) for line in (state / table).read_text().splitlines()]
     return {item["id"]["S"]: item["status"]["S"] for item in items if item["sk"]["S"].startswith("SUB#")}
 
 
