@@ -111,10 +111,9 @@ def put_everything(running: LocalStack) -> None:
     s3.put_object(Bucket=settings.LOCAL_BUCKET, Key="empty", Body=b"")
     s3.create_bucket(Bucket="extra-bucket")
     s3.put_object(Bucket="extra-bucket", Key="k", Body=b"same")
+    # The stack made the schedule group and the bus (with its dispatch rule) when it started.
     scheduler, events = running.aws.client("scheduler"), running.aws.client("events")
-    scheduler.create_schedule_group(Name=settings.LOCAL_SCHEDULE_GROUP)
     scheduler.create_schedule(**SCHEDULE)
-    events.create_event_bus(Name=settings.LOCAL_EVENT_BUS)
     events.put_rule(Name="effects", EventBusName=settings.LOCAL_EVENT_BUS, EventPattern=PATTERN)
     events.put_targets(
         Rule="effects", EventBusName=settings.LOCAL_EVENT_BUS, Targets=[{"Id": "q", "Arn": QUEUE}]

@@ -38,8 +38,10 @@ def test_an_effect_with_a_delay_fires_once_and_its_work_is_in_history(
         time.sleep(0.1)
     assert time.time() - scheduled_at >= 2.0, "not before it was due"
 
-    [fired] = sdk.effects("reminder", instance).effects
-    assert fired.status == "fired" and fired.submission_id is not None
+    while (fired := sdk.effects("reminder", instance).effects[0]).submission_id is None:
+        assert time.monotonic() < deadline, "the effect's submission was never noted"
+        time.sleep(0.05)
+    assert fired.status == "fired"
     record = sdk.submission("reminder", instance, fired.submission_id)
     assert record.kind == "effect" and record.result and record.result.text == "nudged: call back"
     kinds = [s.kind for s in sdk.submissions("reminder", instance).submissions]
@@ -50,3 +52,4 @@ def test_an_effect_with_a_delay_fires_once_and_its_work_is_in_history(
         assert "already fired" in str(refused)
     else:
         raise AssertionError("cancelling a fired effect must be refused")
+

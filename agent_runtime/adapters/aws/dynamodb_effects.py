@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from agent_runtime import settings
 from agent_runtime.adapters.aws.dynamodb_items import Item, _code, _key, _n, _pk, _s
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.effects import MAX_SCHEDULED, EffectNotFound, EffectRecord, Status, transitioned
 from agent_runtime.ids import InstanceRef
 
@@ -45,7 +46,8 @@ class DynamoDBEffects:
 
     async def add(self, instance: InstanceRef, record: EffectRecord) -> EffectRecord:
         try:
-            self.client.put_item(
+            await offload(
+                self.client.put_item,
                 TableName=self.table,
                 Item=_item(instance, record),
                 ConditionExpression="attribute_not_exists(sk)",
@@ -59,9 +61,12 @@ class DynamoDBEffects:
         return record
 
     async def get(self, instance: InstanceRef, effect_id: str) -> EffectRecord | None:
-        item = self.client.get_item(
-            TableName=self.table, Key=_key(instance, _PREFIX + effect_id), ConsistentRead=True
-        ).get("Item")
+        item = (await offload(
+            self.client.get_item,
+            TableName=self.table,
+            Key=_key(instance, _PREFIX + effect_id),
+            ConsistentRead=True,
+        )).get("Item")
         return _record(item) if item else None
 
     async def list(
@@ -79,7 +84,7 @@ class DynamoDBEffects:
             query["ExpressionAttributeValues"][":status"] = _s(status)
         found: builtins.list[EffectRecord] = []
         while True:
-            page = self.client.query(**query)
+            page = await offload(self.client.query, **query)
             found += [_record(item) for item in page.get("Items", [])]
             if "LastEvaluatedKey" not in page:
                 break
@@ -102,7 +107,8 @@ class DynamoDBEffects:
         updated = transitioned(current, source, target, now=now, submission_id=submission_id)
         try:
             # The record read above is still the stored one: no other transition came between.
-            self.client.put_item(
+            await offload(
+                self.client.put_item,
                 TableName=self.table,
                 Item=_item(instance, updated),
                 ConditionExpression="#status = :status AND #data = :data",

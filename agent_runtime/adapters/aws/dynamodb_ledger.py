@@ -212,7 +212,8 @@ class DynamoDBLedger(TablePort):
             active, instance_id = parse_instances_cursor(cursor)
             start = InstanceRef(agent, instance_id)
             kwargs["ExclusiveStartKey"] = {**_key(start, "META"), _AGENT: _s(agent), _ACTIVE: _n(active)}
-        response = self.client.query(
+        response = await offload(
+            self.client.query,
             TableName=self.table,
             IndexName=settings.INSTANCES_INDEX,
             KeyConditionExpression="#agent = :agent",
@@ -224,7 +225,7 @@ class DynamoDBLedger(TablePort):
         )
         metas = response["Items"][:limit]
         busy = [m for m in metas if _int(m, "head") < _int(m, "next_seq")]
-        heads = self._heads([(InstanceRef.parse(m["pk"]["S"][2:]), _int(m, "head")) for m in busy])
+        heads = await self._heads([(InstanceRef.parse(m["pk"]["S"][2:]), _int(m, "head")) for m in busy])
         page = [
             InstanceSummary(
                 ref,
@@ -238,7 +239,7 @@ class DynamoDBLedger(TablePort):
         more = len(response["Items"]) > limit
         return InstancePage(page, instances_cursor(page[-1]) if more else None)
 
-    def _heads(self, heads: list[tuple[InstanceRef, int]]) -> dict[str, Item]:
+    async def _heads(self, heads: list[tuple[InstanceRef, int]]) -> dict[str, Item]:
         """The head items of these instances (status and lease only), by instance key."""
         found: dict[str, Item] = {}
         keys = [_key(ref, _sub(head)) for ref, head in heads]
@@ -246,7 +247,7 @@ class DynamoDBLedger(TablePort):
             self.table: {"Keys": keys, "ProjectionExpression": "pk, #status, lease_until", "ExpressionAttributeNames": {"#status": "status"}}
         }
         while keys and request:
-            response = self.client.batch_get_item(RequestItems=request)
+            response = await offload(self.client.batch_get_item, RequestItems=request)
             for item in response["Responses"].get(self.table, []):
                 found[item["pk"]["S"][2:]] = item
             request = response.get("UnprocessedKeys") or {}

@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.tracing.spans import SpanView
 
 
@@ -55,7 +56,9 @@ class DynamoDBSpans:
         return _Exporter(self)
 
     def put(self, views: Sequence[SpanView]) -> None:
+        """Write finished spans, 25 to a BatchWriteItem (the exporter's thread calls this)."""
         expires = str(int(time.time() + self.ttl_seconds))
+        requests = []
         for view in views:
             data = {k: v for k, v in view.__dict__.items() if k != "trace_id"}
             item = {
@@ -64,7 +67,13 @@ class DynamoDBSpans:
                 "span": {"S": json.dumps(data, separators=(",", ":"), default=str)},
                 "expires_at": {"N": expires},
             }
-            self.client.put_item(TableName=self.table, Item=item)
+            requests.append({"PutRequest": {"Item": item}})
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.table: requests[start : start + 25]}
+            for _ in range(5):
+                pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
 
     async def trace(self, trace_id: str) -> list[SpanView]:
         """The trace's spans, by start time."""
@@ -75,7 +84,7 @@ class DynamoDBSpans:
             "ExpressionAttributeValues": {":pk": {"S": _trace_key(trace_id)}},
         }
         while True:
-            page = self.client.query(**query)
+            page = await offload(self.client.query, **query)
             for item in page.get("Items", []):
                 views.append(SpanView(trace_id=trace_id, **json.loads(item["span"]["S"])))
             if "LastEvaluatedKey" not in page:

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from agent_runtime import settings
 from agent_runtime.adapters.aws.dynamodb_items import _code
+from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.effects import EffectRecord, schedule_expression
 from agent_runtime.events import iso
 from agent_runtime.ids import InstanceRef
@@ -73,7 +74,8 @@ class SchedulerTimers:
 
     async def arm(self, instance: InstanceRef, record: EffectRecord) -> None:
         try:
-            self.client.create_schedule(
+            await offload(
+                self.client.create_schedule,
                 Name=record.id,
                 GroupName=self.group,
                 ScheduleExpression=schedule_expression(record.due_at),
@@ -95,7 +97,7 @@ class SchedulerTimers:
 
     async def disarm(self, effect_id: str) -> None:
         try:
-            self.client.delete_schedule(Name=effect_id, GroupName=self.group)
+            await offload(self.client.delete_schedule, Name=effect_id, GroupName=self.group)
         except ClientError as error:
             if _code(error) != "ResourceNotFoundException":
                 raise
