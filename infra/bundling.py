@@ -266,7 +266,7 @@ def build_dependencies(root: Path = ROOT, *, run: Runner = _run, target: Target 
     """Install the common runtime dependencies for `target` as a Lambda layer directory
     (``python/`` inside)."""
     requirements = common_requirements(root)
-    key = _digest(part.encode() for part in (target.key, *sorted(requirements)))
+    key = _digest(part.encode() for part in (target.key, *sorted(requirements), *UNUSED_AT_RUN_TIME))
 
     def fill(staging: Path) -> None:
         site = staging / "python"
@@ -300,7 +300,7 @@ def build_model_dependencies(
     requirements = model_requirements(root)
     key = _digest(
         part.encode()
-        for part in (target.key, *sorted(requirements), common.parent.name)
+        for part in (target.key, *sorted(requirements), *UNUSED_AT_RUN_TIME, common.parent.name)
     )
 
     def fill(staging: Path) -> None:
