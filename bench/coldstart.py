@@ -17,7 +17,9 @@ are interleaved (boto3, then each handler, ``--runs`` times) so that a busy mach
 all of them alike. Goal: at most 1.5x boto3. ``--without-bytecode`` builds the replica
 with sources only, as if no bytecode were shipped (Lambda then compiles on every cold
 start). The heaviest packages per handler (own import time summed per top-level package,
-one ``-X importtime`` run) are shown too.
+one ``-X importtime`` run) are shown too. "cpu x" is the same ratio in CPU time (user and
+system time of the process), which a machine busy with other work stretches far less
+than wall time: when the two disagree, the machine was busy.
 
 The model client (``httpx2``; the ``anthropic`` and ``openai`` SDKs are never shipped)
 must load on the first model request only: neither at import nor when the agents are
@@ -69,16 +71,16 @@ SDK = ("anthropic", "openai", "httpx2")
 
 _PROBE = """
 import sys, time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 import {module}
-elapsed = time.perf_counter() - start
+elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
 at_import = any(name in sys.modules for name in {sdk!r})
 at_discovery = at_import
 if {discover!r}:
     from agent_runtime.registry import discover
     discover("agents")
     at_discovery = any(name in sys.modules for name in {sdk!r})
-print(elapsed, int(at_import), int(at_discovery))
+print(elapsed, cpu, int(at_import), int(at_discovery))
 """
 
 # What a handler module may read at import (the stack sets the same names); values are
@@ -109,6 +111,7 @@ class Handler:
 @dataclass(frozen=True)
 class Probe:
     seconds: float
+    cpu_seconds: float
     sdk_at_import: bool
     sdk_at_discovery: bool
 
@@ -140,8 +143,8 @@ def _probe(replica: Replica, handler: Handler | None, *, discover: bool) -> Prob
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise RuntimeError(last)
-    seconds, at_import, at_discovery = result.stdout.strip().splitlines()[-1].split()
-    return Probe(float(seconds), at_import == "1", at_discovery == "1")
+    seconds, cpu, at_import, at_discovery = result.stdout.strip().splitlines()[-1].split()
+    return Probe(float(seconds), float(cpu), at_import == "1", at_discovery == "1")
 
 
 def import_times(replica: Replica, handlers: list[Handler | None], runs: int) -> dict[str, Probe | str]:
@@ -166,7 +169,8 @@ def import_times(replica: Replica, handlers: list[Handler | None], runs: int) ->
         if module not in failed:
             first, timed = probes[0], probes[1:]
             median = statistics.median(probe.seconds for probe in timed)
-            results[module] = Probe(median, first.sdk_at_import, first.sdk_at_discovery)
+            cpu = statistics.median(probe.cpu_seconds for probe in timed)
+            results[module] = Probe(median, cpu, first.sdk_at_import, first.sdk_at_discovery)
     return results
 
 
@@ -253,12 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         "(source + layers for Lambda, no boto3); model SDK loaded by neither import nor discovery\n"
     )
     header = (
-        f"{'handler':26} {'import ms':>9} {'x boto3':>8} {'goal':>5}  {'code MB':>7} {'goal':>5}"
+        f"{'handler':26} {'import ms':>9} {'x boto3':>8} {'goal':>5} {'cpu x':>6}  {'code MB':>7} {'goal':>5}"
         f"  {'SDK':5}  parts (MB)"
     )
     print(header)
     print("-" * len(header))
-    print(f"{'boto3 alone':26} {baseline.seconds * 1000:9.1f} {1:8.2f}")
+    print(f"{'boto3 alone':26} {baseline.seconds * 1000:9.1f} {1:8.2f} {'':5} {1:6.2f}")
     for handler in found:
         name = handler.module.removeprefix("functions.")
         if not handler.deployed:
@@ -269,12 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         detail = " + ".join(f"{part} {bytes_ / 1e6:.1f}" for part, bytes_ in parts.items())
         probe = times[handler.module]
         if not isinstance(probe, Probe):
-            print(f"{name:26} {'error':>9} {'':8} {'':5}  {size}  {'':5}  {detail}\n{'':28}{probe}")
+            print(f"{name:26} {'error':>9} {'':8} {'':5} {'':6}  {size}  {'':5}  {detail}\n{'':28}{probe}")
             continue
         ratio = probe.seconds / baseline.seconds
         sdk = "import" if probe.sdk_at_import else "disc." if probe.sdk_at_discovery else "no"
         print(
             f"{name:26} {probe.seconds * 1000:9.1f} {ratio:8.2f} {_verdict(ratio <= IMPORT_RATIO_GOAL):>5}"
+            f" {probe.cpu_seconds / baseline.cpu_seconds:6.2f}"
             f"  {size}  {sdk:5}  {detail}"
         )
 

@@ -174,7 +174,7 @@ def _load_builtin_providers() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    # Imported lazily: the anthropic SDK is only loaded when an anthropic model is used.
+    # Imported lazily: a provider loads its HTTP client only when its model is called.
     from agent_runtime.models import test as _test
 
     # A provider the application registered first under the same prefix wins.
