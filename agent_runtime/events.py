@@ -34,7 +34,7 @@ EVENT_TEXT_MAX = 8 * 1024
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     v: int = EVENT_SCHEMA_VERSION
     offset: int = 0
@@ -236,8 +236,12 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 
-EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
-EVENT_LIST_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+# Built on first use, not at import, as every model here (``defer_build``): a cold
+# handler that never reads an event does not pay for their validators.
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event, config=ConfigDict(defer_build=True))
+EVENT_LIST_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(
+    list[Event], config=ConfigDict(defer_build=True)
+)
 EVENT_TYPES: tuple[str, ...] = (
     "submission_queued",
     "agent_start",

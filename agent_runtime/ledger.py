@@ -61,7 +61,7 @@ class SessionState(BaseModel):
     status tool set. Kept per session (`Sessions`), and in the journal while a submission
     runs, so a new attempt resumes with the same owner, side and context."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     owner: str | None = None
     side: Literal["a", "b"] | None = None
@@ -76,7 +76,7 @@ class SessionState(BaseModel):
 class Journal(BaseModel):
     """How far the submission got; rewritten (never appended) at each checkpoint."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     applied: bool = False  # the input is in history
     turn: int = 0
@@ -100,7 +100,7 @@ class Journal(BaseModel):
 class SubmissionRecord(BaseModel):
     """One ledger item. `v` is checked on read: an unknown version is refused loudly."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     v: int = RECORD_SCHEMA_VERSION
     id: str
@@ -178,7 +178,7 @@ class Fence:
 class Draft(BaseModel):
     """What admission needs; the store assigns id, sequence and times."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     kind: Literal["direct", "dispatch", "task", "child_report", "effect"]
     session: str
@@ -192,7 +192,7 @@ class Draft(BaseModel):
 class Receipt(BaseModel):
     """Kept for the instance's life: the same key and input always return it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     key: str
     hash: str

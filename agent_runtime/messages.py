@@ -14,7 +14,7 @@ MESSAGE_SCHEMA_VERSION = 1
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
 
 class TextPart(_Part):
@@ -62,7 +62,7 @@ Part = Annotated[TextPart | ThinkingPart | ToolCallPart | ToolResultPart | FileP
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     v: int = MESSAGE_SCHEMA_VERSION
     role: Literal["user", "assistant"]
@@ -97,7 +97,7 @@ class Message(BaseModel):
 
 
 class Usage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     input_tokens: int = 0
     output_tokens: int = 0

@@ -69,7 +69,7 @@ class InvalidJson(InvalidInput):
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", strict=True)
 
 
 class InlineImage(_Body):
@@ -142,7 +142,7 @@ class EffectEventDetail(_Body):
 class _Query(BaseModel):
     # Query strings arrive as text: lax parsing ("10" -> 10, "true" -> True). Unknown
     # parameters are left alone: a route hook may use its own (a token, a trace id).
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
 
 class HistoryQuery(_Query):
@@ -177,7 +177,7 @@ WS_PROTOCOL_VERSION = 1
 
 
 class _Frame(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     v: Literal[1] = Field(description="Protocol version.")
 
@@ -221,6 +221,7 @@ ClientFrame = Annotated[PromptFrame | SubscribeFrame | AbortFrame | PingFrame, F
 
 
 class PromptResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     text: str
     data: Any = Field(None, description="The structured result, when the agent declares one.")
     usage: Usage
@@ -230,6 +231,7 @@ class PromptResult(BaseModel):
 
 
 class Submission(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     id: str
     kind: Literal["direct", "dispatch", "task", "child_report", "effect"]
     session: str
@@ -265,6 +267,7 @@ class Submission(BaseModel):
 
 class Child(BaseModel):
     """A child of the instance: `ref` addresses it under the parent's routes."""
+    model_config = ConfigDict(defer_build=True)
 
     ref: str
     agent: str
@@ -280,6 +283,7 @@ class Child(BaseModel):
 
 
 class ChildrenPage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     children: list[Child]
     next: str | None = Field(description="Pass as `after` for the next page; null on the last one.")
 
@@ -287,6 +291,7 @@ class ChildrenPage(BaseModel):
 class PromptResponse(BaseModel):
     """200: the submission settled within `wait` (`result` is there when it completed;
     a failed or aborted one carries `outcome` and `error` instead). 202: still running."""
+    model_config = ConfigDict(defer_build=True)
 
     submission: Submission
     result: PromptResult | None = None
@@ -300,6 +305,7 @@ class PromptResponse(BaseModel):
 
 
 class DispatchReceipt(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     dispatch_id: str
     submission_id: str
     accepted_at: Timestamp
@@ -314,6 +320,7 @@ class DispatchReceipt(BaseModel):
 
 
 class EventsPage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     events: list[Event]
     last: int = Field(description="Pass as `after` for the next page: the last event's offset, or `after`.")
 
@@ -323,6 +330,7 @@ class EventsPage(BaseModel):
 
 
 class HistoryMessage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     cursor: str
     role: Literal["user", "assistant"]
     parts: list[Part]
@@ -330,6 +338,7 @@ class HistoryMessage(BaseModel):
 
 
 class HistoryPage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     messages: list[HistoryMessage]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
 
@@ -347,10 +356,12 @@ class HistoryPage(BaseModel):
 
 
 class AbortResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     aborted: list[Submission]
 
 
 class ErrorDetail(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     type: str
     message: str
     details: dict[str, Any] | None = None
@@ -364,6 +375,7 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     error: ErrorDetail
 
 
@@ -380,7 +392,6 @@ ERROR_STATUS: dict[type[AgentRuntimeError], int] = {
     Conflict: 409,
     UnsupportedMediaType: 415,
 }
-INTERNAL_ERROR = ErrorBody(error=ErrorDetail(type="internal_error", message="internal error"))
 
 
 def error_response(exc: BaseException) -> tuple[int, ErrorBody]:
@@ -392,7 +403,7 @@ def error_response(exc: BaseException) -> tuple[int, ErrorBody]:
             if status is not None:
                 detail = ErrorDetail(type=exc.type, message=exc.message, details=exc.details or None)
                 return status, ErrorBody(error=detail)
-    return 500, INTERNAL_ERROR
+    return 500, ErrorBody(error=ErrorDetail(type="internal_error", message="internal error"))
 
 
 # --- parsing --------------------------------------------------------------------------

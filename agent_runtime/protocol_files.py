@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent_runtime.events import iso
 from agent_runtime.files import PAGE_MAX, FileInfo, Upload
@@ -28,6 +28,7 @@ FILE_INLINE_MAX_BYTES = 4 * 1024 * 1024
 
 
 class FileView(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     path: str
     size: int
     media_type: str
@@ -48,6 +49,7 @@ class FileView(BaseModel):
 
 
 class FilesPage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     files: list[FileView]
     next: str | None = Field(description="Pass as `after` for the next page; null on the last one.")
 
@@ -69,6 +71,7 @@ class UploadRequest(_Body):
 
 
 class UploadTicket(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     upload_id: str
     url: str = Field(description="Send the bytes here, with `method` and `headers`, before `expires_at`.")
     method: str
@@ -93,6 +96,7 @@ class VariablePut(_Body):
 
 
 class VariableView(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     name: str
     secret: bool
     required: bool
@@ -103,6 +107,7 @@ class VariableView(BaseModel):
 
 
 class VariablesList(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     variables: list[VariableView]
 
 

@@ -17,13 +17,25 @@ are interleaved (boto3, then each handler, ``--runs`` times) so that a busy mach
 all of them alike. Goal: at most 1.5x boto3. ``--without-bytecode`` builds the replica
 with sources only, as if no bytecode were shipped (Lambda then compiles on every cold
 start). The heaviest packages per handler (own import time summed per top-level package,
-one ``-X importtime`` run) are shown too.
+one ``-X importtime`` run) are shown too. "cpu x" is the same ratio in CPU time (user and
+system time of the process), which a machine busy with other work stretches far less
+than wall time: when the two disagree, the machine was busy.
 
-The model SDK (``anthropic``, ``httpx2``) must load on the first model request only:
-neither at import nor when the agents are discovered (which a handler does on its
-first invocation; ``ANTHROPIC_API_KEY`` is set so that agents choosing a model by it
-pick an ``anthropic/...`` one). The "SDK" column says where it loaded, if anywhere; for
-the functions that call models, "SDK ms" is what loading it adds to the first request.
+The model client (``httpx2``; the ``anthropic`` and ``openai`` SDKs are never shipped)
+must load on the first model request only: neither at import nor when the agents are
+discovered (which a handler does on its first invocation; ``ANTHROPIC_API_KEY`` is set
+so that agents choosing a model by it pick an ``anthropic/...`` one). The "SDK" column
+says where it loaded, if anywhere.
+
+First model request, per provider (``anthropic``, ``openai``, ``bedrock``), for the
+functions that call models: in a fresh interpreter with that function's deployed path,
+the handler is imported and the agents discovered, then two identical requests stream a
+short reply from the provider's local fake (`agent_runtime.testing`, served from this
+process over a socket). What the first request adds is its time less the second's: the
+client's imports, building it (TLS context, botocore's service model), the first
+connection, and whatever the runtime builds on first use (deferred pydantic schemas).
+Median of ``--runs``. Goal: at most 300 ms. No SnapStart is involved: nothing is
+restored from a snapshot, the whole cost is paid on the first request.
 
 Size: what each function runs on Lambda, unzipped: the source asset plus the layers it
 gets (the common dependencies; the model SDK layer for functions that call models), as
@@ -47,30 +59,28 @@ sys.path.insert(0, str(ROOT))
 # Before aws_cdk loads (through infra.stack): jsii prints a banner under an old Node.js.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "16,18,20")
 
+import first_request  # noqa: E402  (bench/, the script's own directory)
+
 from infra import bundling  # noqa: E402
 from infra.replica import Replica, build  # noqa: E402
 
 IMPORT_RATIO_GOAL = 1.5
 SIZE_GOAL_MB = 15.0
-SDK = ("anthropic", "httpx2")
+FIRST_REQUEST_GOAL_MS = 300.0
+SDK = ("anthropic", "openai", "httpx2")
 
 _PROBE = """
 import sys, time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 import {module}
-elapsed = time.perf_counter() - start
+elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
 at_import = any(name in sys.modules for name in {sdk!r})
 at_discovery = at_import
-sdk_seconds = 0.0
 if {discover!r}:
     from agent_runtime.registry import discover
     discover("agents")
     at_discovery = any(name in sys.modules for name in {sdk!r})
-    if {calls_models!r} and not at_discovery:
-        start = time.perf_counter()
-        import anthropic
-        sdk_seconds = time.perf_counter() - start
-print(elapsed, int(at_import), int(at_discovery), sdk_seconds)
+print(elapsed, cpu, int(at_import), int(at_discovery))
 """
 
 # What a handler module may read at import (the stack sets the same names); values are
@@ -101,9 +111,9 @@ class Handler:
 @dataclass(frozen=True)
 class Probe:
     seconds: float
+    cpu_seconds: float
     sdk_at_import: bool
     sdk_at_discovery: bool
-    sdk_seconds: float = 0.0
 
 
 def handlers() -> list[Handler]:
@@ -128,14 +138,13 @@ def _path(replica: Replica, handler: Handler | None) -> list[str]:
 
 def _probe(replica: Replica, handler: Handler | None, *, discover: bool) -> Probe:
     module = handler.module if handler else "boto3"
-    calls_models = handler.calls_models if handler else False
-    code = _PROBE.format(module=module, sdk=SDK, discover=discover, calls_models=calls_models)
+    code = _PROBE.format(module=module, sdk=SDK, discover=discover)
     result = replica.python(code, _path(replica, handler), env=_ENV)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise RuntimeError(last)
-    seconds, at_import, at_discovery, sdk_seconds = result.stdout.strip().splitlines()[-1].split()
-    return Probe(float(seconds), at_import == "1", at_discovery == "1", float(sdk_seconds))
+    seconds, cpu, at_import, at_discovery = result.stdout.strip().splitlines()[-1].split()
+    return Probe(float(seconds), float(cpu), at_import == "1", at_discovery == "1")
 
 
 def import_times(replica: Replica, handlers: list[Handler | None], runs: int) -> dict[str, Probe | str]:
@@ -160,7 +169,8 @@ def import_times(replica: Replica, handlers: list[Handler | None], runs: int) ->
         if module not in failed:
             first, timed = probes[0], probes[1:]
             median = statistics.median(probe.seconds for probe in timed)
-            results[module] = Probe(median, first.sdk_at_import, first.sdk_at_discovery, first.sdk_seconds)
+            cpu = statistics.median(probe.cpu_seconds for probe in timed)
+            results[module] = Probe(median, cpu, first.sdk_at_import, first.sdk_at_discovery)
     return results
 
 
@@ -247,12 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         "(source + layers for Lambda, no boto3); model SDK loaded by neither import nor discovery\n"
     )
     header = (
-        f"{'handler':26} {'import ms':>9} {'x boto3':>8} {'goal':>5}  {'code MB':>7} {'goal':>5}"
-        f"  {'SDK':5} {'SDK ms':>6}  parts (MB)"
+        f"{'handler':26} {'import ms':>9} {'x boto3':>8} {'goal':>5} {'cpu x':>6}  {'code MB':>7} {'goal':>5}"
+        f"  {'SDK':5}  parts (MB)"
     )
     print(header)
     print("-" * len(header))
-    print(f"{'boto3 alone':26} {baseline.seconds * 1000:9.1f} {1:8.2f}")
+    print(f"{'boto3 alone':26} {baseline.seconds * 1000:9.1f} {1:8.2f} {'':5} {1:6.2f}")
     for handler in found:
         name = handler.module.removeprefix("functions.")
         if not handler.deployed:
@@ -263,15 +273,33 @@ def main(argv: list[str] | None = None) -> int:
         detail = " + ".join(f"{part} {bytes_ / 1e6:.1f}" for part, bytes_ in parts.items())
         probe = times[handler.module]
         if not isinstance(probe, Probe):
-            print(f"{name:26} {'error':>9} {'':8} {'':5}  {size}  {'':12}  {detail}\n{'':28}{probe}")
+            print(f"{name:26} {'error':>9} {'':8} {'':5} {'':6}  {size}  {'':5}  {detail}\n{'':28}{probe}")
             continue
         ratio = probe.seconds / baseline.seconds
         sdk = "import" if probe.sdk_at_import else "disc." if probe.sdk_at_discovery else "no"
-        sdk_ms = f"{probe.sdk_seconds * 1000:6.0f}" if probe.sdk_seconds else ""
         print(
             f"{name:26} {probe.seconds * 1000:9.1f} {ratio:8.2f} {_verdict(ratio <= IMPORT_RATIO_GOAL):>5}"
-            f"  {size}  {sdk:5} {sdk_ms:>6}  {detail}"
+            f" {probe.cpu_seconds / baseline.cpu_seconds:6.2f}"
+            f"  {size}  {sdk:5}  {detail}"
         )
+
+    print(
+        f"\nfirst model request (ms, median of {args.runs}): what it adds over the second "
+        f"(goal <= {FIRST_REQUEST_GOAL_MS:.0f}), from the provider's local fake"
+    )
+    for handler in found:
+        if not (handler.deployed and handler.calls_models):
+            continue
+        for provider, cost in first_request.costs(replica, _path(replica, handler), handler.module, _ENV, args.runs).items():
+            name = f"  {handler.module.removeprefix('functions.')} {provider}"
+            if isinstance(cost, str):
+                print(f"{name:28} error: {cost}")
+                continue
+            verdict = _verdict(cost.added * 1000 <= FIRST_REQUEST_GOAL_MS)
+            print(
+                f"{name:28} first {cost.first * 1000:7.1f}  second {cost.second * 1000:6.1f}"
+                f"  adds {cost.added * 1000:6.1f} {verdict:>5}"
+            )
 
     each = {"source": assets.source, "common layer": assets.common}
     if assets.model is not None:

@@ -34,7 +34,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from agent_runtime import settings
 from agent_runtime.adapters.aws.bootstrap import broadcaster, clients, default_service, run
@@ -66,7 +66,7 @@ REPLAY_PAGE = 500
 #: rest over HTTP (``GET .../events?after=``), which the ``ready`` frame's offset tells.
 REPLAY_MAX = 5000
 
-_FRAME: TypeAdapter[Any] = TypeAdapter(ClientFrame)
+_FRAME: TypeAdapter[Any] = TypeAdapter(ClientFrame, config=ConfigDict(defer_build=True))
 
 
 @dataclass

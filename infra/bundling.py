@@ -8,17 +8,17 @@
   arm64, binary wheels only) into ``build/lambda/deps-<hash>/python/``, the layout of a
   Lambda layer, as bytecode without the sources. boto3, botocore and s3transfer are left
   out: the Lambda runtime provides them.
-- `build_model_dependencies` installs the model SDK (`MODEL_SDK`: anthropic, httpx2)
+- `build_model_dependencies` installs the model client (`MODEL_SDK`: httpx2)
   into ``build/lambda/model-<hash>/python/`` with only what the first layer lacks. Only
-  handlers that call a language model (the worker) get this layer: the SDK is over a
-  third of the dependencies' size, and the other functions must stay small.
+  handlers that call a language model (the worker) get this layer, so the other
+  functions stay small.
 
 The bytecode is compiled for Lambda's Python by `infra.bytecode` (why, and how without
 a Python 3.13 here, is told there). The same pipeline builds for another `Target`:
 `local_target` makes layers this interpreter can import, which is how the tests and
 ``bench/coldstart.py --as-deployed`` check the deployed layout.
-What only installers and type checkers read (``RECORD``, SBOMs, ``.pyi`` stubs) is
-removed from the layers.
+What only installers and type checkers read (``RECORD``, SBOMs, ``.pyi`` stubs) and
+assets no handler serves (`UNUSED_AT_RUN_TIME`) are removed from the layers.
 
 Each directory is named by a hash of its inputs, so a repeated synthesis with unchanged
 inputs reuses it; an interrupted build never leaves a half-filled directory under the
@@ -67,9 +67,9 @@ PROVIDED_BY_LAMBDA = frozenset({"boto3", "botocore", "s3transfer"})
 #: Dependencies of the command line and the client SDK that no handler imports
 #: (`tests/test_handler_imports.py` checks): not shipped to Lambda.
 NOT_FOR_LAMBDA = frozenset({"httpx"})
-#: Needed only where a model is called: `agent_runtime.models.anthropic` imports them on
-#: the first request, so handlers that never call a model never import them.
-MODEL_SDK = frozenset({"anthropic", "httpx2"})
+#: Needed only where a model is called: the providers (`agent_runtime.models.anthropic`,
+#: `openai`) import it on the first request, so handlers that never call a model never do.
+MODEL_SDK = frozenset({"httpx2"})
 
 Runner = Callable[[Sequence[str]], None]
 
@@ -225,8 +225,14 @@ def _run(command: Sequence[str]) -> None:
 
 
 #: Files nothing reads at run time: pip's list of installed files, software bills of
-#: materials, type stubs. Licences and ``METADATA`` stay (`importlib.metadata` reads it).
-UNUSED_AT_RUN_TIME = ("*.dist-info/RECORD", "*.dist-info/sboms", "**/*.pyi")
+#: materials, type stubs, and Powertools' copy of Swagger UI (1.7 MB of JavaScript and
+#: CSS, served only by ``enable_swagger()`` without a ``swagger_base_url``; no handler
+#: enables it). Licences and ``METADATA`` stay (`importlib.metadata` reads it).
+UNUSED_AT_RUN_TIME = (
+    "*.dist-info/RECORD", "*.dist-info/sboms", "**/*.pyi",
+    "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.min.js",
+    "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.min.css",
+)  # fmt: skip
 
 
 def _strip(site: Path) -> None:
@@ -260,7 +266,7 @@ def build_dependencies(root: Path = ROOT, *, run: Runner = _run, target: Target 
     """Install the common runtime dependencies for `target` as a Lambda layer directory
     (``python/`` inside)."""
     requirements = common_requirements(root)
-    key = _digest(part.encode() for part in (target.key, *sorted(requirements)))
+    key = _digest(part.encode() for part in (target.key, *sorted(requirements), *UNUSED_AT_RUN_TIME))
 
     def fill(staging: Path) -> None:
         site = staging / "python"
@@ -310,7 +316,7 @@ def _build_above_common(requirements: list[str], kind: str, root: Path, *, run: 
     common = build_dependencies(root, run=run, target=target) / "python"
     key = _digest(
         part.encode()
-        for part in (target.key, *sorted(requirements), common.parent.name)
+        for part in (target.key, *sorted(requirements), *UNUSED_AT_RUN_TIME, common.parent.name)
     )
 
     def fill(staging: Path) -> None:

@@ -122,7 +122,7 @@ async def test_a_short_call_reads_no_abort_flag(backend: Backend, clock: FakeClo
 
 
 async def test_an_abort_closes_a_real_model_stream(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Through the anthropic SDK and a socket: the reply would stream for 10 s; an abort
+    """Through the anthropic provider and a socket: the reply would stream for 10 s; an abort
     ends the submission within about a poll, without a second request."""
     from agent_runtime.models.anthropic import AnthropicModel
     from agent_runtime.models.base import allow_model_requests

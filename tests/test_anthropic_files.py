@@ -8,7 +8,6 @@ import hashlib
 import logging
 from collections.abc import Iterator
 
-import anthropic
 import httpx2
 import pytest
 
@@ -58,10 +57,13 @@ def _requests_to_the_fake() -> Iterator[None]:
 
 def model_for(fake: FakeAnthropic) -> AnthropicModel:
     http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(fake.handler))
-    client = anthropic.AsyncAnthropic(
-        api_key="sk-test", base_url="http://anthropic.fake", http_client=http_client
+    return AnthropicModel(
+        "claude-haiku-4-5",
+        api_key="sk-test",
+        base_url="http://anthropic.fake",
+        http_client=http_client,
+        max_attempts=1,
     )
-    return AnthropicModel("claude-haiku-4-5", client=client, max_attempts=1)
 
 
 async def test_png_and_pdf_reach_the_api_as_image_and_document_blocks() -> None:
@@ -259,7 +261,7 @@ def test_when_files_overflow_the_request_the_newest_are_sent(
 
 
 async def test_no_file_content_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
-    """At DEBUG the SDK logs each request's body; file content must show there as a length."""
+    """Even at DEBUG, no log holds a request's body: file content never reaches one."""
     caplog.set_level(logging.DEBUG)
     fake = FakeAnthropic(["seen"])
     png, pdf, csv = (
@@ -279,8 +281,6 @@ async def test_no_file_content_reaches_the_logs(caplog: pytest.LogCaptureFixture
     assert sent[1]["source"]["data"] == b64(PNG) and sent[2]["source"]["data"] == b64(PDF)
     assert "CSV-CELL-SECRET-42" in sent[3]["text"]
     logged = "\n".join(record.getMessage() for record in caplog.records)
-    assert "Request options" in logged  # the SDK's body log ran, and was redacted
-    assert f"<{len(b64(PNG))} base64 characters>" in logged
     assert "/a/gone.pdf" in logged  # why a file was not shown is logged, by path
     for secret in ("PIXELS-OF-A-SECRET-PNG", "CONFIDENTIAL-PDF-TEXT", "CSV-CELL-SECRET-42"):
         assert secret not in logged

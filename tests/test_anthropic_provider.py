@@ -1,20 +1,25 @@
-"""The ``anthropic/...`` provider through the real SDK, against the local fake of the API."""
+"""The ``anthropic/...`` provider over HTTP, against the local fake of the API."""
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
-import anthropic
 import boto3
 import httpx2
 import pytest
 from moto import mock_aws
 
-from agent_runtime.errors import ModelError, ModelRequestsForbidden, TransientModelError
+from agent_runtime.errors import (
+    ContextLengthExceeded,
+    ModelError,
+    ModelRequestsForbidden,
+    TransientModelError,
+)
 from agent_runtime.messages import (
     Message,
     TextPart,
@@ -78,11 +83,13 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def model_for(fake: FakeAnthropic, *, max_attempts: int = 4) -> AnthropicModel:
     http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(fake.handler))
-    client = anthropic.AsyncAnthropic(
-        api_key="sk-test", base_url="http://anthropic.fake", http_client=http_client
-    )
     return AnthropicModel(
-        "claude-haiku-4-5", client=client, max_attempts=max_attempts, backoff=0.001
+        "claude-haiku-4-5",
+        api_key="sk-test",
+        base_url="http://anthropic.fake",
+        http_client=http_client,
+        max_attempts=max_attempts,
+        backoff=0.001,
     )
 
 
@@ -125,8 +132,8 @@ async def test_text_streams_deltas_that_concatenate_to_the_final_text() -> None:
     )
     assert (response.stop_reason, response.model) == ("end_turn", "claude-haiku-4-5")
     sent = fake.requests[0]
-    assert sent.headers["authorization"] == "Bearer sk-test"
-    assert sent.headers["x-stainless-retry-count"] == "0"
+    assert sent.headers["x-api-key"] == "sk-test"
+    assert sent.headers["anthropic-version"] == "2023-06-01"
     assert sent.body == {
         "model": "claude-haiku-4-5",
         "max_tokens": 256,
@@ -285,8 +292,6 @@ async def test_transient_failure_before_any_delta_is_retried(
 
     assert final(events).message.text == "recovered"
     assert len(fake.requests) == 2
-    # Our loop retried, not the SDK's: every attempt is the SDK's first.
-    assert [r.headers["x-stainless-retry-count"] for r in fake.requests] == ["0", "0"]
 
 
 async def test_rate_limit_waits_for_retry_after() -> None:
@@ -350,7 +355,7 @@ def test_model_string_resolves_without_building_a_client() -> None:
 
     assert isinstance(model, AnthropicModel)
     assert model.name == "anthropic/claude-haiku-4-5"
-    assert model._client is None
+    assert not model._http.built
 
 
 async def test_real_socket_server_through_base_url_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -421,26 +426,66 @@ def test_api_key_is_read_once_from_ssm_or_secrets_manager(monkeypatch: pytest.Mo
         assert resolve_api_key() == "sk-env-wins"
 
 
-def test_the_sdk_loads_on_the_first_request_without_collections_meanwhile() -> None:
-    """Most of a cold worker's first request is importing the SDK: no garbage collection
-    runs during it, and the collector runs again afterwards."""
+def test_the_client_loads_on_the_first_request_and_the_sdk_never() -> None:
+    """Importing the provider (every handler does, through the agents) loads no HTTP
+    client; the first request loads httpx2 alone, not the ``anthropic`` SDK."""
     probe = """
-import gc, os, sys
-from agent_runtime.models import anthropic as provider
-assert "anthropic" not in sys.modules
-during = []  # collections started while the SDK's modules were executing
-
-def in_sdk():
-    frame = sys._getframe(1)
-    while frame is not None:
-        if f"{os.sep}anthropic{os.sep}" in frame.f_code.co_filename:
-            return True
-        frame = frame.f_back
-    return False
-
-gc.callbacks.append(lambda phase, info: during.append(info["generation"]) if phase == "start" and in_sdk() else None)
-provider._import_sdk()
-print("anthropic" in sys.modules, "httpx2" in sys.modules, during, gc.isenabled())
+import asyncio, sys
+from agent_runtime.messages import Message
+from agent_runtime.models import ModelRequest, allow_model_requests
+from agent_runtime.models.anthropic import AnthropicModel
+before = "httpx2" in sys.modules
+model = AnthropicModel("claude-haiku-4-5", api_key="sk-test", base_url=sys.argv[1])
+with allow_model_requests(True):
+    response = asyncio.run(model.request(ModelRequest(messages=[Message.user("hi")])))
+print(before, "httpx2" in sys.modules, "anthropic" in sys.modules, response.message.text)
 """
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["True", "True", "[]", "True"]
+    with FakeAnthropicServer(FakeAnthropic(["loaded"], api_key="sk-test")) as server:
+        result = subprocess.run(
+            [sys.executable, "-c", probe, server.base_url], capture_output=True, text=True, check=False
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "False", "loaded"]
+
+
+async def test_a_prompt_too_long_is_a_context_length_error() -> None:
+    fake = FakeAnthropic([ApiError(400, message="prompt is too long: 210000 tokens > 200000 maximum")])
+
+    with pytest.raises(ContextLengthExceeded) as caught:
+        await model_for(fake).request(ask("hi"))
+
+    assert caught.value.details["status"] == 400
+    assert caught.value.details["request_id"] == "req_fake_000001"
+
+
+async def test_the_key_never_reaches_a_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake = FakeAnthropic([ApiError(401, message="invalid x-api-key")], api_key="sk-other")
+    with FakeAnthropicServer(fake) as server:
+        model = AnthropicModel("claude-haiku-4-5", api_key="sk-SECRET-KEY-123", base_url=server.base_url)
+        try:
+            with pytest.raises(ModelError) as caught:
+                await model.request(ask("hi"))
+        finally:
+            await model.aclose()
+
+    assert caught.value.details["status"] == 401
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "HTTP Request: POST" in logged  # the client logged the request, without the key
+    assert "sk-SECRET-KEY-123" not in logged and "sk-SECRET-KEY-123" not in str(caught.value)
+
+
+async def test_without_a_key_the_auth_token_is_sent_and_without_either_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeAnthropic(["by token"])
+    model = model_for(fake)
+    model._api_key = None
+    with pytest.raises(ModelError, match="no API key"):
+        await model.request(ask("hi"))
+    assert fake.requests == []
+
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "tok-1")
+    assert (await model.request(ask("hi"))).message.text == "by token"
+    assert fake.requests[0].headers["authorization"] == "Bearer tok-1"
+    assert "x-api-key" not in fake.requests[0].headers

@@ -8,7 +8,6 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-import anthropic
 import httpx2
 import pytest
 
@@ -55,7 +54,7 @@ async def test_assigning_false_forbids_a_real_provider_without_any_network(
     assert isinstance(model, AnthropicModel)
     with pytest.raises(ModelRequestsForbidden):
         await model.request(hello())
-    assert model._client is None  # refused before any client was built
+    assert not model._http.built  # refused before any client was built
 
 
 async def test_assigning_true_allows_requests(no_network: None) -> None:
@@ -66,12 +65,13 @@ async def test_assigning_true_allows_requests(no_network: None) -> None:
     assert base.ALLOW_MODEL_REQUESTS is True
     # A provider model whose HTTP goes to an in-process fake of the API.
     fake = FakeAnthropic(["Hi."])
-    client = anthropic.AsyncAnthropic(
+    model = AnthropicModel(
+        "claude-haiku-4-5",
         api_key="sk-test",
         base_url="http://anthropic.fake",
         http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(fake.handler)),
     )
-    response = await AnthropicModel("claude-haiku-4-5", client=client).request(hello())
+    response = await model.request(hello())
     assert response.message.text == "Hi."
     assert len(fake.requests) == 1
 

@@ -476,7 +476,7 @@ async def test_refuses_before_any_request_when_requests_are_off(
     with allow_model_requests(False), pytest.raises(ModelRequestsForbidden):
         await model.request(ask("hi"))
 
-    assert fake.requests == [] and model._client is None
+    assert fake.requests == [] and not model._http.built
 
 
 async def test_model_string_resolves_lazily_and_reads_the_environment(
@@ -484,7 +484,7 @@ async def test_model_string_resolves_lazily_and_reads_the_environment(
 ) -> None:
     model = resolve_model("openai/gpt-4.1-mini")
     assert isinstance(model, OpenAIModel) and model.name == "openai/gpt-4.1-mini"
-    assert model._client is None
+    assert not model._http.built
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url + "/")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     fake.add("Hello over a real socket.")

@@ -58,7 +58,7 @@ _PRELOAD = [
     "botocore.session",
     "pydantic",
     "httpx",
-    "anthropic",
+    "httpx2",
     "aws_lambda_powertools",
     "aws_lambda_powertools.event_handler",
     "agent_runtime.dev.lambda_runtime",

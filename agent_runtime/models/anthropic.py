@@ -1,8 +1,23 @@
 """``anthropic/<model>``: Claude through the Anthropic Messages API, streamed.
 
-The SDK client is built on first use, never at import, with the SDK's own retries off:
-`AnthropicModel.stream` retries transient failures itself, because only it knows whether a
-delta has already reached the caller (after that a retry would repeat text, so it raises
+``POST {base}/v1/messages`` with ``stream: true``; the base URL is the ``base_url``
+argument, else ``ANTHROPIC_BASE_URL``, else ``https://api.anthropic.com``. The key (sent
+as ``x-api-key``) comes from, in order: the ``api_key`` argument, ``ANTHROPIC_API_KEY``,
+or the secret named by ``AGENT_RUNTIME_MODEL_SECRET_ARN`` (an SSM parameter, written
+``ssm:<name>`` or as a parameter ARN, or a Secrets Manager secret), read once per process;
+without one, ``ANTHROPIC_AUTH_TOKEN`` is sent as a bearer token.
+
+Why plain ``httpx2`` and our own event parsing rather than the ``anthropic`` SDK: a cold
+worker imports the client on its first model request, and the SDK took 700 to 1100 ms
+of it (its typed models are thousands of pydantic classes), against about 15 ms for
+``httpx2``; and the SDK was 8.7 MB of the worker's 24 MB of code, over the 15 MB the
+worker's code may take (``bench/coldstart.py`` measures both). A streamed message is a
+handful of event shapes (read in `agent_runtime.models.anthropic_stream`, with the error
+mapping), the same path `agent_runtime.models.openai` takes for Chat Completions.
+
+Retries: transient failures (408, 429, 5xx, 529, connection failures, timeouts) are retried
+here with jittered backoff, never sooner than ``retry-after``, but only while nothing has
+reached the caller (after that a retry would repeat text, so it raises
 `TransientModelError` and leaves the decision to the run's durable retry).
 
 Attached files (`FilePart`) become the API's own blocks at request time, from the bytes
@@ -10,35 +25,25 @@ the runtime read for this request (`ModelRequest.files`): images (PNG, JPEG, GIF
 ``image`` block, PDFs a ``document`` block, both base64; small UTF-8 text files (``text/*``,
 JSON, XML, YAML, ...) their text, between a header and a trailer naming the path. Anything
 else, a file whose bytes are missing, or one over the API's limits becomes a one-line text
-note naming the file and why the model does not see it, so the model knows it is there. The
-bytes are never logged: the SDK logs each request's body at DEBUG, so a filter on its logger
-writes file content there as its length.
+note naming the file and why the model does not see it, so the model knows it is there.
+Neither a request body (it would hold the files) nor its headers (the key) are logged.
 
-The API key comes from, in order: the ``api_key`` argument, ``ANTHROPIC_API_KEY``, or the
-secret named by ``AGENT_RUNTIME_MODEL_SECRET_ARN`` (an SSM parameter, written ``ssm:<name>``
-or as a parameter ARN, or a Secrets Manager secret), read once per process.
-
-The SDK itself (``anthropic``, ``httpx2``) is imported by the functions that talk to it,
-not by this module: every agent definition resolves its model string, so importing
-this module happens wherever agents are discovered (every handler), while only a
-model call needs the SDK, whose import takes far longer than a handler's. Only the
-worker's Lambda ships the SDK (see `infra.bundling`).
+``httpx2`` is imported by the functions that talk to the API, not by this module: every
+agent definition resolves its model string, so importing this module happens wherever
+agents are discovered (every handler), while only a model call needs the client. Only
+the worker's Lambda ships it (see `infra.bundling`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import gc
 import logging
 import os
 import random
-import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from agent_runtime.errors import (
-    ContextLengthExceeded,
     DefinitionError,
     ModelError,
     PermanentModelError,
@@ -52,7 +57,12 @@ from agent_runtime.messages import (
     ThinkingPart,
     ToolCallPart,
     ToolResultPart,
-    Usage,
+)
+from agent_runtime.models.anthropic_stream import (
+    StreamedMessage,
+    error_response,
+    retry_after,
+    to_model_error,
 )
 from agent_runtime.models.attachments import MAX_INLINE_TEXT_BYTES
 from agent_runtime.models.attachments import b64 as _b64
@@ -65,51 +75,38 @@ from agent_runtime.models.base import (
     Model,
     ModelEvent,
     ModelRequest,
-    ModelResponse,
     ResponseDone,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallStarted,
     ToolSpec,
     check_model_requests_allowed,
 )
+from agent_runtime.models.sse import HttpClient, post_events, transport_error
 
 if TYPE_CHECKING:
-    import anthropic
-    from anthropic.types import (
-        DocumentBlockParam,
-        ImageBlockParam,
-        MessageParam,
-        TextBlockParam,
-        ThinkingBlockParam,
-        ToolChoiceParam,
-        ToolParam,
-        ToolResultBlockParam,
-        ToolUseBlockParam,
-    )
+    import httpx2
 
-    _Block: TypeAlias = (
-        TextBlockParam
-        | ThinkingBlockParam
-        | ToolUseBlockParam
-        | ToolResultBlockParam
-        | ImageBlockParam
-        | DocumentBlockParam
-    )
+__all__ = [
+    "AnthropicModel",
+    "resolve_api_key",
+    "retry_after",
+    "to_anthropic_messages",
+    "to_model_error",
+]
+
+Json = dict[str, Any]
+_Block: TypeAlias = Json
 
 logger = logging.getLogger(__name__)
 
 SECRET_ENV = "AGENT_RUNTIME_MODEL_SECRET_ARN"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+BASE_URL_ENV = "ANTHROPIC_BASE_URL"
+AUTH_TOKEN_ENV = "ANTHROPIC_AUTH_TOKEN"
+API_VERSION = "2023-06-01"
 
 #: A server asking us to wait longer than this is not waited for inside one call: the
 #: `TransientModelError` carries `retry_after` so the caller can reschedule the turn.
 MAX_RETRY_AFTER = 60.0
 MAX_BACKOFF = 20.0
-
-# The HTTP status an error would have had, when it arrives as an SSE `error` event after
-# the stream began with 200 (unknown types count as 500).
-_ERROR_TYPE_STATUS = {"invalid_request_error": 400, "rate_limit_error": 429, "api_error": 500}
-_ERROR_TYPE_STATUS |= {"timeout_error": 504, "overloaded_error": 529}
 
 #: The API's cap on one image, measured on its base64 text (it answers 400 "image exceeds
 #: 5 MB maximum: ... bytes > 5242880 bytes"): an image of at most about 3.9 MB.
@@ -121,23 +118,23 @@ MAX_REQUEST_BYTES = 32_000_000
 #: rest for everything else. The newest attachments are served first; older ones that no
 #: longer fit become notes. A PDF over this on its own (about 18 MB) is never sent.
 MAX_FILE_BYTES_PER_REQUEST = MAX_REQUEST_BYTES * 3 // 4
-#: Text-like files up to this size are inlined as text; larger ones become a note.
-
-#: Not under ``text/`` but text all the same (so are ``+json``, ``+xml`` and ``+yaml`` types).
 
 
 class AnthropicModel(Model):
-    """A Claude model; `model_name` is the API's model id, e.g. ``claude-haiku-4-5``."""
+    """A Claude model; `model_name` is the API's model id, e.g. ``claude-haiku-4-5``.
+    `http_client` (an ``httpx2.AsyncClient``, e.g. over a test transport) replaces the one
+    built on the first request."""
 
     def __init__(
         self,
         model_name: str,
         *,
-        client: anthropic.AsyncAnthropic | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
+        http_client: httpx2.AsyncClient | None = None,
         max_attempts: int = 4,
         backoff: float = 0.5,
+        timeout: float = 600.0,
     ) -> None:
         if max_attempts < 1:
             raise DefinitionError("max_attempts", f"must be at least 1, got {max_attempts}")
@@ -145,75 +142,90 @@ class AnthropicModel(Model):
         self.name = f"anthropic/{model_name}"
         self.max_attempts = max_attempts
         self.backoff = backoff
-        self._given_client = client
-        self._client: anthropic.AsyncAnthropic | None = None
         self._api_key = api_key
         self._base_url = base_url
+        self._http = HttpClient(http_client, timeout=timeout)
+        self._endpoint: tuple[str, dict[str, str]] | None = None
 
-    def _get_client(self) -> anthropic.AsyncAnthropic:
-        import anthropic
+    @property
+    def base_url(self) -> str:
+        return (self._base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
 
-        if self._client is None:
-            if self._given_client is not None:
-                self._client = self._given_client.with_options(max_retries=0)
+    def _get_endpoint(self) -> tuple[str, dict[str, str]]:
+        """The URL and headers, resolved on the first request (the key may be a secret)."""
+        if self._endpoint is None:
+            headers = {"anthropic-version": API_VERSION, "accept": "text/event-stream"}
+            if key := self._api_key or resolve_api_key():
+                headers["x-api-key"] = key
+            elif token := os.environ.get(AUTH_TOKEN_ENV):
+                headers["authorization"] = f"Bearer {token}"
             else:
-                self._client = anthropic.AsyncAnthropic(
-                    api_key=self._api_key or resolve_api_key(),
-                    base_url=self._base_url,
-                    max_retries=0,
+                raise PermanentModelError(
+                    "anthropic: no API key: set ANTHROPIC_API_KEY or the stack's model secret",
+                    details={"status": None},
                 )
-        return self._client
+            self._endpoint = (f"{self.base_url}/v1/messages", headers)
+        return self._endpoint
+
+    @property
+    def timeout(self) -> float:
+        return self._http.timeout
 
     async def aclose(self) -> None:
         """Close the HTTP client this model built (a client passed in stays open)."""
-        if self._client is not None and self._given_client is None:
-            await self._client.close()
-        self._client = None
+        await self._http.aclose()
+
+    def request_body(self, request: ModelRequest) -> Json:
+        """The JSON body of a streamed Messages API request for `request`."""
+        body: Json = {
+            "model": self.model_name,
+            "max_tokens": request.settings.max_tokens,
+            "messages": to_anthropic_messages(request.messages, files=request.files),
+            "stream": True,
+        }
+        if request.system:
+            body["system"] = request.system
+        if request.tools:
+            body["tools"] = [_tool(spec) for spec in request.tools]
+            body["tool_choice"] = _tool_choice(request)
+        if request.settings.temperature is not None:
+            body["temperature"] = request.settings.temperature
+        return body
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         check_model_requests_allowed(self.name)
-        _import_sdk()
-        import anthropic
         import httpx2
-        from anthropic import omit
 
-        _redact_request_logs()
-        client = self._get_client()
-        messages = to_anthropic_messages(request.messages, files=request.files)
-        tools: list[ToolParam] = [_tool(spec) for spec in request.tools]
-        temperature = request.settings.temperature
+        client = self._http.get()
+        url, headers = self._get_endpoint()
+        body = self.request_body(request)
         attempt = 0
         while True:
             attempt += 1
             yielded = False
             try:
-                async with client.messages.stream(
-                    model=self.model_name,
-                    max_tokens=request.settings.max_tokens,
-                    messages=messages,
-                    system=request.system or omit,
-                    tools=tools or omit,
-                    tool_choice=_tool_choice(request) if tools else omit,
-                    extra_body={"temperature": temperature} if temperature is not None else None,
-                ) as events:
-                    async for event in events:
-                        delta = _delta(event)
-                        if delta is not None:
-                            yielded = True
-                            yield delta
-                    final = await events.get_final_message()
-            except (anthropic.APIError, httpx2.TransportError) as err:
-                error = to_model_error(err)
+                message = StreamedMessage()
+                async for data in post_events(
+                    client, url, body=body, headers=headers, provider="anthropic", error=error_response
+                ):
+                    for event in message.feed(data):
+                        yielded = True
+                        yield event
+                done = message.response()
+            except (ModelError, httpx2.HTTPError) as err:
+                error = err if isinstance(err, ModelError) else transport_error("anthropic", err)
                 if (
                     yielded
                     or not isinstance(error, TransientModelError)
                     or attempt >= self.max_attempts
                     or (error.retry_after or 0.0) > MAX_RETRY_AFTER
                 ):
+                    if error is err:
+                        raise
                     raise error from err
                 await asyncio.sleep(self._delay(attempt, error.retry_after))
                 continue
-            yield ResponseDone(response=_response(final))
+            yield ResponseDone(response=done)
             return
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -225,7 +237,7 @@ class AnthropicModel(Model):
 
 def to_anthropic_messages(
     messages: Sequence[Message], *, files: Mapping[str, bytes] | None = None
-) -> list[MessageParam]:
+) -> list[Json]:
     """Our history as Messages API turns: consecutive same-role messages merged, parts the
     API cannot take back (empty text, thinking without a signature) left out, tool results
     placed first in their user turn as the API requires, and each `FilePart` made a block
@@ -245,7 +257,7 @@ def to_anthropic_messages(
             turns[-1][1].extend(blocks)
         else:
             turns.append((message.role, blocks))
-    result: list[MessageParam] = []
+    result: list[Json] = []
     for role, blocks in turns:
         if role == "user":
             blocks.sort(key=lambda block: block["type"] != "tool_result")  # stable
@@ -320,7 +332,7 @@ def _attachment(
             return _note(part, "it is over the API's limit of 5 MB per image (base64-encoded)"), 0
         if encoded > room:
             return _note(part, _NO_ROOM), 0
-        image: ImageBlockParam = {
+        image: _Block = {
             "type": "image",
             "source": {"type": "base64", "media_type": actual, "data": _b64(data)},
         }
@@ -335,7 +347,7 @@ def _attachment(
             return _note(part, reason), 0
         if encoded > room:
             return _note(part, _NO_ROOM), 0
-        document: DocumentBlockParam = {
+        document: _Block = {
             "type": "document",
             "source": {"type": "base64", "media_type": "application/pdf", "data": _b64(data)},
         }
@@ -360,7 +372,7 @@ _INLINE_PREFIX = "[file "
 _NO_ROOM = "the request has no room left for it after more recent attachments"
 
 
-def _note(part: FilePart, reason: str) -> TextBlockParam:
+def _note(part: FilePart, reason: str) -> _Block:
     # Path, type, size and reason only: never anything of the content.
     media_type = _media_type(part)
     logger.info("file %s (%s) not shown to the model: %s", part.path, media_type, reason)
@@ -371,11 +383,11 @@ def _note(part: FilePart, reason: str) -> TextBlockParam:
     }
 
 
-def _tool(spec: ToolSpec) -> ToolParam:
+def _tool(spec: ToolSpec) -> Json:
     return {"name": spec.name, "description": spec.description, "input_schema": spec.parameters}
 
 
-def _tool_choice(request: ModelRequest) -> ToolChoiceParam:
+def _tool_choice(request: ModelRequest) -> Json:
     if request.tool_choice == "required":
         return {"type": "any"}
     if request.tool_choice == "none":
@@ -383,137 +395,9 @@ def _tool_choice(request: ModelRequest) -> ToolChoiceParam:
     return {"type": "auto"}
 
 
-def _delta(event: object) -> ModelEvent | None:
-    from anthropic.types import RawContentBlockDeltaEvent, RawContentBlockStartEvent, ToolUseBlock
-    from anthropic.types import TextDelta as SdkTextDelta
-    from anthropic.types import ThinkingDelta as SdkThinkingDelta
-
-    if isinstance(event, RawContentBlockStartEvent) and isinstance(
-        event.content_block, ToolUseBlock
-    ):
-        return ToolCallStarted(id=event.content_block.id, name=event.content_block.name)
-    if isinstance(event, RawContentBlockDeltaEvent):
-        if isinstance(event.delta, SdkTextDelta) and event.delta.text:
-            return TextDelta(text=event.delta.text)
-        if isinstance(event.delta, SdkThinkingDelta) and event.delta.thinking:
-            return ThinkingDelta(thinking=event.delta.thinking)
-    return None
-
-
-def _response(final: anthropic.types.Message) -> ModelResponse:
-    from anthropic.types import TextBlock, ThinkingBlock, ToolUseBlock
-
-    parts: list[Part] = []
-    for block in final.content:
-        if isinstance(block, TextBlock):
-            if block.text:
-                parts.append(TextPart(text=block.text))
-        elif isinstance(block, ThinkingBlock):
-            parts.append(ThinkingPart(thinking=block.thinking, signature=block.signature or None))
-        elif isinstance(block, ToolUseBlock):
-            parts.append(
-                ToolCallPart(id=block.id, name=block.name, arguments=dict(block.input or {}))
-            )
-    usage = final.usage
-    return ModelResponse(
-        message=Message(role="assistant", parts=parts),
-        usage=Usage(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_input_tokens or 0,
-            cache_write_tokens=usage.cache_creation_input_tokens or 0,
-            requests=1,
-        ),
-        stop_reason=final.stop_reason,
-        model=final.model,
-    )
-
-
-class _RedactFileContent(logging.Filter):
-    """The SDK logs each request's options at DEBUG, the JSON body included: with files
-    attached, that would write their bytes (as base64) and inlined text into the logs. This
-    filter writes them as their length instead, before any handler sees the record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, Mapping) and "json_data" in record.args:
-            record.args = _redacted(record.args)
-        return True
-
-
-def _redacted(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        if value.get("type") == "base64" and isinstance(data := value.get("data"), str):
-            return {**value, "data": f"<{len(data)} base64 characters>"}
-        text = value.get("text")
-        if isinstance(text, str) and text.startswith(_INLINE_PREFIX) and "\n" in text:
-            header = text.split("\n", 1)[0]
-            return {**value, "text": f"{header} <{len(text)} characters>"}
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(item) for item in value]
-    return value
-
-
-@functools.cache
-def _redact_request_logs() -> None:
-    logging.getLogger("anthropic._base_client").addFilter(_RedactFileContent())
-
-
-def _import_sdk() -> None:
-    """Import the SDK (on the first model request: most of a second) with the garbage
-    collector paused, as a handler's imports are (`functions`): about a tenth faster,
-    since everything it makes lives as long as the process."""
-    if "anthropic" in sys.modules:
-        return
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        import anthropic  # noqa: F401
-        import httpx2  # noqa: F401
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def to_model_error(err: Exception) -> ModelError:
-    """An SDK or transport failure as our error: `TransientModelError` for 408, 429, 5xx
-    and 529 (or the same errors as an SSE `error` event), connection failures and
-    timeouts; `PermanentModelError` (`ContextLengthExceeded` for a prompt too long) for
-    the other statuses; `ModelError` for anything else."""
-    import anthropic
-    import httpx2
-
-    if isinstance(err, anthropic.APIStatusError):
-        status = err.status_code
-        if status < 400:  # an `error` event inside a 200 stream
-            status = _ERROR_TYPE_STATUS.get(err.type or "", 500)
-        message = f"anthropic {status} {err.type or 'error'}: {err.api_message or err.message}"
-        if status in (408, 429) or status >= 500:
-            return TransientModelError(
-                message, status=status, retry_after=retry_after(err.response.headers)
-            )
-        details = {"status": status, "type": err.type, "request_id": err.request_id}
-        if status == 400 and "too long" in str(err.api_message or err.message).lower():
-            return ContextLengthExceeded(message, details=details)
-        return PermanentModelError(message, details=details)
-    if isinstance(err, anthropic.APIConnectionError | httpx2.TransportError):
-        return TransientModelError(f"anthropic connection failed: {err}", status=None)
-    return ModelError(f"anthropic: {err}", details={"status": None})
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds, as the API sends)."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            return max(0.0, float(headers[name]) * scale)
-        except (KeyError, ValueError):
-            continue
-    return None
-
-
 def resolve_api_key() -> str | None:
     """``ANTHROPIC_API_KEY``, else the secret named by ``AGENT_RUNTIME_MODEL_SECRET_ARN``,
-    else None (the SDK then tries its own credential sources)."""
+    else None (``ANTHROPIC_AUTH_TOKEN`` is then sent as a bearer token, if set)."""
     if key := os.environ.get("ANTHROPIC_API_KEY"):
         return key
     if ref := os.environ.get(SECRET_ENV):

@@ -46,7 +46,7 @@ def allow_model_requests(allow: bool = True) -> Iterator[None]:
 
 
 class ToolSpec(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     name: str
     description: str
@@ -54,14 +54,14 @@ class ToolSpec(BaseModel):
 
 
 class ModelSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     max_tokens: int = 4096
     temperature: float | None = None
 
 
 class ModelRequest(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     system: str | None = None
     messages: list[Message]
@@ -76,7 +76,7 @@ class ModelRequest(BaseModel):
 
 
 class ModelResponse(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     message: Message
     usage: Usage = Field(default_factory=Usage)
@@ -85,17 +85,20 @@ class ModelResponse(BaseModel):
 
 
 class TextDelta(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     type: Literal["text_delta"] = "text_delta"
     text: str
 
 
 class ThinkingDelta(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     type: Literal["thinking_delta"] = "thinking_delta"
     thinking: str
 
 
 class ToolCallStarted(BaseModel):
     """The model began a tool call (its arguments are still streaming)."""
+    model_config = ConfigDict(defer_build=True)
 
     type: Literal["tool_call_started"] = "tool_call_started"
     id: str
@@ -103,6 +106,7 @@ class ToolCallStarted(BaseModel):
 
 
 class ResponseDone(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     type: Literal["response_done"] = "response_done"
     response: ModelResponse
 
@@ -170,7 +174,7 @@ def _load_builtin_providers() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    # Imported lazily: the anthropic SDK is only loaded when an anthropic model is used.
+    # Imported lazily: a provider loads its HTTP client only when its model is called.
     from agent_runtime.models import test as _test
 
     # A provider the application registered first under the same prefix wins.

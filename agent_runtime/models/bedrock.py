@@ -57,7 +57,7 @@ from agent_runtime.errors import (
     TransientModelError,
 )
 from agent_runtime.messages import Message, Part, TextPart, ThinkingPart, ToolCallPart, Usage
-from agent_runtime.models.anthropic import retry_after
+from agent_runtime.models.anthropic_stream import retry_after
 from agent_runtime.models.base import (
     Model,
     ModelEvent,

@@ -67,7 +67,6 @@ from urllib.parse import urlsplit
 from agent_runtime.errors import (
     DefinitionError,
     ModelError,
-    PermanentModelError,
     TransientModelError,
 )
 from agent_runtime.messages import FilePart, Message, Part, TextPart, ToolCallPart, ToolResultPart
@@ -81,7 +80,8 @@ from agent_runtime.models.base import (
     check_model_requests_allowed,
 )
 from agent_runtime.models.keys import api_key_from_secret, secret_ref
-from agent_runtime.models.openai_stream import StreamedTurn, error_object, sse_data, to_model_error
+from agent_runtime.models.openai_stream import StreamedTurn, error_object, to_model_error
+from agent_runtime.models.sse import HttpClient, post_events, transport_error
 
 if TYPE_CHECKING:
     import httpx2
@@ -131,14 +131,12 @@ class OpenAIModel(Model):
         self.name = f"openai/{model_name}"
         self.max_attempts = max_attempts
         self.backoff = backoff
-        self.timeout = timeout
         self.sleep = sleep
         self._api_key = api_key
         self._base_url = base_url
         self._max_tokens_field = max_tokens_field
         self._pdf_files = pdf_files
-        self._given_client = http_client
-        self._client: httpx2.AsyncClient | None = None
+        self._http = HttpClient(http_client, timeout=timeout)
         self._endpoint: tuple[str, dict[str, str]] | None = None
 
     @property
@@ -150,15 +148,6 @@ class OpenAIModel(Model):
         """Whether the server is OpenAI's own API (which takes its newest fields)."""
         return urlsplit(self.base_url).hostname == "api.openai.com"
 
-    def _get_client(self) -> httpx2.AsyncClient:
-        import httpx2
-
-        if self._client is None:
-            self._client = self._given_client or httpx2.AsyncClient(
-                timeout=httpx2.Timeout(self.timeout, connect=10.0)
-            )
-        return self._client
-
     def _get_endpoint(self) -> tuple[str, dict[str, str]]:
         """The URL and headers, resolved on the first request (the key may be a secret)."""
         if self._endpoint is None:
@@ -167,11 +156,13 @@ class OpenAIModel(Model):
             self._endpoint = (f"{self.base_url}/chat/completions", headers)
         return self._endpoint
 
+    @property
+    def timeout(self) -> float:
+        return self._http.timeout
+
     async def aclose(self) -> None:
         """Close the HTTP client this model built (a client passed in stays open)."""
-        if self._client is not None and self._given_client is None:
-            await self._client.aclose()
-        self._client = None
+        await self._http.aclose()
 
     def request_body(self, request: ModelRequest) -> Json:
         """The JSON body of a streamed Chat Completions request for `request`."""
@@ -199,7 +190,7 @@ class OpenAIModel(Model):
         check_model_requests_allowed(self.name)
         import httpx2
 
-        client = self._get_client()
+        client = self._http.get()
         url, headers = self._get_endpoint()
         body = self.request_body(request)
         attempt = 0
@@ -207,28 +198,18 @@ class OpenAIModel(Model):
             attempt += 1
             yielded = False
             try:
-                async with client.stream("POST", url, json=body, headers=headers) as response:
-                    if response.status_code >= 400:
-                        await response.aread()
-                        raise to_model_error(
-                            response.status_code, error_object(response.content), response.headers
-                        )
-                    kind = response.headers.get("content-type", "")
-                    if "text/event-stream" not in kind:
-                        raise ModelError(
-                            f"openai: expected an event stream, got {kind or 'no content type'}",
-                            details={"status": response.status_code},
-                        )
-                    turn = StreamedTurn()
-                    async for data in sse_data(response.aiter_lines()):
-                        for event in turn.feed(data):
-                            yielded = True
-                            yield event
-                    for event in turn.close():
+                turn = StreamedTurn()
+                async for data in post_events(
+                    client, url, body=body, headers=headers, provider="openai", error=_error_response
+                ):
+                    for event in turn.feed(data):
                         yielded = True
                         yield event
+                for event in turn.close():
+                    yielded = True
+                    yield event
             except (ModelError, httpx2.HTTPError) as err:
-                error = err if isinstance(err, ModelError) else _transport_error(err)
+                error = err if isinstance(err, ModelError) else transport_error("openai", err)
                 if (
                     yielded
                     or not isinstance(error, TransientModelError)
@@ -411,11 +392,5 @@ def tool_choice(choice: str) -> str | Json:
     return {"type": "function", "function": {"name": choice}}
 
 
-def _transport_error(err: Exception) -> ModelError:
-    import httpx2
-
-    if isinstance(err, httpx2.UnsupportedProtocol):
-        return PermanentModelError(f"openai: bad base URL: {err}", details={"status": None})
-    if isinstance(err, httpx2.TransportError):
-        return TransientModelError(f"openai connection failed: {type(err).__name__}: {err}")
-    return ModelError(f"openai: {type(err).__name__}: {err}", details={"status": None})
+def _error_response(status: int, body: bytes, headers: Mapping[str, str]) -> ModelError:
+    return to_model_error(status, error_object(body), headers)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from time import time
@@ -44,6 +44,7 @@ from agent_runtime.models.base import (
     ThinkingDelta,
     ToolCallStarted,
 )
+from agent_runtime.models.sse import sse_data
 
 __all__ = ["StreamedTurn", "error_object", "retry_after", "sse_data", "to_model_error", "to_usage"]
 
@@ -60,26 +61,6 @@ _ERROR_STATUS = {
     "tokens": 429,
     "requests": 429,
 }
-
-
-async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The data of each server-sent event, until ``[DONE]``: ``data:`` lines joined, an
-    event ended by a blank line (or the end of the stream); comments and other fields
-    (``event:``, ``id:``) skipped."""
-    data: list[str] = []
-    async for line in lines:
-        if line:
-            field, _, value = line.partition(":")
-            if field == "data":
-                data.append(value.removeprefix(" "))
-            continue
-        if data:
-            payload, data = "\n".join(data), []
-            if payload == "[DONE]":
-                return
-            yield payload
-    if data and (payload := "\n".join(data)) != "[DONE]":
-        yield payload
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""A local fake of the Anthropic Messages API that the real ``anthropic`` SDK can talk to.
+"""A local fake of the Anthropic Messages API, for the ``anthropic/`` provider (or any client).
 
 One behaviour, two ways in:
 
@@ -6,7 +6,7 @@ One behaviour, two ways in:
 
       fake = FakeAnthropic(["Hello!", Reply([ToolUse("search", {"q": "x"})])])
       http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(fake.handler))
-      client = anthropic.AsyncAnthropic(api_key="test", base_url="http://fake", http_client=http_client)
+      model = AnthropicModel("claude-haiku-4-5", api_key="test", base_url="http://fake", http_client=http_client)
 
 - `FakeAnthropicServer` serves it on 127.0.0.1 (a free port) from a thread, for code that
   only takes ``ANTHROPIC_BASE_URL``, such as a local stack::

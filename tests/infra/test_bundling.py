@@ -19,7 +19,7 @@ from infra.constructs.functions import ARCHITECTURE, RUNTIME
 def _project(root: Path) -> Path:
     files = {
         "pyproject.toml": '[project]\nname = "x"\ndependencies = ["pydantic>=2", "boto3>=1.40", "httpx>=0.28", '
-        '"Aws_Lambda-Powertools[tracer]>=3", "botocore", "anthropic>=2,<3", "httpx2"]\n',
+        '"Aws_Lambda-Powertools[tracer]>=3", "botocore", "httpx2"]\n',
         "agent_runtime/__init__.py": "",
         "agent_runtime/loop.py": "X = 1\n",
         "agent_runtime/__pycache__/loop.cpython-311.pyc": "bytecode",
@@ -87,7 +87,6 @@ def test_requirements_leave_out_what_lambda_provides(tmp_path: Path) -> None:
     assert bundling.runtime_requirements(root) == [
         "pydantic>=2",
         "Aws_Lambda-Powertools[tracer]>=3",
-        "anthropic>=2,<3",
         "httpx2",
     ]
 
@@ -95,7 +94,7 @@ def test_requirements_leave_out_what_lambda_provides(tmp_path: Path) -> None:
 def test_the_model_sdk_is_split_from_the_common_requirements(tmp_path: Path) -> None:
     root = _project(tmp_path)
     assert bundling.common_requirements(root) == ["pydantic>=2", "Aws_Lambda-Powertools[tracer]>=3"]
-    assert bundling.model_requirements(root) == ["anthropic>=2,<3", "httpx2"]
+    assert bundling.model_requirements(root) == ["httpx2"]
 
 
 def test_pip_for_this_machine_selects_no_platform(tmp_path: Path) -> None:
@@ -157,6 +156,9 @@ def test_dependency_layers_ship_bytecode_without_sources_or_install_records(tmp_
             "pydantic-2.14.3.dist-info/licenses/LICENSE": "MIT",
             "pydantic-2.14.3.dist-info/sboms/pydantic.cyclonedx.json": "{}",
             "typing_extensions.py": "X = 1\n",
+            "aws_lambda_powertools/event_handler/openapi/swagger_ui/html.py": "",
+            "aws_lambda_powertools/event_handler/openapi/swagger_ui/swagger-ui-bundle.min.js": "js",
+            "aws_lambda_powertools/event_handler/openapi/swagger_ui/swagger-ui.min.css": "css",
         }
         for name, text in files.items():
             (site / name).parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +167,7 @@ def test_dependency_layers_ship_bytecode_without_sources_or_install_records(tmp_
     site = bundling.build_dependencies(root, run=fake_pip, target=LOCAL) / "python"
     shipped = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
     assert shipped == [
+        "aws_lambda_powertools/event_handler/openapi/swagger_ui/html.pyc",
         "pydantic-2.14.3.dist-info/METADATA",
         "pydantic-2.14.3.dist-info/licenses/LICENSE",
         "pydantic/__init__.pyc",
@@ -199,21 +202,21 @@ def test_model_layer_holds_only_what_the_common_layer_lacks(tmp_path: Path) -> N
         calls.append(command)
         target = Path(command[command.index("--target") + 1])
         _install(target, "pydantic", "pydantic-2.14.3.dist-info", "typing_extensions.py")
-        if "anthropic>=2,<3" in command:  # the SDK brings the common packages again
-            _install(target, "anthropic", "anthropic-2.11.0.dist-info", "httpx2", "boto3")
+        if "httpx2" in command:  # the client brings the common packages again
+            _install(target, "httpx2", "httpx2-2.16.2.dist-info", "anyio", "boto3")
 
     common = bundling.build_dependencies(root, run=fake_pip, target=LOCAL)
     model = bundling.build_model_dependencies(root, run=fake_pip, target=LOCAL)
     assert bundling.build_model_dependencies(root, run=fake_pip, target=LOCAL) == model
     assert len(calls) == 2  # the common layer once, the model layer once
     # Resolved with the common layer's exact versions, so the two layers agree.
-    assert calls[1][-3:] == ["anthropic>=2,<3", "httpx2", "pydantic==2.14.3"]
+    assert calls[1][-2:] == ["httpx2", "pydantic==2.14.3"]
     # typing_extensions is compiled in the common layer (typing_extensions.pyc): still
     # recognized as the same module, so the model layer leaves it out.
     assert sorted(p.name for p in (model / "python").iterdir()) == [
-        "anthropic",
-        "anthropic-2.11.0.dist-info",
+        "anyio",
         "httpx2",
+        "httpx2-2.16.2.dist-info",
     ]
     assert (common / "python" / "pydantic").is_dir()
     assert (common / "python" / "typing_extensions.pyc").is_file()
@@ -232,8 +235,8 @@ def test_real_dependency_layers_split_the_model_sdk_and_leave_out_what_lambda_pr
     common = names(bundling.build_dependencies())
     model = names(bundling.build_model_dependencies())
     assert {"pydantic", "pydantic_core", "aws_lambda_powertools", "httpx"} <= common
-    assert {"anthropic", "httpx2", "jiter"} <= model
-    assert not common & {"anthropic", "httpx2"}
+    assert {"httpx2", "anyio"} <= model and "anthropic" not in model
+    assert "httpx2" not in common
     assert not common & model
     assert not (common | model) & bundling.PROVIDED_BY_LAMBDA
     # Every handler but the worker gets the common layer alone: it must stay small.

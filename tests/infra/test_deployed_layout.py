@@ -33,9 +33,9 @@ handler = getattr(importlib.import_module(module), attribute)
 from agent_runtime.registry import discover
 agents = discover("agents").names()
 try:
-    import anthropic
-    anthropic.AsyncAnthropic(api_key="sk-never-used")
-    sdk = anthropic.__file__
+    import httpx2
+    httpx2.AsyncClient()
+    sdk = httpx2.__file__
 except ImportError:
     sdk = None
 print(json.dumps({{

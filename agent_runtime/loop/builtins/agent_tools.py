@@ -27,7 +27,7 @@ from agent_runtime.models.base import ToolSpec
 
 
 class AgentToolArguments(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     input: str = Field(min_length=1)
 

@@ -34,7 +34,7 @@ FIND_LIMIT = 200
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
 
 class ReadArgs(_Args):

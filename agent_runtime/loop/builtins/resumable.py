@@ -40,7 +40,7 @@ CREATE_TOOL, MESSAGE_TOOL = RESUMABLE_TOOLS
 
 
 class MessageArguments(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     ref: str = Field(min_length=1, max_length=64)
     message: str = Field(min_length=1)

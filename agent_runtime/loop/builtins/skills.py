@@ -19,7 +19,7 @@ LOAD_SKILL = "load_skill"
 
 
 class LoadArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     name: str
     file: str | None = Field(None, description="One of the skill's files, instead of its instructions.")

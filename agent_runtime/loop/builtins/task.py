@@ -54,7 +54,7 @@ MAX_ATTACHMENTS = 20
 
 
 class TaskArguments(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     agent: str
     prompt: str = Field(min_length=1)
