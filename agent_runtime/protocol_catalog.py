@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent_runtime.events import iso
 from agent_runtime.ports import InstancePage as StoredInstancePage
@@ -32,6 +32,8 @@ class SubmissionsQuery(_Query):
 
 
 class InstanceSummary(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     last_activity: Timestamp = Field(description="The last admission or settle.")
     status: Literal["idle", "queued", "running", "waiting"]
@@ -40,6 +42,8 @@ class InstanceSummary(BaseModel):
 
 
 class InstancesPage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     instances: list[InstanceSummary] = Field(description="Most recent activity first.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
 
@@ -61,25 +65,35 @@ class InstancesPage(BaseModel):
 
 
 class SubmissionsPage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     submissions: list[Submission] = Field(description="In admission order.")
     next: int | None = Field(description="Pass as `after` for the next page; null on the last one.")
 
 
 class AgentListing(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     description: str | None
 
 
 class AgentsList(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     agents: list[AgentListing] = Field(description="The agents this caller's credentials reach, by name.")
 
 
 class ToolView(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     description: str
 
 
 class SubagentView(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     agent: str = Field(description="The agent its children run as.")
     description: str
@@ -88,16 +102,22 @@ class SubagentView(BaseModel):
 
 
 class HandoffView(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     description: str | None
 
 
 class SkillView(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     description: str
 
 
 class DeclaredVariable(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     secret: bool
     required: bool
@@ -105,6 +125,8 @@ class DeclaredVariable(BaseModel):
 
 
 class AgentDescription(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     description: str | None
     model: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent_runtime.effects import EffectRecord
 from agent_runtime.events import iso
@@ -12,6 +12,8 @@ from agent_runtime.protocol import Timestamp, _Query
 
 
 class EffectView(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     name: str
     args: dict[str, Any]
@@ -38,6 +40,8 @@ class EffectView(BaseModel):
 
 
 class EffectsList(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     effects: list[EffectView] = Field(description="Soonest due first.")
 
 

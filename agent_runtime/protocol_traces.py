@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class TraceSpan(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     span_id: str = Field(description="16 hex digits")
     parent_span_id: str | None = Field(description="None for the root of the trace")
     name: str = Field(description="invoke_agent {agent}, attempt {n}, turn {n}, chat {model}, execute_tool {tool}")
@@ -25,6 +27,8 @@ class TraceSpan(BaseModel):
 
 
 class Trace(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     trace_id: str = Field(description="32 hex digits (W3C): the id to look it up by in X-Ray")
     spans: list[TraceSpan]
 
