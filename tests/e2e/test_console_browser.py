@@ -136,6 +136,8 @@ def test_the_console_prompts_streams_traces_and_cancels_effects(
 
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.set_default_timeout(TIMEOUT_MS)
+    errors: list[Any] = []
+    page.on("pageerror", lambda error: errors.append(error))
     page.goto(f"{stack.url}/console/")
     expect(page.get_by_role("heading", name="Agents")).to_be_visible()
     expect(page.get_by_role("region", name="weather")).to_contain_text("Tells tomorrow's weather.")
@@ -169,3 +171,4 @@ def test_the_console_prompts_streams_traces_and_cancels_effects(
     expect(page.locator("#answer")).to_have_text("The forecast says sunny in Porto. Have a good day!")
     expect(page.get_by_role("region", name="Effects").locator("tr[data-effect]", has_text="cancelled")).to_have_count(2)
     page.close()
+    assert not errors, errors
