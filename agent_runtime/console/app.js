@@ -63,14 +63,15 @@ function failure(error) {
   return h("p", { class: "error", role: "alert" }, error.message);
 }
 
-// A panel filled by `load`, showing `missing` instead on a 404 (routes this deployment lacks).
+// A panel filled by `load`, showing `missing` instead on a 404 (routes this deployment lacks);
+// `reload(notice)` refills it with `notice` (an element) above the content.
 function panel(title, load, missing) {
   const body = h("div", {}, h("p", { class: "muted" }, "loading…"));
   const el = section(title, body);
-  el.reload = async () => {
+  el.reload = async (notice) => {
     try {
       const content = await load();
-      body.replaceChildren(content);
+      body.replaceChildren(...[notice, content].filter(Boolean));
     } catch (error) {
       body.replaceChildren(error.status === 404 && missing ? h("p", { class: "muted" }, missing) : failure(error));
     }
@@ -154,16 +155,56 @@ function usageCost(result) {
   return `${usage.input_tokens || 0} in / ${usage.output_tokens || 0} out${cost}`;
 }
 
+const duration = (s) => (s < 1 ? `${(s * 1000).toFixed(0)} ms` : `${s.toFixed(2)} s`);
+
+// A span's tokens, from the GenAI conventions' gen_ai.usage.* attributes ("" when it has none).
+function spanTokens(attributes) {
+  const input = attributes["gen_ai.usage.input_tokens"];
+  const output = attributes["gen_ai.usage.output_tokens"];
+  return input === undefined && output === undefined ? "" : `${input ?? 0} in / ${output ?? 0} out tokens`;
+}
+
+// The spans as a tree, each child under its parent by start time, with its depth; a span
+// whose parent is not in the list (the submission's own) is a root.
+function spanTree(spans) {
+  const byId = new Map(spans.map((s) => [s.span_id, s]));
+  const children = new Map();
+  const roots = [];
+  for (const s of spans.slice().sort((a, b) => a.start - b.start)) {
+    if (s.parent_span_id && byId.has(s.parent_span_id) && s.parent_span_id !== s.span_id) {
+      if (!children.has(s.parent_span_id)) children.set(s.parent_span_id, []);
+      children.get(s.parent_span_id).push(s);
+    } else roots.push(s);
+  }
+  const rows = [];
+  const walk = (s, depth) => {
+    const kids = children.get(s.span_id) || [];
+    rows.push({ span: s, depth, kids });
+    kids.forEach((c) => walk(c, depth + 1));
+  };
+  roots.forEach((s) => walk(s, 0));
+  return rows;
+}
+
+// Bars placed from the submission span's start (it begins when the submission was accepted)
+// to the last span's end; the part of a submission before its first attempt, its wait in the
+// queue, is drawn lighter. Hovering a row shows its attributes.
 function waterfall(spans) {
   if (!spans.length) return h("p", { class: "muted" }, "no spans");
-  const start = Math.min(...spans.map((s) => s.start));
-  const total = Math.max(...spans.map((s) => s.end)) - start || 1;
-  const depth = (span) => { let d = 0; let p = span; const byId = Object.fromEntries(spans.map((s) => [s.span_id, s]));
-    while (p && p.parent_span_id && byId[p.parent_span_id] && d < 20) { p = byId[p.parent_span_id]; d += 1; } return d; };
-  return h("div", { class: "waterfall", role: "list" }, spans.slice().sort((a, b) => a.start - b.start).map((s) =>
-    h("div", { class: "row", role: "listitem", title: JSON.stringify(s.attributes || {}) },
-      h("span", { style: `padding-left:${depth(s)}rem` }, `${s.name} (${((s.end - s.start) * 1000).toFixed(0)} ms)`),
-      h("div", { class: "track" }, h("div", { class: "bar", style: `left:${((s.start - start) / total) * 100}%;width:${((s.end - s.start) / total) * 100}%` })))));
+  const rows = spanTree(spans);
+  const origin = rows[0].span.start;
+  const total = Math.max(...spans.map((s) => s.end)) - origin || 1;
+  const pct = (t) => `${Math.max(0, Math.min(100, (t / total) * 100)).toFixed(2)}%`;
+  return h("div", { class: "waterfall", role: "list" }, rows.map(({ span: s, depth, kids }) => {
+    const attributes = s.attributes || {};
+    const queued = attributes["agent_runtime.span"] === "submission" && kids.length ? Math.max(0, kids[0].start - s.start) : 0;
+    const details = Object.entries(attributes).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n");
+    return h("div", { class: "row", role: "listitem", "data-span": s.name, title: details },
+      h("span", { class: "name", style: `padding-left:${depth}rem` }, s.name),
+      h("div", { class: "track" }, h("div", { class: `bar span-${attributes["agent_runtime.span"] || "other"}`, style: `left:${pct(s.start - origin)};width:${pct(s.end - s.start)}` }),
+        queued ? h("div", { class: "bar queued", style: `left:${pct(s.start - origin)};width:${pct(queued)}` }) : null),
+      h("span", { class: "meta" }, duration(s.end - s.start), queued ? ` (queued ${duration(queued)})` : "", spanTokens(attributes) ? ` · ${spanTokens(attributes)}` : ""));
+  }));
 }
 
 function submissionsTable(base, submissions, traces) {
@@ -279,7 +320,9 @@ function chat(name, id, stream, refresh) {
   stream.onFrame = (frame) => { if (frame.type === "accepted" && frame.submission) current = frame.submission.id; };
   const onEvent = (event) => {
     if (current && event.submission_id && event.submission_id !== current) return;
-    if (event.type === "submission_queued" && !current) current = event.submission_id;
+    if (event.type === "submission_queued" && !current) { // another client's, or a replayed one: show it alone
+      current = event.submission_id; answer.textContent = ""; tools.replaceChildren();
+    }
     if (event.type === "text_delta") answer.append(event.text);
     if (event.type === "tool_start") tools.append(h("div", { class: "tool", "data-call": event.call_id }, `tool ${event.name} `, h("code", {}, JSON.stringify(event.arguments))));
     if (event.type === "tool_call") {
@@ -296,15 +339,43 @@ function chat(name, id, stream, refresh) {
   return { el: section("Chat", form, state, h("h3", {}, "Answer"), answer, h("h3", {}, "Tool calls"), tools), onEvent };
 }
 
+// The instance's effects, soonest due first; a scheduled one has Cancel, which refreshes the
+// list and, when the effect fired or was cancelled meanwhile (409), says so above it.
+function effectsPanel(base) {
+  const cancel = async (effect) => {
+    let notice = null;
+    try { await api(`${base}/effects/${enc(effect.id)}`, { method: "DELETE" }); }
+    catch (error) { notice = failure(error); }
+    el.reload(notice);
+  };
+  const row = (e) => h("tr", { "data-effect": e.id },
+    h("td", {}, h("code", {}, e.name)), h("td", {}, h("code", {}, JSON.stringify(e.args))),
+    h("td", { class: `status-${e.status}` }, e.status), h("td", {}, when(e.due_at)),
+    h("td", {}, e.status === "scheduled" ? h("button", { type: "button", class: "danger", onclick: () => cancel(e) }, "Cancel")
+      : e.status === "fired" ? [`fired ${when(e.fired_at)} as `, h("code", {}, e.submission_id || "…")] : `cancelled ${when(e.cancelled_at)}`));
+  const el = panel("Effects", async () => {
+    const { effects } = await api(`${base}/effects`);
+    return effects.length ? h("table", { id: "effects" }, h("thead", {}, h("tr", {}, ["name", "args", "status", "due", ""].map((c) => h("th", {}, c)))),
+      h("tbody", {}, effects.map(row))) : h("p", { class: "muted" }, "no effects");
+  }, "no effects route on this deployment");
+  return el;
+}
+
 async function instancePage(name, id, ref) {
   const parent = `/agents/${enc(name)}/${enc(id)}`;
   const base = ref ? `${parent}/children/${enc(ref)}` : parent;
   const agent = ref ? null : await api(`/agents/${enc(name)}`);
-  const trace = h("div", {}, h("p", { class: "muted" }, "choose a submission's Trace"));
-  const showTrace = async (sid) => {
-    trace.replaceChildren(h("p", { class: "muted" }, `trace of ${sid}…`));
-    try { trace.replaceChildren(h("p", {}, h("code", {}, sid)), waterfall((await api(`${base}/submissions/${enc(sid)}/trace`)).spans)); }
-    catch (error) { trace.replaceChildren(error.status === 404 ? h("p", { class: "muted" }, "no trace") : failure(error)); }
+  // Traces are read by the parent instance's route: a child's spans are in its parent's trace.
+  const trace = h("div", {}, h("p", { class: "muted" }, ref ? "a child's spans are in its parent submission's trace" : "choose a submission's Trace"));
+  let traced = null;
+  const showTrace = ref ? null : async (sid, quietly) => {
+    traced = sid;
+    if (!quietly) trace.replaceChildren(h("p", { class: "muted" }, `trace of ${sid}…`));
+    try {
+      const found = await api(`${base}/submissions/${enc(sid)}/trace`);
+      if (traced !== sid) return; // another submission's Trace was chosen meanwhile
+      trace.replaceChildren(h("p", {}, "submission ", h("code", {}, sid), " · trace ", h("code", {}, found.trace_id)), waterfall(found.spans));
+    } catch (error) { trace.replaceChildren(error.status === 404 ? h("p", { class: "muted" }, `no trace of ${sid} (yet)`) : failure(error)); }
   };
   const submissions = panel("Submissions", async () => {
     if (ref) {
@@ -316,7 +387,8 @@ async function instancePage(name, id, ref) {
   submissions.classList.add("wide");
   const history = panel("History (session default)", async () => historyView((await api(`${base}/sessions/default/messages?limit=500`)).messages));
   const events = h("div", { class: "log", id: "events", role: "log" });
-  const refresh = () => { submissions.reload(); history.reload(); };
+  const effects = ref ? null : effectsPanel(base);
+  const refresh = () => { submissions.reload(); history.reload(); if (effects) effects.reload(); };
   const traceSection = section("Trace", trace);
   traceSection.classList.add("wide");
   const sections = [submissions, traceSection];
@@ -326,11 +398,14 @@ async function instancePage(name, id, ref) {
       events.append(h("div", {}, `${event.offset} ${event.type}${event.text ? " " + event.text : ""}${event.name ? " " + event.name : ""}`));
       events.scrollTop = events.scrollHeight;
       if (talk) talk.onEvent(event);
+      // The last spans of a run are written before its `idle`: a trace read earlier is redrawn.
+      if (event.type === "idle" && traced) showTrace(traced, true);
     }, agent.websocket);
     talk = chat(name, id, live, refresh);
     talk.el.classList.add("wide");
     sections.unshift(talk.el);
-    sections.push(section(`Live events (${live.mode})`, events), history,
+    effects.classList.add("wide");
+    sections.push(effects, section(`Live events (${live.mode})`, events), history,
       panel("Children", async () => {
         const { children } = await api(`${base}/children?limit=100`);
         return children.length ? h("ul", { class: "tree" }, children.map((c) => h("li", {},
@@ -340,11 +415,6 @@ async function instancePage(name, id, ref) {
         const { files } = await api(`${base}/files?limit=100`);
         return files.length ? h("ul", { class: "files" }, await Promise.all(files.map((f) => filePreview(base, f)))) : h("p", { class: "muted" }, "no files");
       }),
-      panel("Effects", async () => {
-        const { effects } = await api(`${base}/effects`);
-        return effects.length ? h("table", {}, h("tbody", {}, effects.map((e) => h("tr", {}, h("td", {}, e.name), h("td", {}, h("code", {}, JSON.stringify(e.args))),
-          h("td", {}, when(typeof e.due_at === "number" ? new Date(e.due_at * 1000).toISOString() : e.due_at)), h("td", {}, e.status))))) : h("p", { class: "muted" }, "no effects");
-      }, "no effects route on this deployment"),
       panel("Variables", async () => {
         const { variables } = await api(`${base}/variables`);
         return list(variables, (v) => [h("code", {}, v.name), v.secret ? " (secret)" : "", v.set ? (v.secret ? " set, value hidden" : ` = ${v.value}`) : " not set"]);
