@@ -18,6 +18,7 @@ from agent_runtime.adapters.aws.dynamodb_items import (
     _cancel_reasons,
     _code,
     _int,
+    _journal,
     _key,
     _n,
     _old_item,
@@ -203,7 +204,7 @@ class DynamoDBAttempts(TablePort):
         messages: list[Message] | None = None,
     ) -> None:
         condition, values = self._fence_condition(fence, honour_abort=True)
-        name, journal_attr = await self.items.json_attr(fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json")
+        name, journal_attr = await self.items.json_attr(fence.instance, "journal", _journal(journal), f"journal/{fence.sequence:010d}.json")
         update: Item = {
             "TableName": self.table,
             "Key": _key(fence.instance, _sub(fence.sequence)),
@@ -252,7 +253,7 @@ class DynamoDBAttempts(TablePort):
             values[":error"] = attr
         if journal is not None:
             name, attr = await self.items.json_attr(
-                fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json"
+                fence.instance, "journal", _journal(journal), f"journal/{fence.sequence:010d}.json"
             )
             sets.append("#journal = :journal")
             names["#journal"] = name
@@ -276,7 +277,7 @@ class DynamoDBAttempts(TablePort):
     async def suspend(self, fence: Fence, journal: Journal, *, reason: str, now: float) -> None:
         condition, values = self._fence_condition(fence, honour_abort=True)
         name, journal_attr = await self.items.json_attr(
-            fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json"
+            fence.instance, "journal", _journal(journal), f"journal/{fence.sequence:010d}.json"
         )
         try:
             await offload(
@@ -369,7 +370,7 @@ class DynamoDBAttempts(TablePort):
         sets = ["#status = :settled", "outcome = :outcome", "settled_at = :now"]
         names = {"#status": "status"}
         values: Item = {":settled": _s("settled"), ":outcome": _s(outcome.value), ":now": _n(now), ":id": _s(submission_id)}
-        for attr, value in (("result", result), ("error", error), ("journal", journal.model_dump(mode="json") if journal else None)):
+        for attr, value in (("result", result), ("error", error), ("journal", _journal(journal) if journal else None)):
             if value is not None:
                 name, encoded = await self.items.json_attr(instance, attr, value, f"{attr}s/{seq:010d}.json")
                 sets.append(f"#{attr} = :{attr}")
