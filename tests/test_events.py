@@ -90,7 +90,44 @@ async def test_large_batches_are_stored_in_several_items_and_read_back_whole(bac
     if backend.kind == "moto":
         items = backend.clients["dynamodb"].scan(TableName=backend.resources.table)["Items"]  # type: ignore[union-attr]
         assert sum(1 for i in items if i["sk"]["S"].startswith("EV#")) > 1
-        assert max(len(i["events"]["S"]) for i in items if "events" in i) < 128 * 1024
+        stored_sizes = [len(i["events"]["S"] if "events" in i else i["events_z"]["B"]) for i in items if i["sk"]["S"].startswith("EV#")]
+        assert max(stored_sizes) < 128 * 1024
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+async def test_a_turns_batch_is_stored_compressed_below_a_kilobyte(backend: Backend, clock: FakeClock) -> None:
+    # DynamoDB bills a write per KB: a turn's few KB of events, mostly repeated keys, fit one.
+    log = backend.events
+    assert isinstance(log, DynamoDBEventLog) and backend.resources
+    small = await log.append(ONE, [idle()], now=clock())
+    turn = await log.append(ONE, [delta(f"word {n} ") for n in range(12)], now=clock())
+    items = backend.clients["dynamodb"].scan(TableName=backend.resources.table)["Items"]
+    batches = {i["sk"]["S"]: i for i in items if i["sk"]["S"].startswith("EV#")}
+    assert len(batches) == 2
+    first, second = (batches[k] for k in sorted(batches))
+    assert "events" in first and "events_z" not in first
+    assert "events_z" in second and "events" not in second and len(second["events_z"]["B"]) < 1024
+    page = await log.read(ONE, after=small[0].offset - 1, limit=100, now=clock())
+    assert [e.model_dump() for e in page.events] == [e.model_dump() for e in small + turn]
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+async def test_a_batch_stored_as_plain_json_reads_back(backend: Backend, clock: FakeClock) -> None:
+    log = backend.events
+    assert isinstance(log, DynamoDBEventLog) and backend.resources
+    batch = [ev.with_offset(delta(f"word {n} "), 100 + n) for n in range(12)]
+    backend.clients["dynamodb"].put_item(
+        TableName=backend.resources.table,
+        Item={
+            "pk": {"S": "I#bot/one"},
+            "sk": {"S": f"EV#{100:016d}"},
+            "last": {"N": str(batch[-1].offset)},
+            "events": {"S": ev.encode_events(batch)},
+            "expires_at": {"N": str(int(clock() + 3600))},
+        },
+    )
+    page = await log.read(ONE, after=99, limit=100, now=clock())
+    assert [e.model_dump() for e in page.events] == [e.model_dump() for e in batch]
 
 
 async def test_connections_are_found_both_ways(backend: Backend, clock: FakeClock) -> None:

@@ -18,6 +18,7 @@ from agent_runtime.adapters.aws.dynamodb_items import (
     _cancel_reasons,
     _code,
     _int,
+    _journal,
     _key,
     _n,
     _old_item,
@@ -32,7 +33,8 @@ from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Claim, Fence, Journal, Outcome, sequence_of
 from agent_runtime.messages import Message, ToolResultPart
 
-#: How many (instance -> next_seq seen at claim) hints a store keeps; see `settle`.
+#: How many (instance -> next_seq seen at claim) and (instance -> head) hints a store
+#: keeps; see `settle` and `claim_head`.
 _CLAIM_HINTS = 4096
 
 
@@ -42,62 +44,102 @@ class DynamoDBAttempts(TablePort):
         # instance key -> (sequence claimed, next_seq read by that claim): lets `settle`
         # know whether more work was admitted without reading META again.
         self._claimed: dict[str, tuple[int, int]] = {}
+        # instance key -> (head, next_seq at least) after a fenced settle here moved the
+        # head: the next `claim_head` of a warm worker goes straight to that item.
+        self._heads: dict[str, tuple[int, int]] = {}
 
     async def claim_head(
         self, instance: InstanceRef, *, attempt_id: str, now: float, lease_seconds: float
     ) -> Claim:
+        hint = self._heads.pop(instance.key, None)
+        if hint is not None:
+            claim = await self._claim_hinted(instance, hint, attempt_id=attempt_id, now=now, lease_seconds=lease_seconds)
+            if claim is not None:
+                return claim
         meta = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True)).get("Item")
         if meta is None:
             return Claim("idle", None, 0)
         head, next_seq = _int(meta, "head"), _int(meta, "next_seq")
         while head < next_seq:
-            try:
-                item = (await offload(
-                    self.client.update_item,
-                    TableName=self.table,
-                    Key=_key(instance, _sub(head)),
-                    UpdateExpression=(
-                        "SET #status = :running, attempt_id = :attempt, claims = claims + :one, "
-                        "lease_until = :lease, started_at = if_not_exists(started_at, :now) REMOVE not_before"
-                    ),
-                    # Claimable: queued and past its backoff, or running on an expired lease
-                    # (its worker crashed). A live lease makes the claim fail: busy.
-                    ConditionExpression=(
-                        "(#status = :queued AND (attribute_not_exists(not_before) OR not_before <= :now)) "
-                        "OR (#status = :running AND lease_until < :now)"
-                    ),
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={
-                        ":running": _s("running"),
-                        ":queued": _s("queued"),
-                        ":attempt": _s(attempt_id),
-                        ":one": _n(1),
-                        ":lease": _n(now + lease_seconds),
-                        ":now": _n(now),
-                    },
-                    ReturnValues="ALL_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ))["Attributes"]
-                if len(self._claimed) >= _CLAIM_HINTS:
-                    self._claimed.clear()
-                self._claimed[instance.key] = (head, next_seq)
-                return Claim("claimed", await self.items.record(item), next_seq)
-            except ClientError as error:
-                if _code(error) != "ConditionalCheckFailedException":
-                    raise
-                old = _old_item(error)
-                if old is None:
-                    old = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, _sub(head)), ConsistentRead=True))["Item"]
+            claimed, old = await self._claim_item(instance, head, attempt_id=attempt_id, now=now, lease_seconds=lease_seconds)
+            if claimed is not None:
+                return await self._claimed_head(instance, claimed, head, next_seq)
+            if old is None:
+                old = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, _sub(head)), ConsistentRead=True))["Item"]
             status = old["status"]["S"]
             if status == "settled":
                 await self._advance_head(instance, head)
                 head += 1
                 continue
-            state = {"waiting": "waiting", "running": "busy"}.get(status, "backoff")
-            return Claim(state, await self.items.record(old), next_seq)  # type: ignore[arg-type]
+            return await self._unclaimable(old, next_seq)
         if _SINCE in meta:
             await self._clear_pending(instance, next_seq)
         return Claim("idle", None, next_seq)
+
+    async def _claim_hinted(
+        self, instance: InstanceRef, hint: tuple[int, int], *, attempt_id: str, now: float, lease_seconds: float
+    ) -> Claim | None:
+        """Claim the head this store moved to when it settled the one before (everything
+        earlier is settled, and a head only moves forward), without reading META. None
+        when the hint leads nowhere useful (nothing admitted there, or it settled since):
+        the caller reads META. `next_seq` is then only a lower bound of the admissions,
+        which `Claim.next_sequence` allows: each later admission has its own wake-up."""
+        head, known = hint
+        next_seq = max(known, head + 1)
+        claimed, old = await self._claim_item(instance, head, attempt_id=attempt_id, now=now, lease_seconds=lease_seconds)
+        if claimed is not None:
+            return await self._claimed_head(instance, claimed, head, next_seq)
+        if old is None or old["status"]["S"] == "settled":
+            return None
+        return await self._unclaimable(old, next_seq)
+
+    async def _claim_item(
+        self, instance: InstanceRef, seq: int, *, attempt_id: str, now: float, lease_seconds: float
+    ) -> tuple[Item | None, Item | None]:
+        """Start an attempt on SUB#seq: (the item claimed, None), or (None, the item as it
+        was when it could not be claimed; None if it does not exist)."""
+        try:
+            item = (await offload(
+                self.client.update_item,
+                TableName=self.table,
+                Key=_key(instance, _sub(seq)),
+                UpdateExpression=(
+                    "SET #status = :running, attempt_id = :attempt, claims = claims + :one, "
+                    "lease_until = :lease, started_at = if_not_exists(started_at, :now) REMOVE not_before"
+                ),
+                # Claimable: queued and past its backoff, or running on an expired lease
+                # (its worker crashed). A live lease makes the claim fail: busy.
+                ConditionExpression=(
+                    "(#status = :queued AND (attribute_not_exists(not_before) OR not_before <= :now)) "
+                    "OR (#status = :running AND lease_until < :now)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":running": _s("running"),
+                    ":queued": _s("queued"),
+                    ":attempt": _s(attempt_id),
+                    ":one": _n(1),
+                    ":lease": _n(now + lease_seconds),
+                    ":now": _n(now),
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            ))["Attributes"]
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            return None, _old_item(error)
+        return item, None
+
+    async def _claimed_head(self, instance: InstanceRef, item: Item, head: int, next_seq: int) -> Claim:
+        if len(self._claimed) >= _CLAIM_HINTS:
+            self._claimed.clear()
+        self._claimed[instance.key] = (head, next_seq)
+        return Claim("claimed", await self.items.record(item), next_seq)
+
+    async def _unclaimable(self, old: Item, next_seq: int) -> Claim:
+        state = {"waiting": "waiting", "running": "busy"}.get(old["status"]["S"], "backoff")
+        return Claim(state, await self.items.record(old), next_seq)  # type: ignore[arg-type]
 
     async def _clear_pending(self, instance: InstanceRef, next_seq: int) -> None:
         """Take an instance with nothing unsettled out of the pending index, unless an
@@ -162,7 +204,7 @@ class DynamoDBAttempts(TablePort):
         messages: list[Message] | None = None,
     ) -> None:
         condition, values = self._fence_condition(fence, honour_abort=True)
-        name, journal_attr = await self.items.json_attr(fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json")
+        name, journal_attr = await self.items.json_attr(fence.instance, "journal", _journal(journal), f"journal/{fence.sequence:010d}.json")
         update: Item = {
             "TableName": self.table,
             "Key": _key(fence.instance, _sub(fence.sequence)),
@@ -211,7 +253,7 @@ class DynamoDBAttempts(TablePort):
             values[":error"] = attr
         if journal is not None:
             name, attr = await self.items.json_attr(
-                fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json"
+                fence.instance, "journal", _journal(journal), f"journal/{fence.sequence:010d}.json"
             )
             sets.append("#journal = :journal")
             names["#journal"] = name
@@ -235,7 +277,7 @@ class DynamoDBAttempts(TablePort):
     async def suspend(self, fence: Fence, journal: Journal, *, reason: str, now: float) -> None:
         condition, values = self._fence_condition(fence, honour_abort=True)
         name, journal_attr = await self.items.json_attr(
-            fence.instance, "journal", journal.model_dump(mode="json"), f"journal/{fence.sequence:010d}.json"
+            fence.instance, "journal", _journal(journal), f"journal/{fence.sequence:010d}.json"
         )
         try:
             await offload(
@@ -328,7 +370,7 @@ class DynamoDBAttempts(TablePort):
         sets = ["#status = :settled", "outcome = :outcome", "settled_at = :now"]
         names = {"#status": "status"}
         values: Item = {":settled": _s("settled"), ":outcome": _s(outcome.value), ":now": _n(now), ":id": _s(submission_id)}
-        for attr, value in (("result", result), ("error", error), ("journal", journal.model_dump(mode="json") if journal else None)):
+        for attr, value in (("result", result), ("error", error), ("journal", _journal(journal) if journal else None)):
             if value is not None:
                 name, encoded = await self.items.json_attr(instance, attr, value, f"{attr}s/{seq:010d}.json")
                 sets.append(f"#{attr} = :{attr}")
@@ -376,13 +418,18 @@ class DynamoDBAttempts(TablePort):
         items: list[Item] = [{"Update": update}, {"Update": self._head_update(instance, seq, now, drained=drained)}]
         if journal is not None and messages:
             items += await self._message_puts(instance, fence.session, seq, journal.written - len(messages), messages)
+        known = max(seq + 1, claimed[1] if claimed else 0)
         try:
             reasons = await self._transact_fenced(fence, items, honour_abort=honour_abort)
             if reasons and drained and reasons[1].get("Code") == "ConditionalCheckFailed":
                 items[1] = {"Update": self._head_update(instance, seq, now, drained=False)}
                 reasons = await self._transact_fenced(fence, items, honour_abort=honour_abort)
+                known = seq + 2  # the condition failed: something was admitted after seq
             if reasons:
                 raise LedgerError(f"settle of {submission_id} was cancelled: {reasons}")
+            if len(self._heads) >= _CLAIM_HINTS:
+                self._heads.clear()
+            self._heads[instance.key] = (seq + 1, known)
         except StaleAttempt:
             old = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, _sub(seq)), ConsistentRead=True)).get("Item")
             if old is not None and old["status"]["S"] == "settled":

@@ -99,6 +99,12 @@ def _str(item: Item, name: str) -> str | None:
     return item[name]["S"] if name in item else None
 
 
+def _journal(journal: Journal) -> dict[str, Any]:
+    """A journal as stored: fields at their defaults are left out (read back by the
+    model's defaults), which keeps a SUB item of an ordinary turn within one write unit."""
+    return journal.model_dump(mode="json", exclude_defaults=True)
+
+
 def _cancel_reasons(error: ClientError) -> list[dict[str, Any]]:
     reasons: Any = error.response.get("CancellationReasons") or []
     return list(reasons)

@@ -5,7 +5,10 @@ Items (same table and keys as `adapters.aws.dynamodb`):
 
     pk = "I#{agent}/{id}"
     sk = "EV#{first:016d}"       a batch of events with offsets first..last; `last`,
-                                 `events` (JSON list), `expires_at` (TTL)
+                                 `events` (JSON list) or, past `COMPRESS_FROM_BYTES`,
+                                 `events_z` (that JSON, zlib-compressed, binary: a
+                                 turn's batch is a few KB of repeated keys, and
+                                 DynamoDB bills writes per KB), `expires_at` (TTL)
          "CONN#{connection_id}"  a connection attached to the instance (for fan-out)
     pk = "C#{connection_id}", sk = "META"
                                  the same connection, found by its id ($default, $disconnect)
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +47,9 @@ from agent_runtime.settings import CONNECTION_TTL_SECONDS, EVENT_TTL_SECONDS
 MAX_EVENTS_PER_ITEM = 500
 MAX_ITEM_JSON_BYTES = 96 * 1024
 MAX_APPEND_RETRIES = 100
+#: Batches whose JSON is at least this long are stored compressed (smaller ones would
+#: not drop below the next KB).
+COMPRESS_FROM_BYTES = 1024
 #: A writer trusts the log end it remembers for this long, then reads it again.
 END_CACHE_SECONDS = 60.0
 
@@ -55,6 +62,19 @@ def _pk(instance: InstanceRef) -> str:
 
 def _ev(first: int) -> str:
     return f"EV#{first:016d}"
+
+
+def _events_attribute(events: list[Event]) -> Item:
+    text = encode_events(events)
+    if len(text) < COMPRESS_FROM_BYTES:
+        return {"events": {"S": text}}
+    return {"events_z": {"B": zlib.compress(text.encode(), 6)}}
+
+
+def _stored_events(item: Item) -> list[Event]:
+    if "events_z" in item:
+        return decode_events(zlib.decompress(item["events_z"]["B"]))
+    return decode_events(item["events"]["S"])
 
 
 def _chunks(events: Sequence[Event]) -> list[list[Event]]:
@@ -132,7 +152,7 @@ class DynamoDBEventLog:
                         "pk": {"S": _pk(instance)},
                         "sk": {"S": _ev(first)},
                         "last": {"N": str(batch[-1].offset)},
-                        "events": {"S": encode_events(batch)},
+                        **_events_attribute(batch),
                         "expires_at": {"N": str(int(now + self.ttl_seconds))},
                     },
                     ConditionExpression="attribute_not_exists(sk)",
@@ -166,7 +186,7 @@ class DynamoDBEventLog:
             for item in response["Items"]:
                 if int(item["last"]["N"]) <= after or float(item["expires_at"]["N"]) <= now:
                     continue
-                found.extend(e for e in decode_events(item["events"]["S"]) if e.offset > after)
+                found.extend(e for e in _stored_events(item) if e.offset > after)
             if "LastEvaluatedKey" not in response:
                 break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
