@@ -88,3 +88,23 @@ def test_a_query_reads_only_its_partition_in_order(local_aws: LocalAws) -> None:
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": "nothing"}},
     )["Items"] == []
+
+
+def test_an_index_query_still_reads_the_index(local_aws: LocalAws) -> None:
+    dynamodb = local_aws.client("dynamodb")
+    shard, since = settings.PENDING_SHARD_ATTRIBUTE, settings.PENDING_SINCE_ATTRIBUTE
+    for n in range(3):
+        dynamodb.put_item(
+            TableName=settings.LOCAL_TABLE,
+            Item={"pk": {"S": f"i{n}"}, "sk": {"S": "HEAD"}, shard: {"N": "7"}, since: {"N": str(n)}},
+        )
+    # A base-table partition keyed like the index's value must not stand in for the index.
+    dynamodb.put_item(TableName=settings.LOCAL_TABLE, Item={"pk": {"S": "7"}, "sk": {"S": "x"}})
+    items = dynamodb.query(
+        TableName=settings.LOCAL_TABLE,
+        IndexName=settings.PENDING_INDEX,
+        KeyConditionExpression="#shard = :shard AND #since <= :until",
+        ExpressionAttributeNames={"#shard": shard, "#since": since},
+        ExpressionAttributeValues={":shard": {"N": "7"}, ":until": {"N": "1"}},
+    )["Items"]
+    assert sorted(i["pk"]["S"] for i in items) == ["i0", "i1"]
