@@ -1,7 +1,7 @@
 """An embedded AWS for the local stack: a moto server on loopback, the process pointed at it.
 
-`LocalAws.start()` starts `moto.server.ThreadedMotoServer` on 127.0.0.1 (a free port unless
-one is asked for), points boto3 in this process at it through the standard environment
+`LocalAws.start()` starts moto's server on 127.0.0.1 (`moto_server.MotoServer`, which keeps
+connections open between requests; a free port unless one is asked for), points boto3 in this process at it through the standard environment
 variables (`AWS_ENDPOINT_URL`, region, dummy credentials, `MOTO_PORT`, loopback in
 `NO_PROXY`), and creates the
 runtime's resources with `provision()`, and its event bus, dispatch rule and schedule group
@@ -143,13 +143,13 @@ class LocalAws:
                 )
             _running = self
         try:
-            from moto.server import ThreadedMotoServer  # heavy import: only when starting
+            from agent_runtime.dev.moto_server import MotoServer  # heavy import: only when starting
 
             # Handlers call DynamoDB concurrently; moto's transactions are not thread-safe.
             serialize_moto_dynamodb()
             if self.quiet:
                 logging.getLogger("werkzeug").setLevel(logging.WARNING)
-            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self._server = MotoServer(ip_address="127.0.0.1", port=self.port)
             self._server.start()
             host, port = self._server.get_host_and_port()
             self.port = int(port)
