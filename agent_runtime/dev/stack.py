@@ -344,7 +344,13 @@ class LocalStack:
 
 
 def _warm(*functions: LocalFunction) -> None:
-    """Init the functions side by side: each cold start mostly waits on imports."""
+    """Init the functions: side by side when each has processes of its own (each cold
+    start mostly waits on imports); one after the other in this process, where two
+    threads importing the same packages at once can see a module half initialised."""
+    if any(function.isolation == "thread" for function in functions):
+        for function in functions:
+            function.load()
+        return
     with ThreadPoolExecutor(max_workers=len(functions)) as pool:
         for future in [pool.submit(function.load) for function in functions]:
             future.result()

@@ -2,7 +2,7 @@
 
 ``AGENT_RUNTIME_TRACING`` names the sinks, comma-separated:
 
-- ``table``: finished spans go to the instance table (`DynamoDBSpans`), with a TTL, where
+- ``table``: finished spans go to the instance table (`DynamoDBSpans`) in batches, with a TTL, where
   the trace route (``GET .../submissions/{id}/trace``) reads them. The local stack sets
   it: its handlers run in processes of their own, and the table is what they share.
 - ``xray``: spans go to AWS X-Ray's OTLP endpoint, signed with the function's role
@@ -46,7 +46,7 @@ def build(processors: Sequence[SpanProcessor], *, reader: SpanReader | None = No
 
 
 def with_exporter(exporter: SpanExporter, *, reader: SpanReader | None = None) -> Tracing:
-    """Each span exported as it ends (tests, and the local table)."""
+    """Each span exported as it ends (tests)."""
     return build([SimpleSpanProcessor(exporter)], reader=reader)
 
 
@@ -58,7 +58,9 @@ def from_environment(sinks: frozenset[str]) -> Tracing:
         from agent_runtime.adapters.aws.dynamodb_spans import DynamoDBSpans
 
         store = DynamoDBSpans(clients().dynamodb, os.environ[settings.ENV_TABLE], ttl_seconds=settings.TRACE_TTL_SECONDS)
-        processors.append(SimpleSpanProcessor(store.exporter()))
+        # In batches from the SDK's export thread (never on the event loop), at the latest
+        # when the invocation ends (`tracing.flush`): one BatchWriteItem per 25 spans.
+        processors.append(BatchSpanProcessor(store.exporter()))
         reader = store
     if "xray" in sinks:
         from agent_runtime.tracing.xray import xray_exporter
