@@ -45,6 +45,7 @@ from agent_runtime.definition_checks import (
     _subprompts,
     _unknown,
     project_models,
+    project_models_key,
 )
 from agent_runtime.definition_checks import set_models as set_models
 from agent_runtime.delegation import Resumable as Resumable
@@ -511,8 +512,19 @@ class AgentDefinition:
 
     init: Init
     kind: Literal["agent"] = "agent"
+    #: A dict or keyword fields, not a function of the context: the configuration is the
+    #: same for every instance, so it is built once (again if the project's models change).
+    static: bool = False
+    _built: dict[tuple[Any, ...], AgentConfig] = field(default_factory=dict, compare=False, repr=False)
 
     def configure(self, ctx: AgentContext) -> AgentConfig:
+        if self.static:
+            key = project_models_key()
+            built = self._built.get(key)
+            if built is None:
+                self._built.clear()
+                built = self._built[key] = build_config(self.init(ctx))
+            return built
         try:
             raw = self.init(ctx)
         except DefinitionError:
@@ -559,12 +571,12 @@ def create_agent(init: Init | Mapping[str, Any] | None = None, /, **fields: Any)
     """
     if init is None:
         static = dict(fields)
-        definition = AgentDefinition(lambda _ctx: static)
+        definition = AgentDefinition(lambda _ctx: static, static=True)
     elif fields:
         raise DefinitionError("init", "give either init or keyword fields, not both")
     elif isinstance(init, Mapping):
         static = dict(init)
-        definition = AgentDefinition(lambda _ctx: static)
+        definition = AgentDefinition(lambda _ctx: static, static=True)
     elif callable(init):
         definition = AgentDefinition(init)
     else:

@@ -186,6 +186,11 @@ def set_models(models: Mapping[str, Sequence[str]]) -> None:
     _PROJECT_MODELS.update(_check_models(models))
 
 
+def project_models_key() -> tuple[Any, ...]:
+    """What `project_models` depends on, to know when a configuration built with it is stale."""
+    return (os.environ.get(ENV_MODELS), tuple(sorted(_PROJECT_MODELS.items())))
+
+
 def project_models() -> dict[str, tuple[str, ...]]:
     """`set_models`'s names, then ``AGENT_RUNTIME_MODELS`` (JSON) over them."""
     raw = os.environ.get(ENV_MODELS)

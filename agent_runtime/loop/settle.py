@@ -156,11 +156,10 @@ async def settle_attempt(
     the journal as stored."""
 
     def closed(ending: Finish) -> Journal:
-        done = journal.model_copy(deep=True)
-        done.phase = Phase.committed
-        done.pending_calls = []
-        done.written += len(ending.closing)
-        return done
+        # A new journal sharing the unchanged parts: nothing mutates either afterwards.
+        return journal.model_copy(
+            update={"phase": Phase.committed, "pending_calls": [], "written": journal.written + len(ending.closing)}
+        )
 
     options: dict[str, Any] = {"emit": emit, "fence": fence, "child_runs": child_runs}
     try:
