@@ -36,18 +36,14 @@ the worker's Lambda ships it (see `infra.bundling`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import random
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from agent_runtime.errors import (
     DefinitionError,
-    ModelError,
     PermanentModelError,
-    TransientModelError,
 )
 from agent_runtime.messages import (
     FilePart,
@@ -75,11 +71,11 @@ from agent_runtime.models.base import (
     Model,
     ModelEvent,
     ModelRequest,
-    ResponseDone,
     ToolSpec,
     check_model_requests_allowed,
 )
-from agent_runtime.models.sse import HttpClient, post_events, transport_error
+from agent_runtime.models.retrying import Retries
+from agent_runtime.models.sse import HttpClient, stream_turn
 
 if TYPE_CHECKING:
     import httpx2
@@ -103,10 +99,6 @@ BASE_URL_ENV = "ANTHROPIC_BASE_URL"
 AUTH_TOKEN_ENV = "ANTHROPIC_AUTH_TOKEN"
 API_VERSION = "2023-06-01"
 
-#: A server asking us to wait longer than this is not waited for inside one call: the
-#: `TransientModelError` carries `retry_after` so the caller can reschedule the turn.
-MAX_RETRY_AFTER = 60.0
-MAX_BACKOFF = 20.0
 
 #: The API's cap on one image, measured on its base64 text (it answers 400 "image exceeds
 #: 5 MB maximum: ... bytes > 5242880 bytes"): an image of at most about 3.9 MB.
@@ -194,45 +186,18 @@ class AnthropicModel(Model):
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         check_model_requests_allowed(self.name)
-        import httpx2
-
-        client = self._http.get()
         url, headers = self._get_endpoint()
-        body = self.request_body(request)
-        attempt = 0
-        while True:
-            attempt += 1
-            yielded = False
-            try:
-                message = StreamedMessage()
-                async for data in post_events(
-                    client, url, body=body, headers=headers, provider="anthropic", error=error_response
-                ):
-                    for event in message.feed(data):
-                        yielded = True
-                        yield event
-                done = message.response()
-            except (ModelError, httpx2.HTTPError) as err:
-                error = err if isinstance(err, ModelError) else transport_error("anthropic", err)
-                if (
-                    yielded
-                    or not isinstance(error, TransientModelError)
-                    or attempt >= self.max_attempts
-                    or (error.retry_after or 0.0) > MAX_RETRY_AFTER
-                ):
-                    if error is err:
-                        raise
-                    raise error from err
-                await asyncio.sleep(self._delay(attempt, error.retry_after))
-                continue
-            yield ResponseDone(response=done)
-            return
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        # Exponential backoff with jitter (half fixed, half random), never shorter than
-        # what the server asked for.
-        base = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
-        return max(base / 2 + random.uniform(0, base / 2), retry_after or 0.0)
+        async for event in stream_turn(
+            self._http,
+            url,
+            body=self.request_body(request),
+            headers=headers,
+            provider="anthropic",
+            error=error_response,
+            parser=StreamedMessage,
+            retries=Retries(self.max_attempts, self.backoff),
+        ):
+            yield event
 
 
 def to_anthropic_messages(

@@ -139,6 +139,10 @@ class StreamedMessage:
             block.partial_json.append(str(delta.get("partial_json") or ""))
         return []
 
+    def close(self) -> list[ModelEvent]:
+        """Nothing: the Messages API's stream says all it has as it goes."""
+        return []
+
     def response(self) -> ModelResponse:
         """The whole message, once the stream ended with ``message_stop``."""
         if not self.stopped:

@@ -43,7 +43,6 @@ import functools
 import json
 import logging
 import os
-import random
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -70,15 +69,12 @@ from agent_runtime.models.base import (
     check_model_requests_allowed,
 )
 from agent_runtime.models.bedrock_request import converse_arguments, to_converse_messages
+from agent_runtime.models.retrying import Retries
 
 logger = logging.getLogger(__name__)
 
 REGION_ENV = "AGENT_RUNTIME_BEDROCK_REGION"
 
-#: A server asking us to wait longer than this is not waited for inside one call: the
-#: `TransientModelError` carries `retry_after` so the caller can reschedule the turn.
-MAX_RETRY_AFTER = 60.0
-MAX_BACKOFF = 20.0
 
 # Error codes, with the HTTP status each has (as an event inside the stream it has none).
 _TRANSIENT = {
@@ -183,14 +179,10 @@ class BedrockModel(Model):
                 error = _classify(err)
                 if error is None:
                     raise
-                if (
-                    yielded
-                    or not isinstance(error, TransientModelError)
-                    or attempt >= self.max_attempts
-                    or (error.retry_after or 0.0) > MAX_RETRY_AFTER
-                ):
+                wait = Retries(self.max_attempts, self.backoff).wait_after(attempt, error, yielded=yielded)
+                if wait is None:
                     raise error from err
-                await self._sleep(self._delay(attempt, error.retry_after))
+                await self._sleep(wait)
                 continue
             finally:
                 if events is not None:
@@ -201,11 +193,6 @@ class BedrockModel(Model):
     def _open(self, arguments: dict[str, Any]) -> Any:
         return self._get_client().converse_stream(**arguments)["stream"]
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        # Exponential backoff with jitter (half fixed, half random), never shorter than
-        # what the server asked for.
-        base = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
-        return max(base / 2 + random.uniform(0, base / 2), retry_after or 0.0)
 
 
 def client_config(*, read_timeout: float = 300.0) -> Any:

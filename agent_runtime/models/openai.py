@@ -59,7 +59,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -67,7 +66,6 @@ from urllib.parse import urlsplit
 from agent_runtime.errors import (
     DefinitionError,
     ModelError,
-    TransientModelError,
 )
 from agent_runtime.messages import FilePart, Message, Part, TextPart, ToolCallPart, ToolResultPart
 from agent_runtime.models import attachments as att
@@ -75,13 +73,13 @@ from agent_runtime.models.base import (
     Model,
     ModelEvent,
     ModelRequest,
-    ResponseDone,
     ToolSpec,
     check_model_requests_allowed,
 )
 from agent_runtime.models.keys import api_key_from_secret, secret_ref
 from agent_runtime.models.openai_stream import StreamedTurn, error_object, to_model_error
-from agent_runtime.models.sse import HttpClient, post_events, transport_error
+from agent_runtime.models.retrying import Retries
+from agent_runtime.models.sse import HttpClient, stream_turn
 
 if TYPE_CHECKING:
     import httpx2
@@ -92,10 +90,6 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 API_KEY_ENV = "OPENAI_API_KEY"
 
-#: A server asking us to wait longer than this is not waited for inside one call: the
-#: `TransientModelError` carries `retry_after` so the worker can reschedule the turn.
-MAX_RETRY_AFTER = 60.0
-MAX_BACKOFF = 20.0
 #: Per image, its bytes: what Azure OpenAI enforces (20 MiB) and OpenAI has documented.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 #: How much of a request attached files may take (base64 or inlined text), a budget well
@@ -188,47 +182,18 @@ class OpenAIModel(Model):
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         check_model_requests_allowed(self.name)
-        import httpx2
-
-        client = self._http.get()
         url, headers = self._get_endpoint()
-        body = self.request_body(request)
-        attempt = 0
-        while True:
-            attempt += 1
-            yielded = False
-            try:
-                turn = StreamedTurn()
-                async for data in post_events(
-                    client, url, body=body, headers=headers, provider="openai", error=_error_response
-                ):
-                    for event in turn.feed(data):
-                        yielded = True
-                        yield event
-                for event in turn.close():
-                    yielded = True
-                    yield event
-            except (ModelError, httpx2.HTTPError) as err:
-                error = err if isinstance(err, ModelError) else transport_error("openai", err)
-                if (
-                    yielded
-                    or not isinstance(error, TransientModelError)
-                    or attempt >= self.max_attempts
-                    or (error.retry_after or 0.0) > MAX_RETRY_AFTER
-                ):
-                    if error is err:
-                        raise
-                    raise error from err
-                await self.sleep(self._delay(attempt, error.retry_after))
-                continue
-            yield ResponseDone(response=turn.response())
-            return
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        # Exponential backoff with jitter (half fixed, half random), never shorter than
-        # what the server asked for.
-        base = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
-        return max(base / 2 + random.uniform(0, base / 2), retry_after or 0.0)
+        async for event in stream_turn(
+            self._http,
+            url,
+            body=self.request_body(request),
+            headers=headers,
+            provider="openai",
+            error=_error_response,
+            parser=StreamedTurn,
+            retries=Retries(self.max_attempts, self.backoff, self.sleep),
+        ):
+            yield event
 
 
 def resolve_api_key() -> str | None:

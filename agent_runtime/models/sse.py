@@ -8,14 +8,16 @@ wherever agents are discovered, and only a model call needs the client.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent_runtime.errors import ModelError, PermanentModelError, TransientModelError
+from agent_runtime.models.base import ModelEvent, ModelResponse, ResponseDone
+from agent_runtime.models.retrying import Retries
 
 if TYPE_CHECKING:
     import httpx2
 
-__all__ = ["ErrorResponse", "HttpClient", "post_events", "sse_data", "transport_error"]
+__all__ = ["ErrorResponse", "HttpClient", "StreamParser", "post_events", "sse_data", "stream_turn", "transport_error"]
 
 #: An error response (status, body, headers) as the provider's error.
 ErrorResponse = Callable[[int, bytes, Mapping[str, str]], ModelError]
@@ -73,6 +75,58 @@ async def post_events(
             )
         async for data in sse_data(response.aiter_lines()):
             yield data
+
+
+class StreamParser(Protocol):
+    """A provider's reading of one streamed answer: events from each event's data, the
+    events its end completes, and the whole response."""
+
+    def feed(self, data: str) -> list[ModelEvent]: ...
+    def close(self) -> list[ModelEvent]: ...
+    def response(self) -> ModelResponse: ...
+
+
+async def stream_turn(
+    http: HttpClient,
+    url: str,
+    *,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    provider: str,
+    error: ErrorResponse,
+    parser: Callable[[], StreamParser],
+    retries: Retries,
+) -> AsyncIterator[ModelEvent]:
+    """One model call: its events as they stream, then `ResponseDone`; a failure before the
+    first event is tried again as `retries` allow."""
+    import httpx2
+
+    client = http.get()
+    attempt = 0
+    while True:
+        attempt += 1
+        yielded = False
+        try:
+            turn = parser()
+            async for data in post_events(client, url, body=body, headers=headers, provider=provider, error=error):
+                for event in turn.feed(data):
+                    yielded = True
+                    yield event
+            for event in turn.close():
+                yielded = True
+                yield event
+            done = turn.response()
+        except (ModelError, httpx2.HTTPError) as err:
+            failure = err if isinstance(err, ModelError) else transport_error(provider, err)
+            wait = retries.wait_after(attempt, failure, yielded=yielded)
+            if wait is None:
+                if failure is err:
+                    raise
+                raise failure from err
+            await retries.sleep(wait)
+            continue
+        yield ResponseDone(response=done)
+        return
 
 
 async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
