@@ -15,6 +15,7 @@ import functools
 import inspect
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,15 +73,16 @@ class Surroundings(Protocol):
     async def cancel_effect(self, effect_id: str) -> Any: ...
 
 
-class SchedulesEffects:
+class SchedulesEffects(ABC):
     """`ctx.schedule`, `ctx.scheduled_effects` and `ctx.cancel_effect` (`agent_runtime.effects`),
-    for the contexts of tools, hooks, `on_dispatch` and effects."""
+    for the contexts of tools, hooks, `on_dispatch` and effects: each says where its
+    surroundings are and what scope its effect ids come from."""
 
-    def _around(self) -> Surroundings:
-        raise NotImplementedError
+    @abstractmethod
+    def _around(self) -> Surroundings: ...
 
-    def _effects_scope(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def _effects_scope(self) -> str: ...
 
     async def schedule(
         self,
