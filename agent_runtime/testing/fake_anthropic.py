@@ -38,11 +38,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
+
+from agent_runtime.testing.loopback import LoopbackServer
 
 __all__ = [
     "Answer",
@@ -497,26 +499,25 @@ def _invalid_media(block: dict[str, Any], where: str) -> str | None:
     return None
 
 
-class FakeAnthropicServer:
+class FakeAnthropicServer(LoopbackServer):
     """`fake` on ``http://127.0.0.1:<free port>``, from a thread; a context manager.
     `event_delay` pauses between SSE events so streaming can be watched."""
+
+    thread_name = "fake-anthropic"
+    poll_interval = 0.05
 
     def __init__(
         self, fake: FakeAnthropic | None = None, *, port: int = 0, event_delay: float = 0.0
     ) -> None:
         self.fake = fake or FakeAnthropic(default=echo)
         self.event_delay = event_delay
-        self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(port=port)
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeAnthropicServer is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.address
 
-    def start(self) -> FakeAnthropicServer:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake, delay = self.fake, self.event_delay
 
         class Handler(BaseHTTPRequestHandler):
@@ -550,31 +551,7 @@ class FakeAnthropicServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-anthropic",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeAnthropicServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
 
 if __name__ == "__main__":

@@ -45,11 +45,12 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from agent_runtime.testing.converse_rules import converse_problem
+from agent_runtime.testing.loopback import LoopbackServer
 
 __all__ = [
     "Answer",
@@ -409,26 +410,25 @@ def _events(content: list[dict[str, Any]], stop_reason: str, usage: dict[str, in
 # --- the server -----------------------------------------------------------------------
 
 
-class FakeBedrockServer:
+class FakeBedrockServer(LoopbackServer):
     """`fake` on ``http://127.0.0.1:<free port>``, from a thread; a context manager.
     `event_delay` pauses between streamed events so streaming can be watched."""
+
+    thread_name = "fake-bedrock"
+    poll_interval = 0.01
 
     def __init__(
         self, fake: FakeBedrock | None = None, *, port: int = 0, event_delay: float = 0.0
     ) -> None:
         self.fake = fake or FakeBedrock(default=echo)
         self.event_delay = event_delay
-        self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(port=port)
 
     @property
     def endpoint_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeBedrockServer is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.address
 
-    def start(self) -> FakeBedrockServer:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake, delay = self.fake, self.event_delay
 
         class Handler(BaseHTTPRequestHandler):
@@ -471,31 +471,7 @@ class FakeBedrockServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name="fake-bedrock",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeBedrockServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
 
 if __name__ == "__main__":

@@ -35,9 +35,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from agent_runtime.testing.loopback import LoopbackServer
 
 if TYPE_CHECKING:
     import httpx2
@@ -492,26 +494,25 @@ def _decoded(data: str) -> bytes | None:
         return None
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackServer):
     """`fake` on ``http://127.0.0.1:<free port>/v1``, from a thread; a context manager.
     `event_delay` pauses between SSE chunks so streaming can be watched."""
+
+    thread_name = "fake-openai"
+    poll_interval = 0.05
 
     def __init__(
         self, fake: FakeOpenAI | None = None, *, port: int = 0, event_delay: float = 0.0
     ) -> None:
         self.fake = fake or FakeOpenAI(default=echo)
         self.event_delay = event_delay
-        self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(port=port)
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeOpenAIServer is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return self.address + "/v1"
 
-    def start(self) -> FakeOpenAIServer:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -559,31 +560,7 @@ class FakeOpenAIServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-openai",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
 
 if __name__ == "__main__":
