@@ -35,7 +35,6 @@ import json
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -44,7 +43,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 
-from agent_runtime.testing.loopback import LoopbackServer
+from agent_runtime.testing.loopback import LoopbackServer, ScriptedAnswers
 
 __all__ = [
     "Answer",
@@ -198,7 +197,7 @@ class Answer:
     disconnect: bool = False
 
 
-class FakeAnthropic:
+class FakeAnthropic(ScriptedAnswers[ScriptItem]):
     """Plays `script` in order; when it runs out, `default` answers (an outcome or a
     function of the request), or else a 400 that names the exhausted script."""
 
@@ -209,26 +208,12 @@ class FakeAnthropic:
         default: ScriptItem | None = None,
         api_key: str | None = None,
     ) -> None:
+        super().__init__(script, default=default)
         self.requests: list[RecordedRequest] = []
-        self.default = default
         #: When set, any other key is refused with 401.
         self.api_key = api_key
-        self._script: deque[ScriptItem] = deque(script)
-        self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._tool_ids = itertools.count(1)
-
-    def add(self, *items: ScriptItem) -> None:
-        with self._lock:
-            self._script.extend(items)
-
-    @property
-    def remaining(self) -> int:
-        return len(self._script)
-
-    def assert_done(self) -> None:
-        if self._script:
-            raise AssertionError(f"FakeAnthropic has {len(self._script)} unused script item(s)")
 
     def handler(self, request: httpx2.Request) -> httpx2.Response:
         """The ``httpx2.MockTransport`` entry point."""
@@ -267,8 +252,7 @@ class FakeAnthropic:
             )
         if problem := _invalid(data):
             return self._error(ApiError(400, message=problem), number)
-        with self._lock:
-            item = self._script.popleft() if self._script else self.default
+        item = self._next_answer()
         if item is None:
             return self._error(
                 ApiError(400, message="FakeAnthropic: the script is exhausted"), number

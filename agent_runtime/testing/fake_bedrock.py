@@ -42,7 +42,6 @@ import struct
 import threading
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -50,7 +49,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from agent_runtime.testing.converse_rules import converse_problem
-from agent_runtime.testing.loopback import LoopbackServer
+from agent_runtime.testing.loopback import LoopbackServer, ScriptedAnswers
 
 __all__ = [
     "Answer",
@@ -230,31 +229,17 @@ def exception_message(exception_type: str, body: Mapping[str, Any]) -> bytes:
 # --- the fake -------------------------------------------------------------------------
 
 
-class FakeBedrock:
+class FakeBedrock(ScriptedAnswers[ScriptItem]):
     """Plays `script` in order; when it runs out, `default` answers (an outcome or a
     function of the request), or else a ValidationException naming the exhausted script."""
 
     def __init__(
         self, script: Iterable[ScriptItem] = (), *, default: ScriptItem | None = None
     ) -> None:
+        super().__init__(script, default=default)
         self.requests: list[RecordedRequest] = []
-        self.default = default
-        self._script: deque[ScriptItem] = deque(script)
-        self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._tool_ids = itertools.count(1)
-
-    def add(self, *items: ScriptItem) -> None:
-        with self._lock:
-            self._script.extend(items)
-
-    @property
-    def remaining(self) -> int:
-        return len(self._script)
-
-    def assert_done(self) -> None:
-        if self._script:
-            raise AssertionError(f"FakeBedrock has {len(self._script)} unused script item(s)")
 
     def respond(
         self, method: str, path: str, header_pairs: Iterable[tuple[str, str]], body: bytes
@@ -282,8 +267,7 @@ class FakeBedrock:
             return _error(ApiError("MissingAuthenticationTokenException", unsigned), number)
         if problem := converse_problem(data):
             return _error(ApiError("ValidationException", problem), number)
-        with self._lock:
-            item = self._script.popleft() if self._script else self.default
+        item = self._next_answer()
         if item is None:
             exhausted = "FakeBedrock: the script is exhausted"
             return _error(ApiError("ValidationException", exhausted), number)

@@ -32,14 +32,13 @@ import re
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from agent_runtime.testing.loopback import LoopbackServer
+from agent_runtime.testing.loopback import LoopbackServer, ScriptedAnswers
 
 if TYPE_CHECKING:
     import httpx2
@@ -177,7 +176,7 @@ class Answer:
         return self.headers.get("content-type", "").startswith("text/event-stream")
 
 
-class FakeOpenAI:
+class FakeOpenAI(ScriptedAnswers[ScriptItem]):
     """Plays `script` in order; when it runs out, `default` answers (an outcome or a
     function of the request), or else a 400 that names the exhausted script. With
     `api_key` set, a request without that bearer token is refused with a 401."""
@@ -189,25 +188,11 @@ class FakeOpenAI:
         default: ScriptItem | None = None,
         api_key: str | None = None,
     ) -> None:
+        super().__init__(script, default=default)
         self.requests: list[RecordedRequest] = []
-        self.default = default
         self.api_key = api_key
-        self._script: deque[ScriptItem] = deque(script)
-        self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._call_ids = itertools.count(1)
-
-    def add(self, *items: ScriptItem) -> None:
-        with self._lock:
-            self._script.extend(items)
-
-    @property
-    def remaining(self) -> int:
-        return len(self._script)
-
-    def assert_done(self) -> None:
-        if self._script:
-            raise AssertionError(f"FakeOpenAI has {len(self._script)} unused script item(s)")
 
     def handler(self, request: httpx2.Request) -> httpx2.Response:
         """The ``httpx2.MockTransport`` entry point (a dropped stream ends early)."""
@@ -241,8 +226,7 @@ class FakeOpenAI:
             return _error(ApiError(401, message), number)
         if problem := _invalid(data):
             return _error(ApiError(400, problem[0], param=problem[1]), number)
-        with self._lock:
-            item = self._script.popleft() if self._script else self.default
+        item = self._next_answer()
         if item is None:
             return _error(ApiError(400, "FakeOpenAI: the script is exhausted"), number)
         outcome = item(request) if callable(item) else item

@@ -1,12 +1,17 @@
 """A test server on ``127.0.0.1`` (a free port by default), serving from a daemon thread:
-what the local fakes of the model providers' HTTP APIs share. A context manager."""
+what the local fakes of the model providers' HTTP APIs share (a context manager), with
+the script of answers each fake takes its replies from."""
 
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from typing import Generic, Self, TypeVar
+
+T = TypeVar("T")
 
 
 class LoopbackServer(ABC):
@@ -58,4 +63,32 @@ class LoopbackServer(ABC):
         self.stop()
 
 
-__all__ = ["LoopbackServer"]
+
+
+class ScriptedAnswers(Generic[T]):
+    """A fake's answers, taken in order by the requests it serves, then `default` (None:
+    the fake says its script is exhausted). Thread-safe: the server answers from threads."""
+
+    def __init__(self, script: Iterable[T] = (), *, default: T | None = None) -> None:
+        self.default = default
+        self._script: deque[T] = deque(script)
+        self._lock = threading.Lock()
+
+    def add(self, *items: T) -> None:
+        with self._lock:
+            self._script.extend(items)
+
+    @property
+    def remaining(self) -> int:
+        return len(self._script)
+
+    def assert_done(self) -> None:
+        if self._script:
+            raise AssertionError(f"{type(self).__name__} has {len(self._script)} unused script item(s)")
+
+    def _next_answer(self) -> T | None:
+        with self._lock:
+            return self._script.popleft() if self._script else self.default
+
+
+__all__ = ["LoopbackServer", "ScriptedAnswers"]
