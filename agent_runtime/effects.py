@@ -37,7 +37,7 @@ import inspect
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, get_type_hints, overload
 
@@ -173,9 +173,7 @@ def with_module_effects(config: Any, module_effects: tuple[Effect, ...]) -> Any:
     """`config` (an `AgentConfig`) with its module's ``@effect`` functions added."""
     if not module_effects:
         return config
-    import dataclasses
-
-    return dataclasses.replace(config, effects=check_effects([*module_effects, *config.effects]))
+    return replace(config, effects=check_effects([*module_effects, *config.effects]))
 
 
 # --- what is stored ---------------------------------------------------------------------

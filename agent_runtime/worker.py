@@ -194,13 +194,16 @@ class Worker(Parts):
         ending = self._unrunnable(record, budget)
         if ending is not None:
             return await self._end(record, fence, ending, stream)
-        handler = self.registry.get(record.ref.agent).on_dispatch
         try:
+            # Application code runs effects, and dispatches when the agent has `on_dispatch`;
+            # everything else is the model's.
+            handler = (
+                effect_handler(config.effects, record.payload)
+                if record.kind == "effect"
+                else self.registry.get(record.ref.agent).on_dispatch if record.kind == "dispatch" else None
+            )
             attempt: Attempt | DispatchAttempt
-            if record.kind == "effect":
-                handler = effect_handler(config.effects, record.payload)
-            if record.kind == "effect" or (record.kind == "dispatch" and handler is not None):
-                assert handler is not None
+            if handler is not None:
                 attempt = DispatchAttempt(
                     handler=handler,
                     stores=self.stores,
