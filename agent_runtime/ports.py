@@ -150,21 +150,18 @@ class Ledger(Protocol):
         ...
 
     async def instances(self, agent: str, *, now: float, limit: int = 50, cursor: str | None = None) -> InstancePage:
-        """The agent's instances, most recent activity first (an admission or a fenced
-        settle; ties by id, descending), at most `limit` (1..100), after `cursor` (a
+        """The agent's instances, most recently admitted to first (ties by id, descending), at most `limit` (1..100), after `cursor` (a
         previous page's `next_cursor`). An instance is listed from its first admission on;
         `now` decides whether a lease is live."""
         ...
 
     async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
-        """Instances that may have work to run and have made no progress since `idle_since`:
+        """Instances with a submission admitted at or before `idle_since` and not settled:
         oldest first, at most `limit`. For the sweeper, which re-wakes them.
 
-        An instance is pending from an admission until a fenced settle moves its head past
-        the last admitted submission, or `claim_head` finds nothing unsettled. Its time is
-        that of its last admission or fenced settle. An instance whose remaining work
-        settled another way (an abort of queued submissions) stays listed until its next
-        `claim_head`: a wake-up too many, never one too few.
+        An instance is pending while any submission of it is unsettled, since the
+        admission of its oldest unsettled one: a wake-up too many (a long run) is
+        harmless, and none is ever missed.
         """
         ...
 
@@ -185,6 +182,14 @@ class Attempts(Protocol):
         and start an attempt on it if it is claimable: queued and past its backoff,
         or running with an expired lease (a crashed attempt). A lease that ends exactly
         at `now` still holds."""
+        ...
+
+    async def record_input(self, fence: Fence, message: Message) -> None:
+        """The submission's input as its first history message (index 0), unless it is
+        there already. Not fenced: the message is a function of the submission, so any
+        attempt that held it writes the same one, and the first write stands. The journal
+        says it is applied from the next checkpoint on (one that is not written yet makes
+        a new attempt record it again, which changes nothing)."""
         ...
 
     async def checkpoint(

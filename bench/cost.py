@@ -35,6 +35,8 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 import boto3
 from moto import mock_aws
 
+from agent_runtime.adapters.aws.dynamodb import DynamoDBAttempts
+from agent_runtime.adapters.aws.dynamodb_claims import Hints
 from agent_runtime.definition import create_agent
 from agent_runtime.ids import InstanceRef
 from agent_runtime.models.test import FunctionModel
@@ -49,7 +51,30 @@ LAMBDA_INVOCATIONS = 2  # the HTTP API's Lambda and the worker's
 SQS_FIFO_PER_M = 0.50
 WRU_PER_M = 0.625
 RRU_PER_M = 0.125
-SUBMISSIONS = 20
+#: Enough for the amortized writes to show (META's head is written every HEAD_LAG settles).
+SUBMISSIONS = 64
+#: The table's global secondary indexes as (key attributes, projected non-key attributes):
+#: a write that puts an item in, takes it out, or changes what one holds there, is also
+#: a write to that index (a key change two: out and in), billed like a table write.
+INDEXES = {
+    "pending": (("pending_shard", "pending_since"), ()),
+    "instances": (("agent_name", "active_at"), ("next_seq", "head")),
+}
+
+
+def index_writes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> int:
+    """Writes to the table's indexes that one item write causes."""
+    before, after = before or {}, after or {}
+    writes = 0
+    for keys, projected in INDEXES.values():
+        was, now = all(k in before for k in keys), all(k in after for k in keys)
+        if was != now:
+            writes += 1
+        elif was and any(before[k] != after[k] for k in keys):
+            writes += 2
+        elif was and any(before.get(a) != after.get(a) for a in projected):
+            writes += 1
+    return writes
 
 
 def attribute_size(value: dict[str, Any]) -> int:
@@ -84,6 +109,7 @@ class Meter:
     wcu: float = 0.0
     rcu: float = 0.0
     wcu_by_call: Counter[str] = field(default_factory=Counter)
+    index_wcu: float = 0.0
     _pending: threading.local = field(default_factory=threading.local)
 
     def attach(self, clients: dict[str, Any]) -> None:
@@ -115,12 +141,14 @@ class Meter:
 
     def _before(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         keys = self._keys(model.name, params)
-        self._pending.writes = [(key, weight, item_size(self._get(key))) for key, weight in keys]
+        self._pending.writes = [(key, weight, self._get(key)) for key, weight in keys]
         self._pending.consistent = bool(params.get("ConsistentRead"))
 
     def _after(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
         for key, weight, before in getattr(self._pending, "writes", []):
-            units = weight * max(1, math.ceil(max(before, item_size(self._get(key))) / 1024))
+            after = self._get(key)
+            units = weight * max(1, math.ceil(max(item_size(before), item_size(after)) / 1024))
+            self.index_wcu += index_writes(before, after)
             self.wcu += units
             self.wcu_by_call[f"{model.name} {key['sk']['S'].split('#')[0]}"] += units
         self._pending.writes = []
@@ -133,10 +161,19 @@ class Meter:
             units = max(1, math.ceil(read / 4096))
             self.rcu += units if self._pending.consistent else units / 2
 
-    def take(self) -> tuple[Counter[str], float, float, Counter[str]]:
-        taken = (self.calls, self.wcu, self.rcu, self.wcu_by_call)
-        self.calls, self.wcu, self.rcu, self.wcu_by_call = Counter(), 0.0, 0.0, Counter()
+    def take(self) -> Taken:
+        taken = Taken(self.calls, self.wcu, self.rcu, self.wcu_by_call, self.index_wcu)
+        self.calls, self.wcu, self.rcu, self.wcu_by_call, self.index_wcu = Counter(), 0.0, 0.0, Counter(), 0.0
         return taken
+
+
+@dataclass
+class Taken:
+    calls: Counter[str]
+    wcu: float
+    rcu: float
+    wcu_by_call: Counter[str]
+    index_wcu: float
 
 
 def registry() -> Registry:
@@ -145,15 +182,40 @@ def registry() -> Registry:
     return r
 
 
-async def submissions(runtime: Runtime, meter: Meter, count: int) -> tuple[Counter[str], float, float, Counter[str]]:
-    instance = InstanceRef("bench", "cost")
+async def submissions(runtime: Runtime, meter: Meter, count: int, *, cold: bool = False) -> Taken:
+    """`count` single-turn prompts to one instance after its first; `cold`: the worker
+    forgets what it knew of the instance before each (a claim from another container)."""
+    instance = InstanceRef("bench", "cold" if cold else "cost")
     await runtime.prompt(instance.agent, instance.id, "a first question")  # the instance's first turn
     await runtime.drain(instance, deadline=runtime.clock() + 60)
     meter.take()
     for n in range(count):
+        if cold:
+            assert isinstance(runtime.stores.attempts, DynamoDBAttempts)
+            runtime.stores.attempts.hints = Hints()
         await runtime.prompt(instance.agent, instance.id, f"a question of ordinary length, number {n}")
         await runtime.drain(instance, deadline=runtime.clock() + 60)
     return meter.take()
+
+
+def report(title: str, taken: Taken) -> None:
+    per = {name: count / SUBMISSIONS for name, count in taken.calls.items()}
+    wcu, rcu, index_wcu = taken.wcu / SUBMISSIONS, taken.rcu / SUBMISSIONS, taken.index_wcu / SUBMISSIONS
+    sqs = sum(count for name, count in per.items() if name.startswith("sqs:Send"))
+    dollars = {
+        "API Gateway": API_GATEWAY_PER_M,
+        "Lambda requests": LAMBDA_INVOCATIONS * LAMBDA_REQUEST_PER_M,
+        "SQS FIFO": sqs * SQS_FIFO_PER_M,
+        "DynamoDB writes": (wcu + index_wcu) * WRU_PER_M,
+        "DynamoDB reads": rcu * RRU_PER_M,
+    }
+    print(f"{title} (moto, mean of {SUBMISSIONS}):")
+    print(f"  AWS calls {sum(per.values()):.2f}   {dict(sorted(per.items()))}")
+    print(f"  DynamoDB  {wcu:.2f} WCU on the table, {index_wcu:.2f} on its indexes   {rcu:.2f} RCU")
+    print(f"  table WCU by call and item  {', '.join(f'{k}: {v / SUBMISSIONS:g}' for k, v in sorted(taken.wcu_by_call.items()))}")
+    print(f"  list price per million submissions: ${sum(dollars.values()):.2f}")
+    for name, dollars_per_m in dollars.items():
+        print(f"    {name:<16} ${dollars_per_m:.3f}")
 
 
 def main() -> None:
@@ -163,25 +225,11 @@ def main() -> None:
         assert backend.resources is not None
         meter = Meter(boto3.client("dynamodb", region_name="us-east-1"), backend.resources.table)
         meter.attach(backend.clients)
-        calls, wcu, rcu, by_call = asyncio.run(submissions(backend.runtime(registry()), meter, SUBMISSIONS))
-    per = {name: count / SUBMISSIONS for name, count in calls.items()}
-    total_calls = sum(per.values())
-    wcu, rcu = wcu / SUBMISSIONS, rcu / SUBMISSIONS
-    sqs = sum(count for name, count in per.items() if name.startswith("sqs:Send"))
-    dollars = {
-        "API Gateway": API_GATEWAY_PER_M,
-        "Lambda requests": LAMBDA_INVOCATIONS * LAMBDA_REQUEST_PER_M,
-        "SQS FIFO": sqs * SQS_FIFO_PER_M,
-        "DynamoDB writes": wcu * WRU_PER_M,
-        "DynamoDB reads": rcu * RRU_PER_M,
-    }
-    print(f"One single-turn submission (steady state, moto, mean of {SUBMISSIONS}):")
-    print(f"  AWS calls {total_calls:.1f}   {dict(sorted(per.items()))}")
-    print(f"  DynamoDB  {wcu:.1f} WCU   {rcu:.1f} RCU")
-    print(f"  WCU by call and item  {', '.join(f'{k}: {v / SUBMISSIONS:g}' for k, v in sorted(by_call.items()))}")
-    print(f"  list price per million submissions: ${sum(dollars.values()):.2f}")
-    for name, dollars_per_m in dollars.items():
-        print(f"    {name:<16} ${dollars_per_m:.3f}")
+        runtime = backend.runtime(registry())
+        warm = asyncio.run(submissions(runtime, meter, SUBMISSIONS))
+        cold = asyncio.run(submissions(runtime, meter, SUBMISSIONS, cold=True))
+    report("One single-turn submission, a warm worker", warm)
+    report("The same, claimed by a worker that knows nothing of the instance", cold)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,13 @@ memory (the reference) and DynamoDB on moto; plus what only the AWS adapter does
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from agent_runtime.adapters.aws.dynamodb import DynamoDBAttempts
+from agent_runtime.adapters.aws.dynamodb import DynamoDBAttempts, DynamoDBLedger
+from agent_runtime.adapters.aws.dynamodb_claims import GAP_GRACE_SECONDS
 from agent_runtime.ledger import Fence, Journal, Outcome, Phase
 from agent_runtime.messages import Message
 from agent_runtime.ports import Stores
@@ -41,56 +40,73 @@ async def test_big_values_spill_to_s3(backend: Backend, clock: FakeClock) -> Non
     assert any("/payloads/" in k for k in keys) and any("/history/" in k for k in keys)
 
 
-class _AdmitAfterMetaRead:
-    """The DynamoDB client, except that once armed, the next consistent read of META is
-    followed by an admission (from another thread, as another process would), before
-    the caller acts on what it read."""
-
-    def __init__(self, client: Any, admit: Callable[[], None]) -> None:
-        self._client = client
-        self._admit = admit
-        self.armed = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    def get_item(self, **kwargs: Any) -> Any:
-        item = self._client.get_item(**kwargs)
-        if self.armed and kwargs["Key"]["sk"]["S"] == "META":
-            self.armed = False
-            thread = threading.Thread(target=self._admit)
-            thread.start()
-            thread.join()
-        return item
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+async def test_a_sequence_taken_and_never_written_is_closed_after_its_grace(backend: Backend, clock: FakeClock) -> None:
+    # An admission that died between taking sequence 1 and writing it (a crashed Lambda).
+    stores = backend.stores
+    ledger, attempts = stores.ledger, stores.attempts
+    assert isinstance(ledger, DynamoDBLedger) and isinstance(attempts, DynamoDBAttempts)
+    first = (await ledger.admit(INST, draft("a"), now=clock())).record
+    await _run(stores, clock, first.id)
+    assert await ledger._next_sequence(INST, clock()) == 1
+    later = (await ledger.admit(INST, draft("b"), now=clock())).record
+    assert later.sequence == 2
+    other = _other_worker(backend)  # no hint: it walks from META
+    # The missing sequence may still be written: the head is held, nothing runs early.
+    held = await claim(other, clock, "w1")
+    assert (held.state, held.record) == ("busy", None)
+    clock.advance(GAP_GRACE_SECONDS - 1)
+    assert (await claim(other, clock, "w2")).state == "busy"
+    clock.advance(2)
+    nxt = await claim(other, clock, "w3")
+    assert nxt.state == "claimed" and nxt.record and nxt.record.id == later.id
+    # The late put fails, so that admission would take another sequence; readers never see the void.
+    assert not await ledger._put_submission(await ledger.items.ledger_item(INST, first.model_copy(update={"sequence": 1}), "p.json"))
+    assert [r.sequence for r in await ledger.list_submissions(INST)] == [0, 2]
+    assert [r.sequence for r in await ledger.unsettled(INST)] == [2]
 
 
 @pytest.mark.parametrize("backend", ["moto"], indirect=True)
-async def test_admission_racing_an_idle_claim_stays_pending(backend: Backend, clock: FakeClock) -> None:
-    # The memory store claims under one lock: an admission cannot land mid-claim there.
+async def test_an_admission_that_fails_after_taking_a_sequence_closes_it(backend: Backend, clock: FakeClock) -> None:
     stores = backend.stores
-    attempts = stores.attempts
-    assert isinstance(attempts, DynamoDBAttempts)
-    record = (await stores.ledger.admit(INST, draft("x"), now=clock())).record
-    await stores.ledger.request_abort(INST, record.id, now=clock())
-    await attempts.settle(INST, record.id, Outcome.aborted, now=clock())  # settled; META still pending
-    assert await stores.ledger.pending_instances(idle_since=clock(), limit=10) == [INST]
-    clock.advance(10)
-    late: list[str] = []
+    ledger = stores.ledger
+    assert isinstance(ledger, DynamoDBLedger)
+    first = (await ledger.admit(INST, draft("a"), now=clock())).record
+    await _run(stores, clock, first.id)
+    real = ledger.client
 
-    def admit() -> None:
-        late.append(asyncio.run(stores.ledger.admit(INST, draft("late"), now=clock())).record.id)
+    class _PutFails:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
 
-    client = _AdmitAfterMetaRead(attempts.client, admit)
-    attempts.client = client
+        def put_item(self, **kwargs: Any) -> Any:
+            if kwargs["Item"].get("void"):
+                return real.put_item(**kwargs)
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "PutItem")
+
+    ledger.client = _PutFails()
     try:
-        client.armed = True
-        # W: claim_head reads META (next_seq 1) -- A: admit(seq 1) -- W: finds nothing
-        # unsettled below next_seq 1, and must not take the instance out of the index.
-        result = await claim(stores, clock, "a1")
+        with pytest.raises(ClientError):
+            await ledger.admit(INST, draft("lost"), now=clock())
     finally:
-        attempts.client = client._client
-    assert late and not client.armed
-    assert result.state == "idle"
-    assert await stores.ledger.pending_instances(idle_since=clock(), limit=10) == [INST]
-    nxt = await claim(stores, clock, "a2")
-    assert nxt.state == "claimed" and nxt.record and nxt.record.id == late[0]
+        ledger.client = real
+    after = (await ledger.admit(INST, draft("c"), now=clock())).record
+    # No grace to wait: the failed admission closed its own sequence.
+    nxt = await claim(_other_worker(backend), clock, "w")
+    assert nxt.state == "claimed" and nxt.record and nxt.record.id == after.id and after.sequence == 2
+
+
+async def _run(stores: Stores, clock: FakeClock, submission_id: str) -> None:
+    c = await claim(stores, clock, "r-" + submission_id[-4:])
+    assert c.record and c.record.id == submission_id
+    await stores.attempts.settle(INST, submission_id, Outcome.completed, now=clock(), fence=Fence.of(c.record))
+
+
+def _other_worker(backend: Backend) -> Stores:
+    """Stores of another process over the same table (no hints shared)."""
+    from agent_runtime.adapters.aws.dynamodb import dynamodb_stores
+    from agent_runtime.adapters.aws.s3 import S3Blobs
+
+    assert backend.resources is not None
+    blobs = S3Blobs(backend.clients["s3"], backend.resources.bucket)
+    return dynamodb_stores(backend.clients["dynamodb"], backend.resources.table, blobs)

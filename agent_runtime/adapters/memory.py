@@ -69,10 +69,10 @@ class _Instance:
     kv: dict[str, Any] = field(default_factory=dict)
     children: dict[str, ChildEntry] = field(default_factory=dict)
     sessions: dict[str, SessionState] = field(default_factory=dict)
-    #: Set while admitted work may be unsettled: the time of the last admission or fenced
-    #: settle (the DynamoDB adapter's ``pending_since`` on META, listed by its index).
-    pending_since: float | None = None
-    #: The time of the last admission or fenced settle (``active_at`` on META), for listings.
+    #: Admission times of the unsettled submissions, by sequence (the DynamoDB adapter's
+    #: ``pending_since`` on SUB items, listed by its index).
+    pending: dict[int, float] = field(default_factory=dict)
+    #: The time of the last admission (``active_at`` on META), for listings.
     last_activity: float | None = None
 
 
@@ -150,7 +150,7 @@ class MemoryLedger(_Port):
             )
             state.ledger[seq] = record
             state.next_seq = seq + 1
-            state.pending_since = now
+            state.pending[seq] = now
             state.last_activity = now
             if draft.receipt_key is not None:
                 state.receipts[draft.receipt_key] = Receipt(
@@ -205,9 +205,9 @@ class MemoryLedger(_Port):
     async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
         with self.table.lock:
             pending = sorted(
-                (state.pending_since, key)
+                (min(state.pending.values()), key)
                 for key, state in self.table.instances.items()
-                if state.pending_since is not None and state.pending_since <= idle_since
+                if state.pending and min(state.pending.values()) <= idle_since
             )
         return [InstanceRef.parse(key) for _, key in pending[:limit]]
 
@@ -236,7 +236,6 @@ class MemoryAttempts(_Port):
             while state.head < state.next_seq and state.ledger[state.head].settled:
                 state.head += 1
             if state.head >= state.next_seq:
-                state.pending_since = None
                 return Claim("idle", None, state.next_seq)
             record = state.ledger[state.head]
             if record.status is Status.waiting:
@@ -254,6 +253,10 @@ class MemoryAttempts(_Port):
             if record.started_at is None:
                 record.started_at = now
             return Claim("claimed", _copy(record), state.next_seq)
+
+    async def record_input(self, fence: Fence, message: Message) -> None:
+        with self.table.lock:
+            self.table.of(fence.instance).history[fence.session].setdefault((fence.sequence, 0), message)
 
     async def checkpoint(
         self,
@@ -338,13 +341,12 @@ class MemoryAttempts(_Port):
             if fence is not None:
                 self.table.fenced(fence, honour_abort=honour_abort)
                 state.head = max(state.head, record.sequence + 1)
-                state.pending_since = None if state.head >= state.next_seq else now
-                state.last_activity = now
             elif record.status is Status.running and (record.lease_until or 0) >= now:
                 raise StaleAttempt(submission_id, record.attempt_id or "")
             if journal is not None:
                 self.table.append(instance, record, journal, messages or [])
                 record.journal = _copy(journal)
+            state.pending.pop(record.sequence, None)
             record.status = Status.settled
             record.outcome = outcome
             record.result = result

@@ -273,10 +273,16 @@ class Attempt:
             self.on_checkpoint(phase, self.record)
 
     async def _apply_input(self) -> Step:
-        self.journal.applied = True
-        self.journal.turn = 1
+        if self.record.abort_requested:  # asked to stop before it started: nothing to keep
+            raise AbortRequested(self.record.id)
         message = input_message(self.record)
-        await self._write(Phase.before_model, [message])
+        # One put of its own; the journal that says so goes with the next checkpoint.
+        await self.stores.attempts.record_input(self.fence, message)
+        self.journal.applied, self.journal.turn, self.journal.phase = True, 1, Phase.before_model
+        self.journal.written += 1
+        self.history.append(message)
+        if self.on_checkpoint:
+            self.on_checkpoint(Phase.before_model, self.record)
         if self.record.kind == "child_report":  # silent: the model reads it on its next turn
             return Finish(Outcome.completed, text=message.text)
         return CallModel()

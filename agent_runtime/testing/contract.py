@@ -308,16 +308,26 @@ async def test_settling_everything_leaves_the_pending_index(stores: Stores, cloc
     b = (await stores.ledger.admit(INST, draft("b"), now=clock())).record
     first = await claim(stores, clock, "a1")
     assert first.record and first.record.id == a.id
+    admitted_at = clock()
     clock.advance(400)
     await stores.attempts.settle(INST, a.id, Outcome.completed, now=clock(), fence=Fence.of(first.record))
-    # Work is left: still pending, and the settle counts as progress.
-    assert await stores.ledger.pending_instances(idle_since=clock() - 1, limit=10) == []
-    assert await stores.ledger.pending_instances(idle_since=clock(), limit=10) == [INST]
+    # Work is left: still pending, since the admission of the oldest unsettled submission.
+    assert await stores.ledger.pending_instances(idle_since=admitted_at - 1, limit=10) == []
+    assert await stores.ledger.pending_instances(idle_since=admitted_at, limit=10) == [INST]
     second = await claim(stores, clock, "a2")
     assert second.record and second.record.id == b.id
     await stores.attempts.settle(INST, b.id, Outcome.completed, now=clock(), fence=Fence.of(second.record))
     clock.advance(1000)
     assert await stores.ledger.pending_instances(idle_since=clock(), limit=10) == []
+
+
+async def test_an_aborted_queued_submission_leaves_the_pending_index(stores: Stores, clock: FakeClock) -> None:
+    a = (await stores.ledger.admit(INST, draft("a"), now=clock())).record
+    await stores.ledger.request_abort(INST, a.id, now=clock())
+    await stores.attempts.settle(INST, a.id, Outcome.aborted, now=clock())
+    clock.advance(1000)
+    assert await stores.ledger.pending_instances(idle_since=clock(), limit=10) == []
+    assert (await claim(stores, clock)).state == "idle"
 
 
 async def test_admission_racing_the_last_settle_stays_pending(stores: Stores, clock: FakeClock) -> None:
@@ -331,16 +341,6 @@ async def test_admission_racing_the_last_settle_stays_pending(stores: Stores, cl
     assert await stores.ledger.pending_instances(idle_since=clock(), limit=10) == [INST]
     nxt = await claim(stores, clock, "a2")
     assert nxt.state == "claimed" and nxt.record and nxt.record.id == late.id
-
-
-async def test_pending_until_a_claim_finds_nothing_after_an_abort(stores: Stores, clock: FakeClock) -> None:
-    record = (await stores.ledger.admit(INST, draft("x"), now=clock())).record
-    await stores.ledger.request_abort(INST, record.id, now=clock())
-    await stores.attempts.settle(INST, record.id, Outcome.aborted, now=clock())
-    # A wake-up too many, never one too few: the next claim takes it out.
-    assert await stores.ledger.pending_instances(idle_since=clock(), limit=10) == [INST]
-    assert (await claim(stores, clock)).state == "idle"
-    assert await stores.ledger.pending_instances(idle_since=clock(), limit=10) == []
 
 
 async def test_pending_instances_oldest_first_within_the_limit(stores: Stores, clock: FakeClock) -> None:

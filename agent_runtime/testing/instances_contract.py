@@ -32,7 +32,8 @@ async def test_an_instance_is_listed_from_its_first_admission(stores: Stores, cl
 
 async def test_the_listing_follows_claims_and_settles(stores: Stores, clock: FakeClock) -> None:
     a = (await stores.ledger.admit(INST, draft("a"), now=clock())).record
-    await stores.ledger.admit(INST, draft("b"), now=clock())
+    admitted_at = clock()
+    await stores.ledger.admit(INST, draft("b"), now=admitted_at)
     c = await claim(stores, clock, lease=60)
     assert c.record
     [running] = (await stores.ledger.instances(INST.agent, now=clock())).instances
@@ -43,16 +44,17 @@ async def test_the_listing_follows_claims_and_settles(stores: Stores, clock: Fak
     clock.advance(5)
     await stores.attempts.settle(INST, a.id, Outcome.completed, now=clock(), fence=Fence.of(c.record))
     [after] = (await stores.ledger.instances(INST.agent, now=clock())).instances
-    assert (after.status, after.submissions, after.settled, after.last_activity) == ("queued", 2, 1, clock())
+    assert (after.status, after.submissions, after.settled, after.last_activity) == ("queued", 2, 1, admitted_at)
     second = await claim(stores, clock, "a2")
     assert second.record
     clock.advance(5)
     await stores.attempts.settle(INST, second.record.id, Outcome.failed, now=clock(), fence=Fence.of(second.record))
     [idle] = (await stores.ledger.instances(INST.agent, now=clock())).instances
-    assert (idle.status, idle.submissions, idle.settled, idle.last_activity) == ("idle", 2, 2, clock())
+    # Activity is admission: settles move no instance up the listing.
+    assert (idle.status, idle.submissions, idle.settled, idle.last_activity) == ("idle", 2, 2, admitted_at)
 
 
-async def test_instances_are_paged_newest_activity_first(stores: Stores, clock: FakeClock) -> None:
+async def test_instances_are_paged_latest_admission_first(stores: Stores, clock: FakeClock) -> None:
     refs = [InstanceRef(AGENT, f"P-{n}") for n in range(7)]
     for ref in refs:
         await stores.ledger.admit(ref, draft("x"), now=clock())
@@ -68,7 +70,7 @@ async def test_instances_are_paged_newest_activity_first(stores: Stores, clock: 
             break
         cursor = page.next_cursor
     assert seen == list(reversed(refs)) and pages == 3
-    # New activity moves an instance to the front.
+    # A new admission moves an instance to the front.
     await stores.ledger.admit(refs[0], draft("again"), now=clock())
     first = (await stores.ledger.instances(AGENT, now=clock(), limit=1)).instances
     assert [s.instance for s in first] == [refs[0]]

@@ -16,24 +16,28 @@ Every write of an attempt carries the fence condition
 where an abort must stop the attempt). The failure's old item (returned with
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD``) says which domain error to raise.
 
+A single-turn submission makes five writes here, and only the last is a transaction: admission takes a sequence from META's counter (one update, which also
+lists the instance) and puts the SUB item there; the claim updates SUB; the input
+message is one put (`Attempts.record_input`); the settle writes SUB and the answer
+together. META's ``head`` is a lower bound that claims and settles move forward only
+every `HEAD_LAG` submissions (`dynamodb_claims` says how a claim finds the head, and
+what it does about a sequence taken and not written).
+
 The sweeper finds instances with idle work without a scan, through the sparse global
 secondary index ``pending`` (keys only): partition key ``pending_shard`` (number,
 ``0..PENDING_SHARDS-1``, a stable hash of the instance key, so no one partition takes
-every write), sort key ``pending_since`` (number, epoch seconds). Only META items carry
-them: admission sets both (in its transaction) and so does a fenced settle that leaves
-admitted work behind it; the settle that moves the head to ``next_seq`` removes them, on
-the condition that nothing was admitted meanwhile, and so does a `claim_head` that finds
-nothing unsettled. ``pending_since`` is thus the instance's last admission or settle, and
-the sweeper asks for ``pending_since <= now - idle``. Index reads are eventually
-consistent: a wake-up too many is harmless, and none is ever missed for long.
+every write), sort key ``pending_since`` (number, epoch seconds). Only unsettled SUB
+items carry them: the admission's put sets both, the settle (fenced or not) removes
+them, so neither costs a write of its own. The sweeper asks for ``pending_since <= now
+- idle`` and takes each instance once. Index reads are eventually consistent: a wake-up
+too many is harmless, and none is ever missed for long.
 
 Listings (`Ledger.instances`) read the sparse index ``instances``: partition key
-``agent_name``, sort key ``active_at`` (the last admission or fenced settle), projecting
-``next_seq`` and ``head``. Both keys are set in META updates that already happen (the
-admission transaction, the settle's head move), so the index costs no write request of
-its own, only the index's replication of those updates. One agent is one index
-partition: past about a thousand admissions and settles a second for one agent, the
-index would throttle its writes (shard the key then, as ``pending`` does).
+``agent_name``, sort key ``active_at`` (the last admission), projecting ``next_seq`` and
+``head``. Both keys are set by the admission's update of META, so the index costs no
+write request of its own, only the index's replication of that update. One agent is one
+index partition: past about a thousand admissions a second for one agent, the index
+would throttle its writes (shard the key then, as ``pending`` does).
 """
 
 from __future__ import annotations

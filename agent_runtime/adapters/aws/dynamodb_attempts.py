@@ -1,6 +1,6 @@
-"""`Attempts` on DynamoDB: claims, fenced checkpoints, hand-backs, suspension and the
-terminal write, with the pending index's rules (described in
-`agent_runtime.adapters.aws.dynamodb`).
+"""`Attempts` on DynamoDB: fenced checkpoints, hand-backs, suspension and the terminal
+write (claims are `agent_runtime.adapters.aws.dynamodb_claims`); the layout is described
+in `agent_runtime.adapters.aws.dynamodb`.
 """
 
 from __future__ import annotations
@@ -10,189 +10,43 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from agent_runtime.adapters.aws.dynamodb_claims import HEAD_LAG, DynamoDBClaims, Hint, Hints
 from agent_runtime.adapters.aws.dynamodb_items import (
-    _ACTIVE,
     _SHARD,
     _SINCE,
     Item,
     _cancel_reasons,
     _code,
-    _int,
     _journal,
     _key,
     _n,
     _old_item,
     _s,
     _sub,
-    pending_shard,
 )
-from agent_runtime.adapters.aws.dynamodb_table import TablePort
 from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.errors import AlreadySettled, LedgerError, StaleAttempt
 from agent_runtime.ids import InstanceRef
-from agent_runtime.ledger import Claim, Fence, Journal, Outcome, sequence_of
+from agent_runtime.ledger import Fence, Journal, Outcome, sequence_of
 from agent_runtime.messages import Message, ToolResultPart
 
-#: How many (instance -> next_seq seen at claim) and (instance -> head) hints a store
-#: keeps; see `settle` and `claim_head`.
-_CLAIM_HINTS = 4096
 
-
-class DynamoDBAttempts(TablePort):
+class DynamoDBAttempts(DynamoDBClaims):
     def __init__(self, client: Any, table: str, items: Any) -> None:
         super().__init__(client, table, items)
-        # instance key -> (sequence claimed, next_seq read by that claim): lets `settle`
-        # know whether more work was admitted without reading META again.
-        self._claimed: dict[str, tuple[int, int]] = {}
-        # instance key -> (head, next_seq at least) after a fenced settle here moved the
-        # head: the next `claim_head` of a warm worker goes straight to that item.
-        self._heads: dict[str, tuple[int, int]] = {}
-
-    async def claim_head(
-        self, instance: InstanceRef, *, attempt_id: str, now: float, lease_seconds: float
-    ) -> Claim:
-        hint = self._heads.pop(instance.key, None)
-        if hint is not None:
-            claim = await self._claim_hinted(instance, hint, attempt_id=attempt_id, now=now, lease_seconds=lease_seconds)
-            if claim is not None:
-                return claim
-        meta = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True)).get("Item")
-        if meta is None:
-            return Claim("idle", None, 0)
-        head, next_seq = _int(meta, "head"), _int(meta, "next_seq")
-        while head < next_seq:
-            claimed, old = await self._claim_item(instance, head, attempt_id=attempt_id, now=now, lease_seconds=lease_seconds)
-            if claimed is not None:
-                return await self._claimed_head(instance, claimed, head, next_seq)
-            if old is None:
-                old = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, _sub(head)), ConsistentRead=True))["Item"]
-            status = old["status"]["S"]
-            if status == "settled":
-                await self._advance_head(instance, head)
-                head += 1
-                continue
-            return await self._unclaimable(old, next_seq)
-        if _SINCE in meta:
-            await self._clear_pending(instance, next_seq)
-        return Claim("idle", None, next_seq)
-
-    async def _claim_hinted(
-        self, instance: InstanceRef, hint: tuple[int, int], *, attempt_id: str, now: float, lease_seconds: float
-    ) -> Claim | None:
-        """Claim the head this store moved to when it settled the one before (everything
-        earlier is settled, and a head only moves forward), without reading META. None
-        when the hint leads nowhere useful (nothing admitted there, or it settled since):
-        the caller reads META. `next_seq` is then only a lower bound of the admissions,
-        which `Claim.next_sequence` allows: each later admission has its own wake-up."""
-        head, known = hint
-        next_seq = max(known, head + 1)
-        claimed, old = await self._claim_item(instance, head, attempt_id=attempt_id, now=now, lease_seconds=lease_seconds)
-        if claimed is not None:
-            return await self._claimed_head(instance, claimed, head, next_seq)
-        if old is None or old["status"]["S"] == "settled":
-            return None
-        return await self._unclaimable(old, next_seq)
-
-    async def _claim_item(
-        self, instance: InstanceRef, seq: int, *, attempt_id: str, now: float, lease_seconds: float
-    ) -> tuple[Item | None, Item | None]:
-        """Start an attempt on SUB#seq: (the item claimed, None), or (None, the item as it
-        was when it could not be claimed; None if it does not exist)."""
-        try:
-            item = (await offload(
-                self.client.update_item,
-                TableName=self.table,
-                Key=_key(instance, _sub(seq)),
-                UpdateExpression=(
-                    "SET #status = :running, attempt_id = :attempt, claims = claims + :one, "
-                    "lease_until = :lease, started_at = if_not_exists(started_at, :now) REMOVE not_before"
-                ),
-                # Claimable: queued and past its backoff, or running on an expired lease
-                # (its worker crashed). A live lease makes the claim fail: busy.
-                ConditionExpression=(
-                    "(#status = :queued AND (attribute_not_exists(not_before) OR not_before <= :now)) "
-                    "OR (#status = :running AND lease_until < :now)"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":running": _s("running"),
-                    ":queued": _s("queued"),
-                    ":attempt": _s(attempt_id),
-                    ":one": _n(1),
-                    ":lease": _n(now + lease_seconds),
-                    ":now": _n(now),
-                },
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            ))["Attributes"]
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-            return None, _old_item(error)
-        return item, None
-
-    async def _claimed_head(self, instance: InstanceRef, item: Item, head: int, next_seq: int) -> Claim:
-        if len(self._claimed) >= _CLAIM_HINTS:
-            self._claimed.clear()
-        self._claimed[instance.key] = (head, next_seq)
-        return Claim("claimed", await self.items.record(item), next_seq)
-
-    async def _unclaimable(self, old: Item, next_seq: int) -> Claim:
-        state = {"waiting": "waiting", "running": "busy"}.get(old["status"]["S"], "backoff")
-        return Claim(state, await self.items.record(old), next_seq)  # type: ignore[arg-type]
-
-    async def _clear_pending(self, instance: InstanceRef, next_seq: int) -> None:
-        """Take an instance with nothing unsettled out of the pending index, unless an
-        admission came after our read of META (then it stays, with that admission's time)."""
-        try:
-            await offload(
-                self.client.update_item,
-                TableName=self.table,
-                Key=_key(instance, "META"),
-                UpdateExpression=f"REMOVE {_SHARD}, {_SINCE}",
-                ConditionExpression="next_seq = :next",
-                ExpressionAttributeValues={":next": _n(next_seq)},
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-
-    def _head_update(self, instance: InstanceRef, seq: int, now: float, *, drained: bool) -> Item:
-        """The META update of a fenced settle of `seq`: the head moves past it. `drained`:
-        nothing was admitted after it, so the instance leaves the pending index; the
-        condition makes a concurrent admission cancel the transaction instead."""
-        if drained:
-            return {
-                "TableName": self.table,
-                "Key": _key(instance, "META"),
-                "UpdateExpression": f"SET head = :next, {_ACTIVE} = :now REMOVE {_SHARD}, {_SINCE}",
-                "ConditionExpression": "next_seq = :next",
-                "ExpressionAttributeValues": {":next": _n(seq + 1), ":now": _n(now)},
-            }
-        return {
-            "TableName": self.table,
-            "Key": _key(instance, "META"),
-            "UpdateExpression": f"SET head = :next, {_SHARD} = :shard, {_SINCE} = :now, {_ACTIVE} = :now",
-            "ExpressionAttributeValues": {":next": _n(seq + 1), ":shard": _n(pending_shard(instance)), ":now": _n(now)},
-        }
-
-    async def _advance_head(self, instance: InstanceRef, head: int) -> None:
-        try:
-            await offload(
-                self.client.update_item,
-                TableName=self.table,
-                Key=_key(instance, "META"),
-                UpdateExpression="SET head = :next",
-                ConditionExpression="head = :head",
-                ExpressionAttributeValues={":next": _n(head + 1), ":head": _n(head)},
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
+        self.hints = Hints()
 
     async def _message_puts(self, instance: InstanceRef, session: str, seq: int, start: int, messages: Iterable[Message]) -> list[Item]:
         items = await self.items.messages(instance, session, seq, start, messages)
         return [{"Put": {"TableName": self.table, "Item": item}} for item in items]
+
+    async def record_input(self, fence: Fence, message: Message) -> None:
+        """The input message at index 0 of the submission, unless it is there: one put, not
+        fenced by a transaction. Its key and content are the submission's own, so an
+        attempt that lost its claim can only write what the live one writes; the first
+        write stands."""
+        [item] = await self.items.messages(fence.instance, fence.session, fence.sequence, 0, [message])
+        await self._write_if("put_item", Item=item, ConditionExpression="attribute_not_exists(sk)")
 
     async def checkpoint(
         self,
@@ -387,7 +241,8 @@ class DynamoDBAttempts(TablePort):
         update: Item = {
             "TableName": self.table,
             "Key": _key(instance, _sub(seq)),
-            "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE lease_until, waiting_on",
+            # Settled work leaves the pending index (its keys are on unsettled SUB items only).
+            "UpdateExpression": "SET " + ", ".join(sets) + f" REMOVE lease_until, waiting_on, {_SHARD}, {_SINCE}",
             "ConditionExpression": f"id = :id AND ({condition})",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
@@ -404,35 +259,27 @@ class DynamoDBAttempts(TablePort):
                 if old is None or old["status"]["S"] == "settled":
                     raise AlreadySettled(submission_id) from None
                 raise StaleAttempt(submission_id, old.get("attempt_id", {}).get("S", "")) from None
-        # The fenced attempt runs the head: settling it moves the head past it. When its
-        # claim saw nothing admitted after it, the instance also leaves the pending index,
-        # on the condition that this is still true:
-        #   W: claim_head(seq 4) reads next_seq 5 ... runs
-        #   A: admit(seq 5): next_seq 6, pending_since = now
-        #   W: settle(4), drained -> META condition fails, transaction cancelled
-        #   W: settle(4) again, not drained: the instance stays pending
-        # Unconditionally, A's submission would leave the index, and nothing would re-wake
-        # the instance if A's wake-up were lost.
-        claimed = self._claimed.pop(instance.key, None)
-        drained = claimed is None or claimed[0] != seq or claimed[1] <= seq + 1
-        items: list[Item] = [{"Update": update}, {"Update": self._head_update(instance, seq, now, drained=drained)}]
+        items: list[Item] = [{"Update": update}]
         if journal is not None and messages:
             items += await self._message_puts(instance, fence.session, seq, journal.written - len(messages), messages)
-        known = max(seq + 1, claimed[1] if claimed else 0)
         try:
             reasons = await self._transact_fenced(fence, items, honour_abort=honour_abort)
-            if reasons and drained and reasons[1].get("Code") == "ConditionalCheckFailed":
-                items[1] = {"Update": self._head_update(instance, seq, now, drained=False)}
-                reasons = await self._transact_fenced(fence, items, honour_abort=honour_abort)
-                known = seq + 2  # the condition failed: something was admitted after seq
-            if reasons:
-                raise LedgerError(f"settle of {submission_id} was cancelled: {reasons}")
-            if len(self._heads) >= _CLAIM_HINTS:
-                self._heads.clear()
-            self._heads[instance.key] = (seq + 1, known)
         except StaleAttempt:
             old = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, _sub(seq)), ConsistentRead=True)).get("Item")
             if old is not None and old["status"]["S"] == "settled":
                 raise AlreadySettled(submission_id) from None
             raise
+        if reasons:
+            raise LedgerError(f"settle of {submission_id} was cancelled: {reasons}")
+        await self._settled_head(instance, seq)
 
+    async def _settled_head(self, instance: InstanceRef, seq: int) -> None:
+        """The fenced attempt ran the head, so the head is now past it: the hint for this
+        worker's next claim, and META's head once it trails by `HEAD_LAG`."""
+        hint = self.hints.get(instance)
+        known = hint.next_seq if hint is not None and hint.head == seq else 0
+        meta_head = hint.meta_head if hint is not None else 0
+        if seq + 1 - meta_head >= HEAD_LAG:
+            await self._move_head(instance, meta_head, seq + 1)
+            meta_head = seq + 1
+        self.hints.put(instance, Hint(seq + 1, max(known, seq + 1), meta_head))

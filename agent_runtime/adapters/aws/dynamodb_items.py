@@ -4,11 +4,14 @@ that turns submission records and history messages into items and back.
 Key layout (``pk``, ``sk``; both strings):
 
     pk = "I#{agent}/{id}"
-    sk = "META"                                 next_seq (admission counter), head (first unsettled),
-                                                pending_shard, pending_since (while work may be pending),
-                                                agent_name, active_at (last admission or fenced settle)
+    sk = "META"                                 next_seq (admission counter), head (first unsettled,
+                                                or a little behind it), agent_name, active_at (last
+                                                admission), gap_seq, gap_at (a sequence taken by an
+                                                admission that has not written it yet, first seen)
          "SUB#{seq:010d}"                       one ledger item per submission (SubmissionRecord;
-                                                waiting_on while it waits)
+                                                waiting_on while it waits; pending_shard and
+                                                pending_since while unsettled), or a void one:
+                                                a sequence its admission gave up
          "RCPT#{kind}:{key}"                    receipt: hash, submission_id, accepted_at; kept for life
          "MSG#{session}#{seq:010d}#{idx:06d}"   one history message; never rewritten
          "TR#{seq:010d}#{turn:04d}#{call_id}"   one recorded tool result
@@ -97,6 +100,17 @@ def _int(item: Item, name: str, default: int = 0) -> int:
 
 def _str(item: Item, name: str) -> str | None:
     return item[name]["S"] if name in item else None
+
+
+def _void(item: Item) -> bool:
+    """A SUB item that holds no submission: its sequence was given up (see `void_item`)."""
+    return "void" in item
+
+
+def void_item(instance: InstanceRef, seq: int) -> Item:
+    """The item that closes a sequence no submission will have: an admission that failed
+    after taking it, or one that never wrote it in time (claims pass it as settled)."""
+    return {**_key(instance, _sub(seq)), "id": _s(f"void-{seq}"), "status": _s("settled"), "void": {"BOOL": True}}
 
 
 def _journal(journal: Journal) -> dict[str, Any]:

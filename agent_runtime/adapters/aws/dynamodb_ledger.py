@@ -5,7 +5,7 @@ sweeper's pending index (see `agent_runtime.adapters.aws.dynamodb` for the layou
 from __future__ import annotations
 
 import asyncio
-import random
+import logging
 import secrets
 from typing import Any
 
@@ -27,7 +27,9 @@ from agent_runtime.adapters.aws.dynamodb_items import (
     _pk,
     _s,
     _sub,
+    _void,
     pending_shard,
+    void_item,
 )
 from agent_runtime.adapters.aws.dynamodb_table import TablePort
 from agent_runtime.adapters.aws.offload import offload
@@ -42,15 +44,22 @@ from agent_runtime.ports import (
     parse_instances_cursor,
 )
 
-MAX_ADMIT_RETRIES = 200
+MAX_ADMIT_RETRIES = 20
+
+log = logging.getLogger("agent_runtime")
 
 
 class DynamoDBLedger(TablePort):
     async def admit(self, instance: InstanceRef, draft: Draft, *, now: float) -> Admission:
+        """Take the next sequence from META's counter (one update, which also lists the
+        instance), then write the SUB item there on the condition that nothing holds the
+        sequence yet (with the receipt, in one transaction, when the draft has a key).
+        A claim may give up a sequence whose item is late (`void_item`, see
+        `DynamoDBClaims`): then this put fails and the admission takes another one. A
+        failure after taking a sequence closes it here, so claims need not wait for it."""
         payload_blob = f"payloads/{secrets.token_hex(8)}.json"
-        for attempt in range(MAX_ADMIT_RETRIES):
-            meta = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True)).get("Item")
-            seq = _int(meta, "next_seq") if meta else 0
+        for _ in range(MAX_ADMIT_RETRIES):
+            seq = await self._next_sequence(instance, now)
             record = SubmissionRecord(
                 id=submission_id_for(seq),
                 instance=instance.key,
@@ -63,67 +72,87 @@ class DynamoDBLedger(TablePort):
                 timeout_s=draft.timeout_s,
                 receipt_key=draft.receipt_key,
             )
-            # Two admissions may read the same next_seq; the condition on META lets
-            # exactly one of them write SUB#seq, the other re-reads and takes seq+1.
-            items: list[Item] = [
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": _key(instance, "META"),
-                        "UpdateExpression": (
-                            f"SET next_seq = :next, head = if_not_exists(head, :zero), {_SHARD} = :shard, {_SINCE} = :now, "
-                            f"{_AGENT} = :agent, {_ACTIVE} = :now"
-                        ),
-                        "ConditionExpression": "attribute_not_exists(next_seq) OR next_seq = :seq",
-                        "ExpressionAttributeValues": {
-                            ":next": _n(seq + 1),
-                            ":seq": _n(seq),
-                            ":zero": _n(0),
-                            ":shard": _n(pending_shard(instance)),
-                            ":now": _n(now),
-                            ":agent": _s(instance.agent),
-                        },
-                    }
-                },
+            item = {
+                **await self.items.ledger_item(instance, record, payload_blob),
+                _SHARD: _n(pending_shard(instance)),
+                _SINCE: _n(now),
+            }
+            try:
+                if draft.receipt_key is None:
+                    written = await self._put_submission(item)
+                else:
+                    written, receipt = await self._put_with_receipt(instance, item, draft, record.id, now)
+                    if receipt is not None:
+                        await self._void(instance, seq)
+                        return await self._replay(instance, draft, receipt)
+            except Exception:
+                await self._void(instance, seq)
+                raise
+            if written:
+                return Admission(record, replayed=False)
+        raise LedgerError(f"could not admit to {instance} after {MAX_ADMIT_RETRIES} tries")
+
+    async def _next_sequence(self, instance: InstanceRef, now: float) -> int:
+        attributes = (await offload(
+            self.client.update_item,
+            TableName=self.table,
+            Key=_key(instance, "META"),
+            UpdateExpression=f"SET head = if_not_exists(head, :zero), {_AGENT} = :agent, {_ACTIVE} = :now ADD next_seq :one",
+            ExpressionAttributeValues={":zero": _n(0), ":one": _n(1), ":agent": _s(instance.agent), ":now": _n(now)},
+            ReturnValues="UPDATED_NEW",
+        ))["Attributes"]
+        return int(attributes["next_seq"]["N"]) - 1
+
+    async def _put_submission(self, item: Item) -> bool:
+        """Write a SUB item; False when its sequence was given up meanwhile."""
+        return await self._write_if("put_item", Item=item, ConditionExpression="attribute_not_exists(sk)")
+
+    async def _put_with_receipt(
+        self, instance: InstanceRef, item: Item, draft: Draft, submission_id: str, now: float
+    ) -> tuple[bool, Item | None]:
+        """The SUB item and its receipt together: (written, None), (False, None) when the
+        sequence was given up, or (False, the receipt) when the key was used before."""
+        assert draft.receipt_key is not None
+        receipt = {
+            **_key(instance, f"RCPT#{draft.receipt_key}"),
+            "hash": _s(draft.receipt_hash or ""),
+            "submission_id": _s(submission_id),
+            "accepted_at": _n(now),
+        }
+        try:
+            await offload(self.client.transact_write_items, TransactItems=[
+                {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(sk)"}},
                 {
                     "Put": {
                         "TableName": self.table,
-                        "Item": await self.items.ledger_item(instance, record, payload_blob),
+                        "Item": receipt,
                         "ConditionExpression": "attribute_not_exists(sk)",
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                     }
                 },
-            ]
-            if draft.receipt_key is not None:
-                items.append(
-                    {
-                        "Put": {
-                            "TableName": self.table,
-                            "Item": {
-                                **_key(instance, f"RCPT#{draft.receipt_key}"),
-                                "hash": _s(draft.receipt_hash or ""),
-                                "submission_id": _s(record.id),
-                                "accepted_at": _n(now),
-                            },
-                            "ConditionExpression": "attribute_not_exists(sk)",
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        }
-                    }
-                )
-            try:
-                await offload(self.client.transact_write_items, TransactItems=items)
-                return Admission(record, replayed=False)
-            except ClientError as error:
-                if _code(error) != "TransactionCanceledException":
-                    raise
-                reasons = _cancel_reasons(error)
-                if draft.receipt_key is not None and len(reasons) > 2 and reasons[2].get("Code") == "ConditionalCheckFailed":
-                    return await self._replay(instance, draft, reasons[2].get("Item"))
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
-        raise LedgerError(f"could not admit to {instance} after {MAX_ADMIT_RETRIES} tries (contention)")
+            ])
+        except ClientError as error:
+            if _code(error) != "TransactionCanceledException":
+                raise
+            reasons = _cancel_reasons(error)
+            if len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
+                return False, reasons[1].get("Item") or {}
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False, None
+            raise
+        return True, None
+
+    async def _void(self, instance: InstanceRef, seq: int) -> None:
+        """Close a sequence this admission took and will not use (best effort: a claim
+        closes it too once it is overdue)."""
+        try:
+            await self._write_if("put_item", Item=void_item(instance, seq), ConditionExpression="attribute_not_exists(sk)")
+        except Exception as error:  # the admission's own failure is the one to report
+            log.warning("could not void sequence", extra={"instance": instance.key, "sequence": seq, "error": type(error).__name__})
 
     async def _replay(self, instance: InstanceRef, draft: Draft, receipt: Item | None) -> Admission:
         assert draft.receipt_key is not None
-        if receipt is None:
+        if not receipt:
             receipt = (await offload(
                 self.client.get_item, TableName=self.table, Key=_key(instance, f"RCPT#{draft.receipt_key}"), ConsistentRead=True
             ))["Item"]
@@ -146,30 +175,36 @@ class DynamoDBLedger(TablePort):
     async def list_submissions(
         self, instance: InstanceRef, *, after: int = -1, limit: int = 100
     ) -> list[SubmissionRecord]:
-        response = await offload(
-            self.client.query,
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
-            ExpressionAttributeValues={":pk": _s(_pk(instance)), ":lo": _s(_sub(after + 1)), ":hi": _s(f"SUB#{_SEQ_MAX}")},
-            Limit=limit,
-            ConsistentRead=True,
-        )
-        return [await self.items.record(item) for item in response["Items"]]
+        return [await self.items.record(item) for item in await self._submission_items(instance, after=after, limit=limit)]
 
     async def unsettled(self, instance: InstanceRef, *, limit: int = 100) -> list[SubmissionRecord]:
         meta = (await offload(self.client.get_item, TableName=self.table, Key=_key(instance, "META"), ConsistentRead=True)).get("Item")
         if meta is None:
             return []
-        head = int(meta.get("head", {"N": "0"})["N"])
-        found: list[SubmissionRecord] = []
-        after = head - 1
+        items = await self._submission_items(instance, after=_int(meta, "head") - 1, limit=limit, unsettled=True)
+        return [await self.items.record(item) for item in items]
+
+    async def _submission_items(self, instance: InstanceRef, *, after: int, limit: int, unsettled: bool = False) -> list[Item]:
+        """Up to `limit` SUB items after sequence `after`, in order, void ones left out
+        (and settled ones, when `unsettled`): paged until found or exhausted."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {":pk": _s(_pk(instance)), ":lo": _s(_sub(after + 1)), ":hi": _s(f"SUB#{_SEQ_MAX}")},
+            "ConsistentRead": True,
+        }
+        if unsettled:
+            request["FilterExpression"] = "#status <> :settled"
+            request["ExpressionAttributeNames"] = {"#status": "status"}
+            request["ExpressionAttributeValues"][":settled"] = _s("settled")
+        found: list[Item] = []
         while len(found) < limit:
-            page = await self.list_submissions(instance, after=after, limit=100)
-            found += [r for r in page if not r.settled]
-            if len(page) < 100:
+            response = await offload(self.client.query, **request, Limit=limit - len(found))
+            found += [item for item in response["Items"] if not _void(item)]
+            if "LastEvaluatedKey" not in response:
                 break
-            after = page[-1].sequence
-        return found[:limit]
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found
 
     async def request_abort(self, instance: InstanceRef, submission_id: str, *, now: float) -> SubmissionRecord:
         try:
@@ -205,8 +240,9 @@ class DynamoDBLedger(TablePort):
 
     async def instances(self, agent: str, *, now: float, limit: int = 50, cursor: str | None = None) -> InstancePage:
         """One Query of the agent's partition of the index (newest first, one item more
-        than the page to know whether another follows), then one BatchGetItem of the head
-        items of the instances with unsettled work, for their status."""
+        than the page to know whether another follows), then, for each instance with
+        unsettled work, one Query of its submissions from META's head (which may trail the
+        true head by a few settled ones) for the first unsettled one's status."""
         kwargs: dict[str, Any] = {}
         if cursor is not None:
             active, instance_id = parse_instances_cursor(cursor)
@@ -224,39 +260,33 @@ class DynamoDBLedger(TablePort):
             **kwargs,
         )
         metas = response["Items"][:limit]
-        busy = [m for m in metas if _int(m, "head") < _int(m, "next_seq")]
-        heads = await self._heads([(InstanceRef.parse(m["pk"]["S"][2:]), _int(m, "head")) for m in busy])
+        refs = [InstanceRef.parse(m["pk"]["S"][2:]) for m in metas]
+        states = await asyncio.gather(*(self._state(ref, _int(m, "head"), _int(m, "next_seq"), now) for ref, m in zip(refs, metas, strict=True)))
         page = [
-            InstanceSummary(
-                ref,
-                float(meta[_ACTIVE]["N"]),
-                _status(heads.get(ref.key), _int(meta, "head") + 1 < _int(meta, "next_seq"), now),
-                submissions=_int(meta, "next_seq"),
-                settled=_int(meta, "head"),
-            )
-            for meta, ref in ((m, InstanceRef.parse(m["pk"]["S"][2:])) for m in metas)
+            InstanceSummary(ref, float(meta[_ACTIVE]["N"]), status, submissions=_int(meta, "next_seq"), settled=settled)
+            for ref, meta, (status, settled) in zip(refs, metas, states, strict=True)
         ]
         more = len(response["Items"]) > limit
         return InstancePage(page, instances_cursor(page[-1]) if more else None)
 
-    async def _heads(self, heads: list[tuple[InstanceRef, int]]) -> dict[str, Item]:
-        """The head items of these instances (status and lease only), by instance key."""
-        found: dict[str, Item] = {}
-        keys = [_key(ref, _sub(head)) for ref, head in heads]
-        request: dict[str, Any] = {
-            self.table: {"Keys": keys, "ProjectionExpression": "pk, #status, lease_until", "ExpressionAttributeNames": {"#status": "status"}}
-        }
-        while keys and request:
-            response = await offload(self.client.batch_get_item, RequestItems=request)
-            for item in response["Responses"].get(self.table, []):
-                found[item["pk"]["S"][2:]] = item
-            request = response.get("UnprocessedKeys") or {}
-        return found
+    async def _state(self, instance: InstanceRef, head: int, next_seq: int, now: float) -> tuple[InstanceStatus, int]:
+        """The instance's status and how many submissions precede its first unsettled one."""
+        found = await self._first_unsettled(instance, head, next_seq)
+        if found is None:
+            return "idle", max(head, next_seq)
+        seq, item = found
+        if item is None:
+            return "queued", seq  # an admission is writing `seq` now
+        status = item["status"]["S"]
+        if status == "running" and float(item.get("lease_until", {"N": "0"})["N"]) >= now:
+            return "running", seq
+        return ("waiting" if status == "waiting" else "queued"), seq
 
     # --- the sweeper's index -------------------------------------------------------
 
     async def pending_instances(self, *, idle_since: float, limit: int) -> list[InstanceRef]:
-        """The oldest `limit` of each shard (one Query each, paged), merged oldest first."""
+        """The oldest `limit` unsettled submissions of each shard (one Query each, paged),
+        merged oldest first, by instance."""
         found: list[tuple[float, str]] = []
         for shard in range(settings.PENDING_SHARDS):
             taken = 0
@@ -278,17 +308,8 @@ class DynamoDBLedger(TablePort):
                 if "LastEvaluatedKey" not in response:
                     break
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return [InstanceRef.parse(key) for _, key in sorted(found)[:limit]]
+        # An instance is listed once per unsettled submission: each one counts, oldest first.
+        oldest: dict[str, None] = dict.fromkeys(key for _, key in sorted(found))
+        return [InstanceRef.parse(key) for key in list(oldest)[:limit]]
 
 
-def _status(head: Item | None, more: bool, now: float) -> InstanceStatus:
-    """An instance's status from its head item (None: nothing unsettled, so idle) and
-    whether anything was admitted after the head (`more`), as the memory store decides."""
-    if head is None:
-        return "idle"
-    status = head["status"]["S"]
-    if status == "running" and float(head.get("lease_until", {"N": "0"})["N"]) >= now:
-        return "running"
-    if status == "waiting":
-        return "waiting"
-    return "queued" if status != "settled" or more else "idle"

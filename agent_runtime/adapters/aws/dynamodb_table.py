@@ -18,12 +18,17 @@ from agent_runtime.adapters.aws.dynamodb_items import (
     _cancel_reasons,
     _code,
     _key,
+    _pk,
     _s,
     _sub,
 )
 from agent_runtime.adapters.aws.offload import offload
 from agent_runtime.errors import AbortRequested, LedgerError, StaleAttempt
+from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Fence
+
+#: SUB items a walk to the first unsettled submission reads per Query.
+WALK_PAGE = 100
 
 
 class TablePort:
@@ -33,6 +38,42 @@ class TablePort:
         self.client = client
         self.table = table
         self.items = items
+
+    async def _write_if(self, operation: str, **request: Any) -> bool:
+        """A conditional `put_item` or `update_item`: False when its condition failed."""
+        try:
+            await offload(getattr(self.client, operation), TableName=self.table, **request)
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    async def _first_unsettled(self, instance: InstanceRef, start: int, end: int) -> tuple[int, Item | None] | None:
+        """The first sequence in [start, end) that is not settled: (seq, its status item),
+        (seq, None) when no item holds it, or None when all are settled."""
+        seq = start
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {":pk": _s(_pk(instance)), ":lo": _s(_sub(start)), ":hi": _s(_sub(end - 1))},
+            "ProjectionExpression": "sk, #status, lease_until",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ConsistentRead": True,
+            "Limit": WALK_PAGE,
+        }
+        while seq < end:
+            response = await offload(self.client.query, **request)
+            for item in response["Items"]:
+                if int(item["sk"]["S"][4:]) != seq:
+                    return seq, None
+                if item["status"]["S"] != "settled":
+                    return seq, item
+                seq += 1
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return (seq, None) if seq < end else None
 
     # --- fencing -------------------------------------------------------------------
 
