@@ -44,7 +44,7 @@ class InstanceSummary(BaseModel):
 class InstancesPage(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
-    instances: list[InstanceSummary] = Field(description="Most recent activity first.")
+    instances: list[InstanceSummary] = Field(description="Latest admission first.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
 
     @classmethod

@@ -46,17 +46,17 @@ TABLE_PARTITION_KEY = "pk"
 TABLE_SORT_KEY = "sk"
 TABLE_TTL_ATTRIBUTE = "expires_at"
 
-# Sparse index of instances with unsettled work, for the sweeper (see
-# agent_runtime.adapters.aws.dynamodb). Only META items of such instances carry both
-# attributes; the shard (hash of the instance key) spreads them over a few partitions.
+# Sparse index of unsettled submissions, for the sweeper (see
+# agent_runtime.adapters.aws.dynamodb). Only unsettled SUB items carry both attributes
+# (admission sets them, the settle removes them); the shard (hash of the instance key) spreads them over a few partitions.
 PENDING_INDEX = "pending"
 PENDING_SHARD_ATTRIBUTE = "pending_shard"
 PENDING_SINCE_ATTRIBUTE = "pending_since"
 PENDING_SHARDS = 8
 
-# Sparse index of instances by agent, newest activity first, for listings (see
-# agent_runtime.adapters.aws.dynamodb). Only META items carry both attributes: admission
-# sets them and a fenced settle renews the time, in the writes they already make.
+# Sparse index of instances by agent, latest admission first, for listings (see
+# agent_runtime.adapters.aws.dynamodb). Only META items carry both attributes: each
+# admission sets them, in the update of META's counter it makes anyway.
 INSTANCES_INDEX = "instances"
 INSTANCES_AGENT_ATTRIBUTE = "agent_name"
 INSTANCES_ACTIVE_ATTRIBUTE = "active_at"

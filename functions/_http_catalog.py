@@ -3,7 +3,7 @@
 
     GET /agents                              the agents whose route hook lets the caller through
     GET /agents/{name}                       an agent's description (tools, subagents, handoffs, ...)
-    GET /agents/{name}/instances             its instances, newest activity first: ?limit=&cursor=
+    GET /agents/{name}/instances             its instances, latest admission first: ?limit=&cursor=
     GET /agents/{name}/{id}/submissions      an instance's submissions: ?after=&limit=
     GET /console/...                         the console's static files (`agent_runtime.console`)
 
@@ -76,7 +76,7 @@ def catalog_routes(*, serve: Serve, answer: Answer, responses: Responses) -> Rou
 
     @router.get(
         "/agents/<name>/instances",
-        summary="List an agent's instances, most recent activity first",
+        summary="List an agent's instances, latest admission first",
         responses=responses({200: _json(InstancesPage, "One page of instances")}),
     )
     def instances(name: str) -> Response[Any]:

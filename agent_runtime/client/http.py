@@ -196,7 +196,7 @@ class AgentClient:
         return self._send(_describe(name))
 
     def instances(self, name: str, *, limit: int = 50, cursor: str | None = None) -> InstancesPage:
-        """One page of an agent's instances, most recent activity first; pass `next_cursor` on."""
+        """One page of an agent's instances, latest admission first; pass `next_cursor` on."""
         return self._send(_instances(name, limit, cursor))
 
     def submissions(self, name: str, id: str, *, after: int = -1, limit: int = 50) -> SubmissionsPage:
