@@ -194,6 +194,25 @@ async def test_release_backoff_and_yield(stores: Stores, clock: FakeClock) -> No
     assert resumed.record.id == record.id
 
 
+async def test_the_input_is_recorded_once_whoever_writes_it(stores: Stores, clock: FakeClock) -> None:
+    record = (await stores.ledger.admit(INST, draft("x"), now=clock())).record
+    c = await claim(stores, clock, "a1", lease=10)
+    assert c.record
+    await stores.attempts.record_input(Fence.of(c.record), Message.user("x"))
+    # A new attempt after a crash records it again; so may one that lost its claim.
+    clock.advance(11)
+    again = await claim(stores, clock, "a2")
+    assert again.record
+    await stores.attempts.record_input(Fence.of(again.record), Message.user("x"))
+    await stores.attempts.record_input(Fence.of(c.record), Message.user("x"))
+    stored = (await stores.history.page(INST, "default")).messages
+    assert [(m.sequence, m.index, m.message.text) for m in stored] == [(record.sequence, 0, "x")]
+    # The next checkpoint continues after it.
+    j = Journal(applied=True, turn=1, phase=Phase.model_done, written=2)
+    await stores.attempts.checkpoint(Fence.of(again.record), j, now=clock(), lease_seconds=60, messages=[Message.assistant("y")])
+    assert [m.message.text for m in (await stores.history.page(INST, "default")).messages] == ["x", "y"]
+
+
 async def test_checkpoint_appends_history_in_order_and_pages(stores: Stores, clock: FakeClock) -> None:
     for n in range(3):
         rec = (await stores.ledger.admit(INST, draft(f"q{n}"), now=clock())).record
