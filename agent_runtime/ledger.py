@@ -223,7 +223,9 @@ class Budget:
 class Claim:
     """What `claim_head` found.
 
-    claimed: `record` is now running under a new attempt. idle: nothing unsettled.
+    claimed: `record` is now running under a new attempt. idle: nothing unsettled, or
+    nothing that can run before the wake-up that will follow (the head's admission has
+    not finished writing it).
     busy: a live attempt holds the head. waiting: the head waits on a child.
     backoff: the head may not be retried before `record.not_before`.
     `next_sequence` is the admission high-water mark seen: work admitted later has

@@ -8,8 +8,9 @@ settle remembers where the head went (`Hints`) and its next claim goes straight 
 A cold claim reads META (``head``, ``next_seq``), then the SUB items from ``head`` on in
 one Query, and claims the first unsettled one. A sequence below ``next_seq`` without an
 item is one an admission has taken and not written yet (its put follows its counter
-update): the claim answers ``busy`` (that admission's own wake-up follows its put), and
-notes the gap on META. A gap still there `GAP_GRACE_SECONDS` later belongs to an
+update): the claim answers ``idle`` with nothing claimed (that admission's own wake-up
+follows its put; the sweeper re-wakes the instance should it never come), and notes the
+gap on META. A gap still there `GAP_GRACE_SECONDS` later belongs to an
 admission that died between the two writes: the claim closes it with a void item, on
 the condition that it is still empty, so a late put fails and its admission takes
 another sequence. Nothing acknowledged is lost either way: an admission answers only
@@ -102,7 +103,7 @@ class DynamoDBClaims(TablePort):
                 if await self._close_gap(instance, meta, seq, now):
                     continue
                 await self._move_head(instance, head, seq)
-                return Claim("busy", None, next_seq)
+                return Claim("idle", None, seq)
             await self._move_head(instance, head, seq)
             head = seq if seq - head >= HEAD_LAG else head
             claimed, old = await self._claim_item(instance, seq, attempt_id=attempt_id, now=now, lease_seconds=lease_seconds)
