@@ -67,6 +67,8 @@ async def test_replayed_admission_returns_the_first_submission(stores: Stores, c
     assert not first.replayed and again.replayed
     assert again.record.id == first.record.id
     assert [r.id for r in await stores.ledger.list_submissions(INST)] == [first.record.id]
+    # A replay takes no sequence: the next submission follows the first.
+    assert (await stores.ledger.admit(INST, draft("next"), now=clock())).record.sequence == first.record.sequence + 1
 
 
 async def test_conflicting_receipt_is_refused_and_kept_after_settling(stores: Stores, clock: FakeClock) -> None:

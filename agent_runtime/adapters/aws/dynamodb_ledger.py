@@ -57,6 +57,12 @@ class DynamoDBLedger(TablePort):
         A claim may give up a sequence whose item is late (`void_item`, see
         `DynamoDBClaims`): then this put fails and the admission takes another one. A
         failure after taking a sequence closes it here, so claims need not wait for it."""
+        if draft.receipt_key is not None:
+            # A retry finds its receipt without taking a sequence (which would show as a
+            # gap in the instance's sequences); only a retry racing the first one does.
+            known = await self._receipt(instance, draft.receipt_key)
+            if known is not None:
+                return await self._replay(instance, draft, known)
         payload_blob = f"payloads/{secrets.token_hex(8)}.json"
         for _ in range(MAX_ADMIT_RETRIES):
             seq = await self._next_sequence(instance, now)
@@ -150,12 +156,16 @@ class DynamoDBLedger(TablePort):
         except Exception as error:  # the admission's own failure is the one to report
             log.warning("could not void sequence", extra={"instance": instance.key, "sequence": seq, "error": type(error).__name__})
 
+    async def _receipt(self, instance: InstanceRef, key: str) -> Item | None:
+        item: Item | None = (await offload(
+            self.client.get_item, TableName=self.table, Key=_key(instance, f"RCPT#{key}"), ConsistentRead=True
+        )).get("Item")
+        return item
+
     async def _replay(self, instance: InstanceRef, draft: Draft, receipt: Item | None) -> Admission:
         assert draft.receipt_key is not None
-        if not receipt:
-            receipt = (await offload(
-                self.client.get_item, TableName=self.table, Key=_key(instance, f"RCPT#{draft.receipt_key}"), ConsistentRead=True
-            ))["Item"]
+        receipt = receipt or await self._receipt(instance, draft.receipt_key)
+        assert receipt is not None  # receipts are kept for the instance's life
         submission_id = receipt["submission_id"]["S"]
         if receipt["hash"]["S"] != draft.receipt_hash:
             kind, _, key = draft.receipt_key.partition(":")
