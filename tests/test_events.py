@@ -56,6 +56,8 @@ async def test_appends_get_contiguous_offsets_and_reads_resume_exactly(backend: 
     assert nothing.events == [] and nothing.last == offsets[-1]
     other = await log.read(InstanceRef("bot", "two"), after=0, limit=100, now=clock())
     assert other.events == []
+    assert await log.end(ONE, now=clock()) == offsets[-1]
+    assert await log.end(InstanceRef("bot", "two"), now=clock()) == 0
 
 
 async def test_many_writers_never_overlap_or_leave_gaps(backend: Backend, clock: FakeClock) -> None:

@@ -138,11 +138,15 @@ class DynamoDBEventLog:
         self._ends: dict[str, _KnownEnd] = {}
 
     async def _newest(self, instance: InstanceRef) -> Item | None:
+        """Where the newest batch ends and when it expires (not its events: a batch may
+        hold up to `MAX_ITEM_JSON_BYTES` of them)."""
         items = (await offload(
             self.client.query,
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
             ExpressionAttributeValues={":pk": {"S": _pk(instance)}, ":ev": {"S": "EV#"}},
+            ProjectionExpression="#last, expires_at",
+            ExpressionAttributeNames={"#last": "last"},
             ScanIndexForward=False,
             Limit=1,
             ConsistentRead=True,
