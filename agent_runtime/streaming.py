@@ -6,7 +6,9 @@ The buffer is flushed, as one stored batch (one DynamoDB write), when
 
 - `flush_bytes` of delta text are waiting (default 4 KB, ~1,000 tokens);
 - the oldest buffered event has waited `live_seconds` (0.2 s) while a WebSocket client
-  watches the instance, or `quiet_seconds` (1 s) while nobody does;
+  watches the instance, or `quiet_seconds` (1 s) while nobody does (the stream learns
+  whether anybody does from each publish; before its first, it asks once an event has
+  waited `live_seconds`: a drain that finds nothing to run, or flushes sooner, never asks);
 - the loop reaches a boundary that matters to a watcher: a tool starts or ends, the
   submission ends, an attempt fails.
 
@@ -162,15 +164,14 @@ class EventStream:
         self._buffer: list[Event] = []
         self._delta_bytes = 0
         self._oldest: float | None = None
-        self._watched = False
+        #: Whether a WebSocket client watches; None until a publish (or the timer) asks.
+        self._watched: bool | None = None if broadcaster is not None else False
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         #: Stored batches written (one DynamoDB write each); the benchmarks read it.
         self.writes = 0
 
     async def __aenter__(self) -> EventStream:
-        if self.broadcaster is not None:
-            self._watched = bool(await self.broadcaster.audience(self.instance))
         self._timer = asyncio.create_task(self._tick())
         return self
 
@@ -188,6 +189,10 @@ class EventStream:
 
     @property
     def interval(self) -> float:
+        """How long the oldest buffered event may wait (the shorter one until it is known
+        whether anybody watches)."""
+        if self._watched is None:
+            return min(self.live_seconds, self.quiet_seconds)
         return self.live_seconds if self._watched else self.quiet_seconds
 
     async def emit(self, event: Event, *, flush: bool = False) -> None:
@@ -239,11 +244,20 @@ class EventStream:
         while True:
             await asyncio.sleep(min(self.interval, 0.05))
             oldest = self._oldest
-            if oldest is not None and time.monotonic() - oldest >= self.interval:
+            if oldest is None or time.monotonic() - oldest < self.interval:
+                continue
+            if self._watched is None and self.broadcaster is not None:
                 try:
-                    await self.flush()
-                except Exception:  # the next flush (or the final one) tries again
-                    log.warning("event flush failed", exc_info=True)
+                    self._watched = bool(await self.broadcaster.audience(self.instance))
+                except Exception:  # flushed on the quiet interval until a publish knows better
+                    log.warning("could not read the instance's watchers", exc_info=True)
+                    self._watched = False
+                if time.monotonic() - oldest < self.interval:
+                    continue
+            try:
+                await self.flush()
+            except Exception:  # the next flush (or the final one) tries again
+                log.warning("event flush failed", exc_info=True)
 
 
 __all__ = ["PROTOCOL_VERSION", "Broadcaster", "EventStream", "event_fields", "event_frame", "frames_for", "result_frame", "wants"]

@@ -9,7 +9,12 @@ import pytest
 
 from agent_runtime import events as ev
 from agent_runtime.adapters.aws.events import MAX_EVENTS_PER_ITEM, DynamoDBEventLog
-from agent_runtime.adapters.memory_events import MemoryConnections, MemoryEventLog, MemoryPoster
+from agent_runtime.adapters.memory_events import (
+    MemoryConnections,
+    MemoryEventLog,
+    MemoryPoster,
+    epoch_base,
+)
 from agent_runtime.definition import create_agent
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Outcome
@@ -51,6 +56,8 @@ async def test_appends_get_contiguous_offsets_and_reads_resume_exactly(backend: 
     assert nothing.events == [] and nothing.last == offsets[-1]
     other = await log.read(InstanceRef("bot", "two"), after=0, limit=100, now=clock())
     assert other.events == []
+    assert await log.end(ONE, now=clock()) == offsets[-1]
+    assert await log.end(InstanceRef("bot", "two"), now=clock()) == 0
 
 
 async def test_many_writers_never_overlap_or_leave_gaps(backend: Backend, clock: FakeClock) -> None:
@@ -130,6 +137,77 @@ async def test_a_batch_stored_as_plain_json_reads_back(backend: Backend, clock: 
     assert [e.model_dump() for e in page.events] == [e.model_dump() for e in batch]
 
 
+class CountingClient:
+    """A DynamoDB client that tells which event-log calls were made: end reads, puts that
+    stored and puts that collided."""
+
+    def __init__(self, client: object) -> None:
+        self.client = client
+        self.calls: list[str] = []
+
+    def query(self, **kwargs: object) -> object:
+        self.calls.append("read end")
+        return self.client.query(**kwargs)  # type: ignore[attr-defined]
+
+    def put_item(self, **kwargs: object) -> object:
+        try:
+            answer = self.client.put_item(**kwargs)  # type: ignore[attr-defined]
+        except Exception:
+            self.calls.append("collided")
+            raise
+        self.calls.append("stored")
+        return answer
+
+    def take(self) -> list[str]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+async def test_a_writer_starts_from_its_memory_while_it_holds_and_reads_the_end_once_it_failed(
+    backend: Backend, clock: FakeClock
+) -> None:
+    assert backend.resources
+    a, b = (CountingClient(backend.clients["dynamodb"]) for _ in range(2))
+    log_a, log_b = (DynamoDBEventLog(c, backend.resources.table) for c in (a, b))
+    await log_a.append(ONE, [idle(0)], now=clock())
+    assert a.take() == ["read end", "stored"]  # nothing remembered yet
+    await log_a.append(ONE, [idle(1)], now=clock())
+    assert a.take() == ["stored"]  # alone: its memory holds
+    await log_b.append(ONE, [idle(2)], now=clock())
+    b.take()
+    # B wrote meanwhile: A collides with B's batch, which says where it ends (no read).
+    stored = await log_a.append(ONE, [idle(3)], now=clock())
+    assert a.take() == ["collided", "stored"]
+    # Its memory failed: it reads the end first, and goes on doing so while others write.
+    await log_b.append(ONE, [idle(4)], now=clock())
+    b.take()
+    await log_a.append(ONE, [idle(5)], now=clock())
+    assert a.take() == ["read end", "stored"]
+    # A read that finds nobody wrote since its last append makes it trust its memory again.
+    await log_a.append(ONE, [idle(6)], now=clock())
+    assert a.take() == ["read end", "stored"]
+    await log_a.append(ONE, [idle(7)], now=clock())
+    assert a.take() == ["stored"]
+    page = await log_a.read(ONE, after=0, limit=100, now=clock())
+    offsets = [e.offset for e in page.events]
+    assert offsets == list(range(offsets[0], offsets[0] + 8)) and stored[0].offset == offsets[3]
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+async def test_a_collision_with_an_expired_batch_starts_the_new_epoch(backend: Backend, clock: FakeClock) -> None:
+    assert backend.resources
+    client = backend.clients["dynamodb"]
+    log_a, log_b = (DynamoDBEventLog(client, backend.resources.table) for _ in range(2))
+    await log_a.append(ONE, [idle(0)], now=clock())
+    old = await log_b.append(ONE, [idle(1)], now=clock())
+    clock.advance(2 * 24 * 3600)  # past the TTL: A's memory points at B's expired batch
+    new = await log_a.append(ONE, [idle(2)], now=clock())
+    assert new[0].offset >= epoch_base(clock()) > old[0].offset
+    page = await log_b.read(ONE, after=0, limit=10, now=clock())
+    assert [e.offset for e in page.events] == [new[0].offset]
+
+
 async def test_connections_are_found_both_ways(backend: Backend, clock: FakeClock) -> None:
     conns = backend.connections
     await conns.add(Subscription("c1", ONE), now=clock())
@@ -202,6 +280,48 @@ async def test_the_broadcaster_posts_in_order_filters_sessions_and_drops_gone_co
     assert [f["event"]["type"] for f in frames["other"]] == ["idle"]
     assert frames["all"][0] == {"v": 1, "type": "event", "event": frames["all"][0]["event"]}
     assert await conns.get("gone") is None
+
+
+class CountingConnections(MemoryConnections):
+    """Connections that count the reads of an instance's subscribers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def subscribers(self, instance: InstanceRef) -> list[Subscription]:
+        self.reads += 1
+        return await super().subscribers(instance)
+
+
+async def test_a_stream_asks_who_watches_only_when_it_must() -> None:
+    conns, log = CountingConnections(), MemoryEventLog()
+    broadcaster = Broadcaster(conns, MemoryPoster())
+    # Nothing emitted (a drain that found nothing to run): nobody is asked.
+    async with EventStream(ONE, log, clock=lambda: 1_800_000_000.0, broadcaster=broadcaster):
+        await asyncio.sleep(0.1)
+    assert conns.reads == 0
+    # Flushed before `live_seconds`: only the publish asks (after the batch is stored).
+    async with EventStream(ONE, log, clock=lambda: 1_800_000_000.0, broadcaster=broadcaster, live_seconds=0.2) as stream:
+        await stream.emit(idle(), flush=True)
+    assert conns.reads == 1
+
+
+async def test_a_watched_stream_is_flushed_on_the_live_interval_from_its_first_event() -> None:
+    conns, poster, log = CountingConnections(), MemoryPoster(), MemoryEventLog()
+    await conns.add(Subscription("c1", ONE, subscribed=True), now=0)
+    stream = EventStream(
+        ONE, log, clock=lambda: 1_800_000_000.0, broadcaster=Broadcaster(conns, poster), live_seconds=0.05, quiet_seconds=30
+    )
+    async with stream:
+        await stream.emit(delta("hello"))
+        for _ in range(100):
+            if poster.sent["c1"]:
+                break
+            await asyncio.sleep(0.01)
+        assert [json.loads(f)["event"]["text"] for f in poster.sent["c1"]] == ["hello"]
+        # Asked once when the event had waited the live interval, and again by the publish.
+        assert conns.reads == 2 and stream.interval == 0.05
 
 
 # --- what a run emits -------------------------------------------------------------------

@@ -39,6 +39,7 @@ from agent_runtime.adapters.aws.provision import (
     provision_events,
 )
 from agent_runtime.dev.journal_wsgi import JournalGate
+from agent_runtime.dev.moto_sqs import lazy_queue_counts
 from agent_runtime.errors import AgentRuntimeError
 from agent_runtime.testing.moto_serial import serialize_moto_dynamodb
 
@@ -147,6 +148,7 @@ class LocalAws:
 
             # Handlers call DynamoDB concurrently; moto's transactions are not thread-safe.
             serialize_moto_dynamodb()
+            lazy_queue_counts()  # each SQS request would count the queue's messages a dozen times
             if self.quiet:
                 logging.getLogger("werkzeug").setLevel(logging.WARNING)
             self._server = MotoServer(ip_address="127.0.0.1", port=self.port)

@@ -26,7 +26,11 @@ groups are busy. A long poll running while another thread takes a message could 
 return the next message of the same group, breaking FIFO order; and while a busy group has
 messages waiting it spins until the poll ends. So receives are serialised by a lock, and a
 thread long-polls (`long_poll_seconds`) only when no batch is in flight and no failed message
-awaits its retry; otherwise it polls without waiting and sleeps `idle_wait` when nothing came.
+awaits its retry; otherwise it polls without waiting. When nothing came, it waits until a
+batch in flight finishes (its group may have more) or, for messages of other groups, for
+`idle_wait`, doubled after each empty receive up to `long_poll_seconds`: a thread beside a
+long batch of one busy group would otherwise receive ten times a second, every one empty
+(in a stream of prompts to one instance, two empty receives per submission).
 """
 
 from __future__ import annotations
@@ -105,6 +109,9 @@ class SqsPoller:
         self._receive_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._in_flight = 0
+        #: Batches finished so far; a change wakes the threads waiting after an empty receive.
+        self._finished = 0
+        self._batch_done = threading.Condition(self._state_lock)
         self._retry_until = 0.0  # monotonic time until which a failed message may be invisible
         self._threads: list[threading.Thread] = []
 
@@ -128,6 +135,8 @@ class SqsPoller:
         end those still running (they fail, so their messages stay in the queue) and return once
         no thread calls SQS any more."""
         self._stop.set()
+        with self._batch_done:
+            self._batch_done.notify_all()
         deadline = time.monotonic() + grace
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -150,9 +159,10 @@ class SqsPoller:
     # -- one thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        empty = 0  # empty receives in a row that did not wait
         while not self._stop.is_set():
             try:
-                messages, waited = self._receive()
+                messages, waited, finished = self._receive()
             except Exception:
                 if self._stop.is_set():
                     return
@@ -160,23 +170,38 @@ class SqsPoller:
                 self._stop.wait(1.0)
                 continue
             if not messages:
+                empty = 0 if waited else empty + 1
                 if not waited:
-                    self._stop.wait(self.idle_wait)
+                    self._pause(finished, empty)
                 continue
+            empty = 0
             try:
                 self._process(messages)
             except Exception:
                 log.exception("handling a batch of %d messages failed", len(messages))
             finally:
-                with self._state_lock:
+                with self._batch_done:
                     self._in_flight -= 1
+                    self._finished += 1
+                    self._batch_done.notify_all()
 
-    def _receive(self) -> tuple[list[dict[str, Any]], bool]:
+    def _pause(self, finished: int, empty: int) -> None:
+        """After the `empty`-th empty receive in a row: wait until a batch finishes (after
+        `finished` had) or the backoff passes."""
+        cap = max(self.idle_wait, float(self.long_poll_seconds))
+        delay = min(cap, self.idle_wait * 2 ** min(empty - 1, 16))
+        with self._batch_done:
+            self._batch_done.wait_for(lambda: self._stop.is_set() or self._finished != finished, timeout=delay)
+
+    def _receive(self) -> tuple[list[dict[str, Any]], bool, int]:
+        """The messages, whether the receive long-polled, and how many batches had finished
+        before it."""
         with self._receive_lock:
             if self._stop.is_set():
-                return [], True
+                return [], True, 0
             with self._state_lock:
                 quiet = self._in_flight == 0 and time.monotonic() >= self._retry_until
+                finished = self._finished
             wait = self.long_poll_seconds if quiet else 0
             messages: list[dict[str, Any]] = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -188,7 +213,7 @@ class SqsPoller:
             if messages:
                 with self._state_lock:
                     self._in_flight += 1
-            return messages, wait > 0
+            return messages, wait > 0, finished
 
     def _process(self, messages: list[dict[str, Any]]) -> None:
         records = [sqs_record(m, queue_arn=self._queue_arn, region=self.region) for m in messages]

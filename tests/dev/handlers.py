@@ -137,7 +137,8 @@ deliveries = Deliveries()
 def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Process records in order; a body starting "fail-once" fails on its first receive and,
     as a FIFO worker must, so does every later record of its group in the batch; a body
-    "raise-once" raises on its first receive (the whole batch fails)."""
+    "raise-once" raises on its first receive (the whole batch fails); "hold-SECONDS" takes
+    that long."""
     records = event["Records"]
     deliveries.add(records)
     if any(
@@ -155,6 +156,8 @@ def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
             failures.append({"itemIdentifier": record["messageId"]})
         elif record["body"].startswith("slow"):
             time.sleep(0.05)
+        elif record["body"].startswith("hold-"):
+            time.sleep(float(record["body"].removeprefix("hold-")))
     return {"batchItemFailures": failures}
 
 

@@ -46,3 +46,23 @@ def test_one_local_aws_per_process(local_aws: LocalAws) -> None:
     with pytest.raises(LocalAwsError, match="already runs"):
         LocalAws().start()
     assert local_aws.gate is not None and local_aws.gate.journal is None
+
+
+def test_queue_counts_are_counted_only_when_read(local_aws: LocalAws) -> None:
+    from moto.sqs.models import sqs_backends
+
+    from agent_runtime.dev.moto_sqs import QueueCount
+
+    assert local_aws.resources is not None
+    sqs, url = local_aws.client("sqs"), local_aws.resources.queue_url
+    for n in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{n}", MessageGroupId=f"g{n}", MessageDeduplicationId=f"d{n}")
+    assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]) == 1
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+    answered = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    assert answered == dict(zip(names, ["2", "1", "0"], strict=True))
+    everything = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert everything["ApproximateNumberOfMessages"] == "2" and everything["FifoQueue"] == "true"
+    queue = sqs_backends["123456789012"][local_aws.region].queues[url.rsplit("/", 1)[-1]]
+    count = queue.attributes["ApproximateNumberOfMessages"]
+    assert isinstance(count, QueueCount) and count == 2 and int(count) == 2

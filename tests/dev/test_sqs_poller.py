@@ -92,6 +92,44 @@ def test_messages_arrive_in_order_per_group_and_are_deleted(
     assert poller.stats.deleted == len(sent) and poller.stats.failed == 0
 
 
+class CountingReceives:
+    """An SQS client that counts ``ReceiveMessage`` calls and when each returned nothing."""
+
+    def __init__(self, sqs: Any) -> None:
+        self.sqs = sqs
+        self.empty: list[float] = []
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        answer = self.sqs.receive_message(**kwargs)
+        if not answer.get("Messages"):
+            self.empty.append(time.monotonic())
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sqs, name)
+
+
+def test_a_thread_beside_a_long_batch_backs_off_and_wakes_when_the_batch_ends(
+    poller: SqsPoller, sqs: Any, queue_url: str
+) -> None:
+    counting = CountingReceives(sqs)
+    poller.sqs = counting
+    poller.long_poll_seconds = 1  # the longest pause between empty receives
+    send(sqs, queue_url, [("a", "hold-2")])
+    poller.start()
+    first = deliveries.wait_for(1)
+    held_from = time.monotonic()
+    time.sleep(0.3)
+    send(sqs, queue_url, [("a", "next")])  # its group is busy until the first batch ends
+    records = deliveries.wait_for(2, timeout=5)
+    assert [r["body"] for r in records] == ["hold-2", "next"] and first
+    # Without the backoff the other thread would have asked every 50 ms (about 40 times).
+    during = [t for t in counting.empty if held_from <= t <= held_from + 2]
+    assert len(during) <= 8
+    # The batch's end wakes the waiting thread: the next message is not left for a pause.
+    assert time.monotonic() - held_from < 2 + 0.5
+
+
 def test_records_have_lambdas_sqs_event_shape(poller: SqsPoller, sqs: Any, queue_url: str) -> None:
     send(sqs, queue_url, [("instance-1", "hello")])
     poller.start()

@@ -16,7 +16,9 @@ Items (same table and keys as `adapters.aws.dynamodb`):
 Offsets: batches tile the offsets contiguously. A writer appends at (end of the last
 batch it knows) + 1 with ``attribute_not_exists(sk)``. A writer whose view is stale
 names the first offset of a batch that exists, so its put fails, it reads the true end
-and tries again: no two batches overlap and none leaves a gap. A batch holds at most
+and tries again: no two batches overlap and none leaves a gap. Which view it starts from
+is a matter of cost only (see `DynamoDBEventLog`): a failed conditional put is billed as a
+write, five times the price of the read that would have found the end. A batch holds at most
 `MAX_EVENTS_PER_ITEM` events, so a reader finds the batch holding offset ``after + 1``
 with one query starting `MAX_EVENTS_PER_ITEM` below it. Batches expire in the order
 they were written (each one's TTL is later than the one before), so a log whose last
@@ -30,6 +32,7 @@ import random
 import time
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -47,10 +50,13 @@ from agent_runtime.settings import CONNECTION_TTL_SECONDS, EVENT_TTL_SECONDS
 MAX_EVENTS_PER_ITEM = 500
 MAX_ITEM_JSON_BYTES = 96 * 1024
 MAX_APPEND_RETRIES = 100
+#: Collisions after which a writer tries right after the batch in its way; past them it
+#: reads the end.
+MAX_HOPS = 3
 #: Batches whose JSON is at least this long are stored compressed (smaller ones would
 #: not drop below the next KB).
 COMPRESS_FROM_BYTES = 1024
-#: A writer trusts the log end it remembers for this long, then reads it again.
+#: A writer trusts the log end it remembers for at most this long, then reads it again.
 END_CACHE_SECONDS = 60.0
 
 Item = dict[str, Any]
@@ -77,6 +83,15 @@ def _stored_events(item: Item) -> list[Event]:
     return decode_events(item["events"]["S"])
 
 
+def _after(error: ClientError, now: float) -> int | None:
+    """The offset after the batch a put collided with (ReturnValuesOnConditionCheckFailure),
+    if it has not expired."""
+    item: Any = error.response.get("Item")
+    if not item or "last" not in item or float(item["expires_at"]["N"]) <= now:
+        return None
+    return int(item["last"]["N"]) + 1
+
+
 def _chunks(events: Sequence[Event]) -> list[list[Event]]:
     """Split a batch by count and JSON size; every chunk is stored as one item."""
     chunks: list[list[Event]] = [[]]
@@ -91,20 +106,47 @@ def _chunks(events: Sequence[Event]) -> list[list[Event]]:
     return chunks
 
 
+@dataclass(frozen=True)
+class _KnownEnd:
+    """What a writer remembers of an instance's log after its last append there."""
+
+    last: int  # the last offset it stored
+    learnt: float  # monotonic time
+    #: Nobody else had appended between this writer's two latest appends, so the next
+    #: append may well start right after `last`.
+    held: bool
+
+
 class DynamoDBEventLog:
+    """The event log on the instance table.
+
+    Where to append: a writer remembers the end of each log it appended to, and starts
+    from it while that memory held the last time, because every writer's stale start costs
+    a failed write and a read. Two kinds of writers share a log: the worker, which appends
+    several batches per run and is mostly alone while it runs (its memory holds), and the
+    admission of a prompt, which appends one ``submission_queued`` event while workers
+    have appended since its last one (its memory would almost never hold). A writer whose
+    memory failed reads the end before its next append instead, and trusts its memory
+    again once such a read finds that nobody else appended meanwhile.
+    """
+
     def __init__(self, client: Any, table: str, *, ttl_seconds: float = EVENT_TTL_SECONDS) -> None:
         self.client = client
         self.table = table
         self.ttl_seconds = ttl_seconds
-        #: instance key -> (last offset stored, monotonic time it was learnt)
-        self._ends: dict[str, tuple[int, float]] = {}
+        #: instance key -> what this writer remembers of its log
+        self._ends: dict[str, _KnownEnd] = {}
 
     async def _newest(self, instance: InstanceRef) -> Item | None:
+        """Where the newest batch ends and when it expires (not its events: a batch may
+        hold up to `MAX_ITEM_JSON_BYTES` of them)."""
         items = (await offload(
             self.client.query,
             TableName=self.table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
             ExpressionAttributeValues={":pk": {"S": _pk(instance)}, ":ev": {"S": "EV#"}},
+            ProjectionExpression="#last, expires_at",
+            ExpressionAttributeNames={"#last": "last"},
             ScanIndexForward=False,
             Limit=1,
             ConsistentRead=True,
@@ -127,11 +169,11 @@ class DynamoDBEventLog:
             return 0
         return int(newest["last"]["N"])
 
-    async def _next(self, instance: InstanceRef, now: float, *, fresh: bool) -> int:
+    def _remembered(self, instance: InstanceRef) -> _KnownEnd | None:
         known = self._ends.get(instance.key)
-        if not fresh and known is not None and time.monotonic() - known[1] < END_CACHE_SECONDS:
-            return known[0] + 1
-        return await self._read_end(instance, now)
+        if known is None or time.monotonic() - known.learnt >= END_CACHE_SECONDS:
+            return None
+        return known
 
     async def append(self, instance: InstanceRef, events: Sequence[Event], *, now: float) -> list[Event]:
         stored: list[Event] = []
@@ -140,9 +182,10 @@ class DynamoDBEventLog:
         return stored
 
     async def _append_chunk(self, instance: InstanceRef, events: list[Event], now: float) -> list[Event]:
-        fresh = False
+        known = self._remembered(instance)
+        first = known.last + 1 if known is not None and known.held else await self._read_end(instance, now)
+        collided = False
         for attempt in range(MAX_APPEND_RETRIES):
-            first = await self._next(instance, now, fresh=fresh)
             batch = [with_offset(e, first + n) for n, e in enumerate(events)]
             try:
                 await offload(
@@ -156,14 +199,24 @@ class DynamoDBEventLog:
                         "expires_at": {"N": str(int(now + self.ttl_seconds))},
                     },
                     ConditionExpression="attribute_not_exists(sk)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
-                fresh = True
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
+                collided = True
+                # Writers that collide once tend to collide again: spread them out.
+                await asyncio.sleep(random.uniform(0, min(0.1, 0.004 * 2**attempt)))
+                # The batch in the way says where it ends: the next try goes right after it
+                # (no read), unless it has expired (the log may have started a new epoch) or
+                # this writer keeps landing on batches (it is far behind: read the end).
+                after = _after(error, now) if attempt < MAX_HOPS else None
+                first = after if after is not None else await self._read_end(instance, now)
                 continue
-            self._ends[instance.key] = (batch[-1].offset, time.monotonic())
+            # Held: no collision, and the batch went right after this writer's previous one
+            # (trusted, or read and found there). A first append has nothing to doubt.
+            held = not collided and (known is None or first == known.last + 1)
+            self._ends[instance.key] = _KnownEnd(batch[-1].offset, time.monotonic(), held)
             return batch
         raise LedgerError(f"could not append events to {instance} after {MAX_APPEND_RETRIES} tries (contention)")
 
