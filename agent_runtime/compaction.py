@@ -26,6 +26,7 @@ from typing import Any
 from agent_runtime.errors import DefinitionError
 from agent_runtime.message_sums import MessageSum
 from agent_runtime.messages import Message, TextPart, ToolCallPart, ToolResultPart
+from agent_runtime.models.base import ToolSpec
 
 #: Context windows (tokens) by ``provider/model`` prefix; the longest match wins.
 CONTEXT_WINDOWS: dict[str, int] = {
@@ -71,8 +72,27 @@ class Compaction:
 
 def estimate_tokens(messages: Sequence[Message], system: str | None = None, tools: Sequence[Any] = ()) -> int:
     """A provider-neutral estimate: four characters a token, files by their size."""
-    chars = len(system or "") + sum(len(json.dumps(getattr(t, "parameters", {}))) + len(getattr(t, "description", "")) for t in tools)
+    chars = len(system or "") + sum(_tool_chars(t) for t in tools)
     return (chars + _history_chars(messages)) // 4 + 3 * len(messages)
+
+
+#: A tool's characters by the id of its spec (kept with it, so the id is not reused while
+#: the entry lives): an agent offers the same spec objects turn after turn (`Tool.spec` is
+#: built once), and their JSON need not be written again for each estimate.
+_TOOL_CHARS: dict[int, tuple[Any, int]] = {}
+_TOOL_CHARS_MAX = 1024
+
+
+def _tool_chars(tool: Any) -> int:
+    known = _TOOL_CHARS.get(id(tool))
+    if known is not None and known[0] is tool:
+        return known[1]
+    chars = len(json.dumps(getattr(tool, "parameters", {}))) + len(getattr(tool, "description", ""))
+    if isinstance(tool, ToolSpec):  # frozen: its figure cannot change
+        if len(_TOOL_CHARS) >= _TOOL_CHARS_MAX:
+            _TOOL_CHARS.clear()
+        _TOOL_CHARS[id(tool)] = (tool, chars)
+    return chars
 
 
 def _message_chars(message: Message) -> int:

@@ -250,6 +250,8 @@ class AgentConfig:
 
     def render_instructions(self, ctx: AgentContext, values: Mapping[str, str] | None = None) -> str | None:
         """The system prompt; `values` (plain variables) fill the `env()` parts."""
+        if self.instructions is None or isinstance(self.instructions, str):
+            return self.instructions  # nothing to render, at every turn
         if isinstance(self.instructions, StructuredInstructions):
             from agent_runtime.handoffs import targets
 

@@ -79,6 +79,13 @@ def validate_key(key: str, *, field: str = "key") -> str:
     return key
 
 
+#: Instance keys already parsed (and so validated), by key: a record names its instance
+#: by key, and a run asks a record for its instance a dozen times. Refs are frozen, so
+#: one may be handed out again; past the bound the memory starts afresh.
+_PARSED: dict[str, InstanceRef] = {}
+_PARSED_MAX = 10_000
+
+
 @dataclass(frozen=True, order=True)
 class InstanceRef:
     """The address of an instance: `(agent name, id)`; validated on construction."""
@@ -97,10 +104,18 @@ class InstanceRef:
 
     @classmethod
     def parse(cls, key: str) -> InstanceRef:
+        known = _PARSED.get(key) if cls is InstanceRef else None
+        if known is not None:
+            return known
         agent, sep, instance_id = key.partition("/")
         if not sep:
             raise InvalidInput("instance key must be 'agent/id'", details={"value": key[:200]})
-        return cls(agent, instance_id)
+        ref = cls(agent, instance_id)
+        if cls is InstanceRef:
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[key] = ref
+        return ref
 
     def __str__(self) -> str:
         return self.key

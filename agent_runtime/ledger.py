@@ -96,6 +96,11 @@ class Journal(BaseModel):
     #: Usage by the ``provider/model`` that served each call (a named model's entries apart).
     usage_by_model: dict[str, Usage] = {}
 
+    def deep_copy(self) -> Journal:
+        """A copy sharing nothing with this one (an attempt's own, to change as it goes):
+        dumped and validated again, a few times faster than ``model_copy(deep=True)``."""
+        return Journal.model_validate(self.model_dump())
+
 
 class SubmissionRecord(BaseModel):
     """One ledger item. `v` is checked on read: an unknown version is refused loudly."""

@@ -112,6 +112,7 @@ class AbortSignal:
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self.reason: str | None = None
+        self._listeners: builtins.list[Callable[[], None]] = []
 
     @property
     def aborted(self) -> bool:
@@ -120,9 +121,30 @@ class AbortSignal:
     def abort(self, reason: str = "aborted") -> None:
         self.reason = reason
         self._event.set()
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener()
+
+    def on_abort(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` once when the signal is set (at once if it is already); returns
+        the function that forgets it. What waits on the signal without a task of its own."""
+        if self.aborted:
+            listener()
+            return _forget_nothing
+        self._listeners.append(listener)
+
+        def forget() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return forget
 
     async def wait(self) -> None:
         await self._event.wait()
+
+
+def _forget_nothing() -> None:
+    return None
 
 
 class ParentLine(Protocol):

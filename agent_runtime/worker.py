@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from agent_runtime import events as ev
 from agent_runtime import tracing
-from agent_runtime.children import depth_of, link_from_reason, link_of, outcome_of
+from agent_runtime.children import ChildLink, depth_of, link_from_reason, link_of, outcome_of
 from agent_runtime.effects import effect_handler
 from agent_runtime.errors import (
     AgentDefinitionError,
@@ -43,7 +43,7 @@ from agent_runtime.loop.steps import Finish
 from agent_runtime.messages import Message, ToolResultPart
 from agent_runtime.models.base import Model, resolve_model
 from agent_runtime.parts import Parts
-from agent_runtime.ports import StoredMessage
+from agent_runtime.ports import Children, StoredMessage
 from agent_runtime.streaming import EventStream
 
 log = logging.getLogger("agent_runtime")
@@ -300,15 +300,15 @@ class Worker(Parts):
             await self.stores.attempts.release(fence, now=now, resume=False, not_before=not_before, error=error)
         return None
 
-    @contextlib.asynccontextmanager
-    async def _heartbeats(self, record: SubmissionRecord) -> AsyncIterator[None]:
+    def _heartbeats(self, record: SubmissionRecord) -> contextlib.AbstractAsyncContextManager[None]:
         """While a child's attempt runs, tell its driver every `HEARTBEAT_SECONDS`."""
         link = link_of(record)
         if link is None or not link.blocking or self.children is None:
-            yield
-            return
-        children = self.children
+            return contextlib.nullcontext()  # most attempts: nothing to tell
+        return self._beating(link, self.children)
 
+    @contextlib.asynccontextmanager
+    async def _beating(self, link: ChildLink, children: Children) -> AsyncIterator[None]:
         async def beat() -> None:
             while True:  # a child done within the interval costs no heartbeat at all
                 await asyncio.sleep(HEARTBEAT_SECONDS)
@@ -368,14 +368,15 @@ class Worker(Parts):
             self._histories.pop(next(iter(self._histories)))
 
     def _settled_history(self, attempt: Attempt | DispatchAttempt) -> None:
-        """After a settle the attempt's history is exactly what the store holds."""
+        """After a settle the attempt's history is exactly what the store holds. The cache
+        keeps that list itself: the attempt is over, and `_history` hands out copies."""
         record, written = attempt.record, attempt.journal.written
         key = (record.instance, record.session)
         previous = self._histories.get(key)
         cursor = StoredMessage(record.sequence, written - 1, attempt.history[-1]).cursor if written else (
             previous.cursor if previous else None
         )
-        self._remember(key, _CachedHistory(list(attempt.history), cursor, record.sequence))
+        self._remember(key, _CachedHistory(attempt.history, cursor, record.sequence))
 
 
 @dataclass

@@ -10,14 +10,21 @@ framework's own overhead per run:
 - openai-agents: `Runner.run` with its scripted test model (`agents.testing`), tracing off;
 - pydantic-ai: `Agent.run` with `FunctionModel`.
 
+The frameworks take turns: each round runs a block of `runs` runs of each, in an order
+that rotates from round to round, and a figure is the median over the rounds of each
+block's median (a ratio: of the ratios within each round). A machine that other work
+slows for a while then slows every framework's block of that round alike, instead of
+whichever one happened to be measured at the time.
+
     pip install -e '.[bench]'        # openai-agents, pydantic-ai-slim
-    python bench/peers.py [runs]
+    python bench/peers.py [--rounds N] [--runs N] [--warmup N]
 
 Goal: agent-runtime <= 0.4x openai-agents' time per run, durability included.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
@@ -131,21 +138,41 @@ def pydantic_ai_run() -> Run:
     return run
 
 
-async def measure(run: Run, runs: int, warmup: int = 30) -> float:
-    """Median seconds per run, after `warmup` runs."""
-    for n in range(warmup):
-        await run(-1 - n)
-    gc.collect()
+async def block(run: Run, runs: int, first: int) -> float:
+    """Median CPU seconds of `runs` runs numbered from `first`."""
+    gc.collect()  # each block starts without the garbage of the one before
     samples = []
-    for n in range(runs):
+    for n in range(first, first + runs):
         start = time.process_time()
         await run(n)
         samples.append(time.process_time() - start)
     return statistics.median(samples)
 
 
+async def measure(makers: dict[str, Callable[[], Run]], *, rounds: int, runs: int, warmup: int) -> dict[str, list[float]]:
+    """Each framework's block medians, one per round, the frameworks taking turns."""
+    made = {name: make() for name, make in makers.items()}
+    for run in made.values():
+        for n in range(warmup):
+            await run(-1 - n)
+    names = list(made)
+    medians: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            medians[name].append(await block(made[name], runs, r * runs))
+    return medians
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=30, help="rounds of blocks (default 30)")
+    parser.add_argument("--runs", type=int, default=20, help="runs per framework and round (default 20)")
+    parser.add_argument("--warmup", type=int, default=30, help="runs per framework before measuring (default 30)")
+    return parser.parse_args(argv)
+
+
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    args = parse_args(sys.argv[1:])
     with _without_repo_root():
         missing = [package for package, module in PEERS.items() if importlib.util.find_spec(module) is None]
     if missing:
@@ -154,18 +181,27 @@ def main() -> None:
             "(openai-agents, pydantic-ai-slim); measuring without them.",
             file=sys.stderr,
         )
-    makers: dict[str, Callable[[], Run]] = {"agent-runtime (durable, memory)": agent_runtime_run}
+    ours = "agent-runtime (durable, memory)"
+    makers: dict[str, Callable[[], Run]] = {ours: agent_runtime_run}
     if "openai-agents" not in missing:
         makers["openai-agents Runner"] = openai_agents_run
     if "pydantic-ai" not in missing:
         makers["pydantic-ai FunctionModel"] = pydantic_ai_run
-    times = {name: asyncio.run(measure(make(), runs)) for name, make in makers.items()}
-    ours = times["agent-runtime (durable, memory)"]
-    print(f"One run (2 model turns + 1 tool, zero-latency model), median of {runs}:")
-    for name, seconds in times.items():
-        print(f"  {name:<34} {seconds * 1e6:8.0f} us   agent-runtime / this = {ours / seconds:.2f}x")
-    if "openai-agents Runner" in times:
-        print(f"  goal: agent-runtime <= 0.40x openai-agents (now {ours / times['openai-agents Runner']:.2f}x)")
+    medians = asyncio.run(measure(makers, rounds=args.rounds, runs=args.runs, warmup=args.warmup))
+    print(
+        f"One run (2 model turns + 1 tool, zero-latency model): median over {args.rounds} rounds "
+        f"of the median of {args.runs} runs each"
+    )
+    for name, seconds in medians.items():
+        ratios = [a / b for a, b in zip(medians[ours], seconds, strict=True)]
+        spread = f"(rounds {min(ratios):.2f}-{max(ratios):.2f})" if name != ours else ""
+        print(
+            f"  {name:<34} {statistics.median(seconds) * 1e6:8.0f} us   "
+            f"agent-runtime / this = {statistics.median(ratios):.2f}x {spread}"
+        )
+    if "openai-agents Runner" in medians:
+        ratio = statistics.median(a / b for a, b in zip(medians[ours], medians["openai-agents Runner"], strict=True))
+        print(f"  goal: agent-runtime <= 0.40x openai-agents (now {ratio:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -10,14 +10,24 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agent_runtime.definition import create_agent
+from agent_runtime.errors import AbortRequested
 from agent_runtime.ids import InstanceRef
 from agent_runtime.ledger import Outcome
-from agent_runtime.models.base import Model, ModelEvent, ModelRequest, TextDelta
+from agent_runtime.loop.abort import cancelled_on_abort
+from agent_runtime.messages import Message
+from agent_runtime.models.base import (
+    Model,
+    ModelEvent,
+    ModelRequest,
+    ModelResponse,
+    ResponseDone,
+    TextDelta,
+)
 from agent_runtime.models.test import ScriptedModel, ToolCall
 from agent_runtime.registry import Registry
 from agent_runtime.runtime import Runtime
 from agent_runtime.testing.backends import Backend, FakeClock
-from agent_runtime.tools import ToolContext, tool
+from agent_runtime.tools import AbortSignal, ToolContext, tool
 
 pytestmark = pytest.mark.asyncio
 
@@ -149,3 +159,71 @@ async def test_an_abort_closes_a_real_model_stream(monkeypatch: pytest.MonkeyPat
     record = await rt.submission("talker", "x", admitted.record.id)
     assert record.outcome is Outcome.aborted
     assert len(fake.requests) == 1  # one request, cancelled; no retry after the abort
+
+
+# --- the pieces: a signal's listeners, the scope a model call runs in ---------------------
+
+
+async def test_a_signal_calls_its_listeners_once_and_forgets_on_request() -> None:
+    signal = AbortSignal()
+    heard: list[str] = []
+    forget = signal.on_abort(lambda: heard.append("kept"))
+    signal.on_abort(lambda: heard.append("other"))
+    forgotten = signal.on_abort(lambda: heard.append("forgotten"))
+    forgotten()
+    signal.abort("stop")
+    signal.abort("again")  # listeners hear the first abort only
+    assert heard == ["kept", "other"] and signal.reason == "again"
+    forget()  # harmless once called
+    signal.on_abort(lambda: heard.append("late"))  # already set: called at once
+    assert heard == ["kept", "other", "late"]
+
+
+async def test_an_abort_inside_the_scope_cancels_the_wait_and_raises_abort_requested() -> None:
+    signal = AbortSignal()
+    asyncio.get_running_loop().call_later(0.01, signal.abort)
+    with pytest.raises(AbortRequested):
+        async with cancelled_on_abort(signal, "sub-1"):
+            await asyncio.sleep(5)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0)  # no cancellation left pending on the task
+
+
+async def test_a_scope_left_before_the_abort_no_longer_reaches_the_task() -> None:
+    signal = AbortSignal()
+    async with cancelled_on_abort(signal, "sub-1"):
+        await asyncio.sleep(0)
+    signal.abort()
+    await asyncio.sleep(0.01)  # would raise CancelledError if the abort still reached us
+
+
+async def test_a_timeout_around_the_scope_stays_a_timeout() -> None:
+    signal = AbortSignal()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01), cancelled_on_abort(signal, "sub-1"):
+            await asyncio.sleep(5)
+    signal.abort()
+    await asyncio.sleep(0)
+
+
+async def test_a_model_stream_is_closed_by_the_attempt_that_read_it(backend: Backend, clock: FakeClock) -> None:
+    """Once its reply is read, a model's stream is closed at once, in the attempt's own
+    task, not later by the garbage collector through the event loop."""
+
+    class Tidy(Model):
+        name = "test/tidy"
+        closed_in: asyncio.Task[object] | None = None
+
+        async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+            try:
+                yield ResponseDone(response=ModelResponse(message=Message.assistant("done")))
+                yield TextDelta(text="never read")
+            finally:
+                Tidy.closed_in = asyncio.current_task()
+
+    rt = _runtime(backend, clock, "tidy", model=Tidy())
+    await rt.prompt("tidy", "x", "hi")
+    drain = asyncio.ensure_future(rt.drain(InstanceRef("tidy", "x"), deadline=clock() + 10_000))
+    await drain
+    assert Tidy.closed_in is drain

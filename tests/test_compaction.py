@@ -113,3 +113,31 @@ def test_a_crash_after_the_summary_is_written_keeps_it(backend: Backend, serve: 
     assert served.crashes == 1
     summaries = [m for m in history(runtime) if m.compacts is not None]
     assert len(summaries) == calls["summaries"], "each summary made was written exactly once"
+
+
+def test_sums_over_a_history_follow_every_change_to_it() -> None:
+    """A `MessageSum` adds only what was appended since it last saw a history, and sums
+    again whatever else it is given: histories cut, filtered, reordered, or as tuples."""
+    import random
+
+    from agent_runtime.message_sums import MessageSum
+    from agent_runtime.messages import Message
+
+    rng = random.Random(3)
+    pool = [Message.user("x" * rng.randint(0, 30)) for _ in range(40)]
+    chars = MessageSum(lambda message: len(message.text), remembered=4)
+    history: list[Message] = []
+    for _ in range(3000):
+        change = rng.random()
+        if change < 0.6:
+            history.append(rng.choice(pool))
+        elif change < 0.7 and history:
+            history.pop(rng.randrange(len(history)))
+        elif change < 0.8:
+            history = [rng.choice(pool), *history]
+        elif change < 0.82:
+            history = []
+        given: Any = history if rng.random() < 0.7 else tuple(history)
+        if history and rng.random() < 0.2:
+            given = history[: rng.randrange(len(history))]
+        assert chars(given) == sum(len(m.text) for m in given)

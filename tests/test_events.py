@@ -470,3 +470,21 @@ async def test_function_models_stream_too(backend: Backend, clock: FakeClock) ->
     await rt.drain(InstanceRef("fn", "x"), deadline=clock() + 100)
     page = await rt.events_after("fn", "x", after=0)
     assert "".join(e.text for e in page.events if isinstance(e, ev.TextDelta)) == "a b c"
+
+
+async def test_timestamps_are_written_as_datetime_writes_them() -> None:
+    """`iso` formats each second once and the milliseconds per call; the text is exactly
+    what ``datetime`` gives, rounding at the microsecond included."""
+    import random
+    from datetime import UTC, datetime
+
+    def expected(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    rng = random.Random(7)
+    edges = [0.0, 0.0000005, 0.9995, 0.9999995, 1_700_000_000.0005, 1_700_000_000.9999996, 253_402_300_799.999, -0.5]
+    spread = [rng.uniform(0, 4e9) for _ in range(20_000)]
+    halves = [rng.randint(0, 4_000_000_000) + rng.randint(0, 1_999_999) / 2_000_000 for _ in range(20_000)]
+    for t in edges + spread + halves:
+        assert ev.iso(t) == expected(t), t
+    assert ev.iso(None) is None

@@ -264,3 +264,35 @@ async def test_an_abort_between_tool_calls_keeps_recorded_results_in_history(bac
     assert [(r.name, r.status) for r in results] == [("first", "ok"), ("second", "ok"), ("first", "interrupted")]
     assert [r.content for r in results[:2]] == ["first done", "second done"]
     assert "not run" in results[2].content
+
+
+async def test_a_tool_that_takes_no_context_costs_no_read_of_the_sessions_state(backend: Backend, clock: FakeClock) -> None:
+    reads: list[str] = []
+    original = backend.stores.sessions.get
+
+    async def counted(instance: InstanceRef, session: str) -> Any:
+        reads.append(session)
+        return await original(instance, session)
+
+    backend.stores.sessions.get = counted  # type: ignore[method-assign]
+
+    @tool
+    async def weather(city: str) -> str:
+        """The weather of a city."""
+        return f"sunny in {city}"
+
+    @tool
+    async def remember(ctx: ToolContext) -> str:
+        """Remember that the weather was asked."""
+        ctx.context["asked"] = True
+        return "noted"
+
+    model = ScriptedModel([ToolCall("weather", {"city": "Paris"}), "sunny", ToolCall("remember"), "noted"])
+    rt = runtime_with(backend, clock, desk=create_agent(model=model, tools=[weather, remember]))
+    first = await rt.prompt("desk", "x", "weather?")
+    assert (await settle(rt, clock, "desk", "x", first.record.id)).outcome is Outcome.completed
+    assert reads == []  # the plain tool could not have seen the session's context
+    second = await rt.prompt("desk", "x", "remember it")
+    assert (await settle(rt, clock, "desk", "x", second.record.id)).outcome is Outcome.completed
+    assert reads == ["default"]
+    assert (await original(InstanceRef("desk", "x"), "default")).context == {"asked": True}

@@ -29,14 +29,13 @@ from typing import Any
 from agent_runtime import events as ev
 from agent_runtime import settings, tracing
 from agent_runtime.children import link_of
-from agent_runtime.compaction import view as compaction_view
 from agent_runtime.definition import AgentConfig, AgentContext
 from agent_runtime.dual import Side, turn_output
 from agent_runtime.errors import AbortRequested, AgentRuntimeError
 from agent_runtime.handoffs import owner_config
 from agent_runtime.hooks import HookContext
 from agent_runtime.ledger import Budget, Fence, Outcome, Phase, SubmissionRecord
-from agent_runtime.loop.abort import watching_abort
+from agent_runtime.loop.abort import cancelled_on_abort, reply_though_aborted, watching_abort
 from agent_runtime.loop.builtins import CallContext, Handled, Router, replayed
 from agent_runtime.loop.child_runs import ChildRuns, ParentNotices
 from agent_runtime.loop.compacting import compact_if_needed
@@ -73,10 +72,11 @@ from agent_runtime.models.base import (
     ResponseDone,
     TextDelta,
     ThinkingDelta,
+    close_stream,
 )
 from agent_runtime.ports import Stores
 from agent_runtime.streaming import EventStream
-from agent_runtime.tools import AbortSignal, ToolContext
+from agent_runtime.tools import AbortSignal, Tool, ToolContext
 
 MAX_RESULT_REPAIRS = 3
 
@@ -134,7 +134,7 @@ class Attempt:
         self.on_checkpoint = checkpoint
         self.abort_poll_seconds = abort_poll_seconds
         self.fence = Fence.of(record)
-        self.journal = record.journal.model_copy(deep=True)
+        self.journal = record.journal.deep_copy()
         self.session = SessionView(stores, self.fence, self.journal)
         self.hooks = HookRunner(lambda: self.config.hooks, self.session, self._hook_context)
         self.sides = Sides(config, self.session)
@@ -302,28 +302,31 @@ class Attempt:
             label, steps = self.sides.side.label, self.sides.side.max_steps
             return self._side_turn_over([turn_output(f"[{label} stopped after max_steps={steps}]", self.sides.speaker)])
         system = self.config.render_instructions(context, self._values)
-        await compact_if_needed(
+        tools = self.router.specs()
+        compacted = await compact_if_needed(
             self.history,
             self.config,
             self.model,
             system=system,
-            tools=self.router.specs(),
+            tools=tools,
             models=self._models,
             emit=self._emit,
             write=lambda summary: self._write(self.journal.phase or Phase.before_model, summary),
             account=self._account,
         )
-        compacted = compaction_view(self.history)
         seen = self.sides.view(compacted) if self.sides.active else compacted
+        # `messages` are `Message`s validated when they were made, in a list of this turn's
+        # own (the view's, or the hooks'): the request takes them as they are, rather than
+        # checking every one of a long session's messages again at each turn.
         messages = await self.hooks.messages(seen)
         request = ModelRequest(
             system=system,
-            messages=messages,
-            tools=self.router.specs(),
+            messages=[],
+            tools=tools,
             tool_choice=self.router.tool_choice(),
             settings=self.config.model_settings,
             files=await request_files(self.stores, self.fence.instance, messages),
-        )
+        ).model_copy(update={"messages": messages})
         turn = self.journal.turn
         await self._emit(ev.TurnStart, turn=turn)
         response = await self._stream(request)
@@ -353,19 +356,11 @@ class Attempt:
         limit = asyncio.timeout(timeout if timeout != float("inf") else None)
         try:
             async with limit, self._watching_abort():
-                reply = asyncio.ensure_future(tracing.model_call(self.model, self.journal.turn, self._read_stream(request)))
-                aborted = asyncio.ensure_future(self.abort.wait())
-                try:
-                    await asyncio.wait((reply, aborted), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    aborted.cancel()
-                    if not reply.done():  # aborted, or this step was cancelled: stop the stream
-                        reply.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await reply
-                if not reply.done() or reply.cancelled():
-                    raise AbortRequested(self.record.id)
-                return reply.result()
+                reply = tracing.model_call(self.model, self.journal.turn, self._read_stream(request))
+                if self.abort.aborted:
+                    return await reply_though_aborted(reply, self.record.id)
+                async with cancelled_on_abort(self.abort, self.record.id):
+                    return await reply
         except TimeoutError:
             if not limit.expired():
                 raise  # the model's own timeout: a failed attempt
@@ -376,13 +371,17 @@ class Attempt:
 
     async def _read_stream(self, request: ModelRequest) -> ModelResponse:
         turn = self.journal.turn
-        async for event in self.model.stream(request):
-            if isinstance(event, ResponseDone):
-                return event.response
-            if isinstance(event, TextDelta) and event.text:
-                await self._emit(ev.TextDelta, turn=turn, text=event.text)
-            elif isinstance(event, ThinkingDelta) and event.thinking:
-                await self._emit(ev.ThinkingDelta, turn=turn, text=event.thinking)
+        stream = self.model.stream(request)
+        try:
+            async for event in stream:
+                if isinstance(event, ResponseDone):
+                    return event.response
+                if isinstance(event, TextDelta) and event.text:
+                    await self._emit(ev.TextDelta, turn=turn, text=event.text)
+                elif isinstance(event, ThinkingDelta) and event.thinking:
+                    await self._emit(ev.ThinkingDelta, turn=turn, text=event.thinking)
+        finally:
+            await close_stream(stream)
         raise AgentRuntimeError(f"model {self.model.name} ended its stream without a response")
 
     def _watching_abort(self) -> contextlib.AbstractAsyncContextManager[None]:
@@ -506,6 +505,9 @@ class Attempt:
             return interrupted(call, "interrupted: the runtime restarted while this call was running; its outcome is unknown")
         await self._emit(ev.ToolStart, flush=True, **tool_start_fields(turn, call))
         self._started.add(call.id)
+        # A plain tool that takes no context never sees it (nor does an unknown one): the
+        # session's state is then neither read for it nor compared after it.
+        reaches_context = tool is not None and (type(tool) is not Tool or tool.context_param is not None)
         context = ToolContext(
             instance=self.fence.instance,
             session=self.record.session,
@@ -516,13 +518,13 @@ class Attempt:
             parent=self._parent_line,
             files=FilesView(self.stores, self.fence, self.clock),
             surroundings=self.surroundings,
-            context=await self.session.context(),
+            context=await self.session.context() if reaches_context else {},
         )
         deadline = min(self.deadline or float("inf"), self.invocation_deadline + self.lease_seconds)
         timeout = max(0.001, deadline - self.clock()) if deadline != float("inf") else None
-        before = self.session.snapshot()
+        before = self.session.snapshot() if reaches_context else None
         part = await tracing.tool_call(call, run_tool(self.config, call, context, seconds=timeout))
-        refused = self.session.note_context(before)
+        refused = self.session.note_context(before) if reaches_context else None
         if refused is not None:
             part = error_result(call, refused)
         redacted = self.surroundings.redact(part.content)

@@ -24,20 +24,21 @@ async def compact_if_needed(
     emit: Callable[..., Awaitable[None]],
     write: Callable[[list[Message]], Awaitable[None]],
     account: Callable[[str, Usage], None],
-) -> bool:
-    """Summarise and write a summary item when the request would pass the threshold;
-    True when one was written."""
+) -> list[Message]:
+    """Summarise and write a summary item when the request would pass the threshold.
+    Returns what the request sends of the history (`compaction.view`), with the summary
+    when one was written: the view is taken once for both."""
+    seen = cp.view(history)
     policy = config.compaction
     if policy is None:
-        return False
-    seen = cp.view(history)
+        return seen
     estimate = cp.estimate_tokens(seen, system, tools)
     if estimate <= policy.threshold * policy.window(model.name):
-        return False
+        return seen
     covers = cp.split_point(history, policy.keep_recent)
     already = max((m.compacts or 0 for m in history if m.compacts is not None), default=0)
     if covers <= already:
-        return False  # nothing new to summarise: the request goes as it is
+        return seen  # nothing new to summarise: the request goes as it is
     await emit(ev.CompactionStart, flush=True, covers=covers, estimated_tokens=estimate)
     summariser = model if policy.model is None else (models(policy.model) if models else model)
     request = ModelRequest(
@@ -48,7 +49,7 @@ async def compact_if_needed(
     text = response.message.text.strip() or "(nothing to keep)"
     await write([cp.summary_message(text, covers)])
     await emit(ev.CompactionEnd, flush=True, covers=covers, summary_chars=len(text))
-    return True
+    return cp.view(history)
 
 
 __all__ = ["compact_if_needed"]

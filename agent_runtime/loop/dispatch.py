@@ -186,7 +186,7 @@ class DispatchAttempt:
         self.abort_poll_seconds = abort_poll_seconds
         self._admit = admit
         self.fence = Fence.of(record)
-        self.journal = record.journal.model_copy(deep=True)
+        self.journal = record.journal.deep_copy()
         self.abort = AbortSignal()
         self.settlement: Settlement | None = None
         self._recorded: dict[str, ToolResultPart] = {}

@@ -8,6 +8,7 @@ turns requests off (`ALLOW_MODEL_REQUESTS = False`) cannot reach a paid API by a
 
 from __future__ import annotations
 
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent_runtime.errors import DefinitionError, ModelRequestsForbidden
 from agent_runtime.messages import Message, Usage
+
+log = logging.getLogger("agent_runtime")
 
 ToolChoice = Literal["auto", "none", "required"]
 
@@ -131,10 +134,30 @@ class Model(ABC):
         return self.name
 
     async def request(self, request: ModelRequest) -> ModelResponse:
-        async for event in self.stream(request):
-            if isinstance(event, ResponseDone):
-                return event.response
+        stream = self.stream(request)
+        try:
+            async for event in stream:
+                if isinstance(event, ResponseDone):
+                    return event.response
+        finally:
+            await close_stream(stream)
         raise RuntimeError(f"model {self.name} ended its stream without a response")
+
+
+async def close_stream(stream: AsyncIterator[Any]) -> None:
+    """Close a model's stream now that its reader is done with it (it stops at
+    `ResponseDone`, or on an error), rather than whenever it is collected: then its
+    connection goes back at once, and the event loop is not asked (from the garbage
+    collector, through its self-pipe) to finish it later. A failure to clean up after
+    the reply was read is logged, not raised: the reply stands, as it did when the
+    collector closed the stream."""
+    close = getattr(stream, "aclose", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception:
+        log.warning("closing a model stream failed", exc_info=True)
 
 
 ModelFactory = Callable[[str], Model]

@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import re
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,9 @@ def _usage_for(request: ModelRequest, message: Message) -> Usage:
     return Usage(input_tokens=max(1, prompt // 4), output_tokens=max(1, out // 4), requests=1)
 
 
-async def _stream_response(response: ModelResponse) -> AsyncIterator[ModelEvent]:
+def _stream_response(response: ModelResponse) -> Iterator[ModelEvent]:
+    """The events of `response`, as a model streams them. A plain generator: a reader
+    that stops at `ResponseDone` leaves nothing for the event loop to close."""
     for part in response.message.parts:
         if isinstance(part, TextPart):
             for chunk in re.findall(r"\S+\s*|\s+", part.text):
@@ -103,7 +105,7 @@ class EchoModel(_TestModel):
             break
         reply = Message.assistant(f"echo: {text}")
         response = ModelResponse(message=reply, usage=_usage_for(request, reply), stop_reason="end_turn", model=self.name)
-        async for event in _stream_response(response):
+        for event in _stream_response(response):
             yield event
 
 
@@ -148,7 +150,7 @@ class ScriptedModel(_TestModel):
             message = self._message(step)
             stop = "tool_use" if message.tool_calls else "end_turn"
             response = ModelResponse(message=message, usage=_usage_for(request, message), stop_reason=stop, model=self.name)
-        async for event in _stream_response(response):
+        for event in _stream_response(response):
             yield event
 
 
@@ -175,7 +177,7 @@ class FunctionModel(_TestModel):
             message = self._message(result)
             stop = "tool_use" if message.tool_calls else "end_turn"
             response = ModelResponse(message=message, usage=_usage_for(request, message), stop_reason=stop, model=self.name)
-        async for event in _stream_response(response):
+        for event in _stream_response(response):
             yield event
 
 

@@ -74,13 +74,16 @@ def reset() -> None:
     _tracing = _UNSET
 
 
-@contextlib.contextmanager
-def attempt(record: SubmissionRecord) -> Iterator[None]:
+def attempt(record: SubmissionRecord) -> contextlib.AbstractContextManager[None]:
     """The span of one attempt of `record`, current while the attempt runs."""
     tracing = active()
     if tracing is None:
-        yield
-        return
+        return contextlib.nullcontext()
+    return _attempt_span(tracing, record)
+
+
+@contextlib.contextmanager
+def _attempt_span(tracing: Tracing, record: SubmissionRecord) -> Iterator[None]:
     with tracing.attempt(record) as spans:
         token = _attempt.set(spans)
         try:

@@ -136,36 +136,46 @@ class Router:
     ) -> Router:
         """The built-ins of `config`; `extra` families join them (tests, later features).
         `task` needs a way to run children: without one, subagents are not offered."""
-        from agent_runtime.loop.builtins.agent_tools import AgentToolsFamily
-        from agent_runtime.loop.builtins.files import FilesFamily
-        from agent_runtime.loop.builtins.handoff import HandoffFamily
-        from agent_runtime.loop.builtins.lifecycle import LifecycleFamily
-        from agent_runtime.loop.builtins.result import ResultFamily
-        from agent_runtime.loop.builtins.resumable import ResumableFamily
-        from agent_runtime.loop.builtins.skills import SkillsFamily
-        from agent_runtime.loop.builtins.subprompt import SubpromptFamily
-        from agent_runtime.loop.builtins.task import TaskFamily
-
+        # Each family is imported only when a configuration has it: a plain agent's
+        # attempt imports none (and a cold start loads only the families it uses).
         families: list[Family] = []
         if config.result is not None:
+            from agent_runtime.loop.builtins.result import ResultFamily
+
             families.append(ResultFamily(config.result))
         one_shot = [s for s in config.subagents if s.resumable is None]
         resumable = [s for s in config.subagents if s.resumable is not None]
         if one_shot and child_runs is not None:
+            from agent_runtime.loop.builtins.task import TaskFamily
+
             families.append(TaskFamily(one_shot, child_runs))
         if resumable and child_runs is not None:
+            from agent_runtime.loop.builtins.resumable import ResumableFamily
+
             families.append(ResumableFamily(resumable, child_runs))
         if config.file_tools:
+            from agent_runtime.loop.builtins.files import FilesFamily
+
             families.append(FilesFamily(config.file_tools))
         if config.handoffs:
+            from agent_runtime.loop.builtins.handoff import HandoffFamily
+
             families.append(HandoffFamily(config))
         if config.agent_tools and child_runs is not None:
+            from agent_runtime.loop.builtins.agent_tools import AgentToolsFamily
+
             families.append(AgentToolsFamily(config.agent_tools, child_runs))
         if config.subprompts:
+            from agent_runtime.loop.builtins.subprompt import SubpromptFamily
+
             families.append(SubpromptFamily(config.subprompts))
         if side is not None:
+            from agent_runtime.loop.builtins.lifecycle import LifecycleFamily
+
             families.append(LifecycleFamily(side))
         if config.skills:
+            from agent_runtime.loop.builtins.skills import SkillsFamily
+
             families.append(SkillsFamily(config.skills))
         return cls(config, [*families, *extra])
 
