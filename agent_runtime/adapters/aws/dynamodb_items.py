@@ -102,7 +102,7 @@ def _str(item: Item, name: str) -> str | None:
     return item[name]["S"] if name in item else None
 
 
-def _void(item: Item) -> bool:
+def _is_void(item: Item) -> bool:
     """A SUB item that holds no submission: its sequence was given up (see `void_item`)."""
     return "void" in item
 

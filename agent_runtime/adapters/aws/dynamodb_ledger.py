@@ -22,12 +22,12 @@ from agent_runtime.adapters.aws.dynamodb_items import (
     _cancel_reasons,
     _code,
     _int,
+    _is_void,
     _key,
     _n,
     _pk,
     _s,
     _sub,
-    _void,
     pending_shard,
     void_item,
 )
@@ -210,7 +210,7 @@ class DynamoDBLedger(TablePort):
         found: list[Item] = []
         while len(found) < limit:
             response = await offload(self.client.query, **request, Limit=limit - len(found))
-            found += [item for item in response["Items"] if not _void(item)]
+            found += [item for item in response["Items"] if not _is_void(item)]
             if "LastEvaluatedKey" not in response:
                 break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
